@@ -1,0 +1,502 @@
+//! The use cases every entry point calls: define jobs, execute, stop, submit to
+//! an engine, record what the engine reports, retry, and read logs.
+//!
+//! [`App`] holds the ports and nothing else; it is the same for `flotilla serve`
+//! and for the Lambda functions. Each run command goes through [`App::apply`]:
+//! read the projection, `decide`, append with the version as condition, and on a
+//! conflict read again and decide again. That loop, with `decide` returning no
+//! events for duplicates, is what makes every handler idempotent.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::domain::definition::{Definition, DefinitionInput};
+use crate::domain::event::RunEvent;
+use crate::domain::launch::{LaunchContext, LaunchRequest, OwnerRule, build_spec, run_id_for};
+use crate::domain::query::{DefinitionQuery, Page, RunQuery};
+use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
+use crate::error::{AppError, EngineError, StoreError};
+use crate::ports::{
+    Clock, DefinitionStore, EngineChange, EngineUpdate, EventStore, ExecutionEngine, LaunchSpec,
+    LogPage, LogSource, RecordedEvent, RunQueue, RunReadModel, RunTicket,
+};
+
+/// How often a command is retried after losing an optimistic-concurrency race.
+const MAX_CONFLICT_RETRIES: usize = 8;
+
+/// Settings of the use cases that do not depend on the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppSettings {
+    /// Engine name recorded on runs and used as run id prefix.
+    pub engine: String,
+    /// Value of `FLOTILLA_SERVER_MODE` in every run.
+    pub server_mode: String,
+    /// Name of the owner variable.
+    pub owner_var: String,
+    /// Cluster used when none is named.
+    pub default_cluster: String,
+    /// Whether runs need a command (the local engine runs `bash -c`).
+    pub requires_command: bool,
+    /// Attempts allowed per run, the first included.
+    pub max_attempts: u32,
+}
+
+/// The ports, built once per process.
+#[derive(Clone)]
+pub struct App {
+    /// Run event streams.
+    pub events: Arc<dyn EventStore>,
+    /// Run projection.
+    pub runs: Arc<dyn RunReadModel>,
+    /// Definitions.
+    pub definitions: Arc<dyn DefinitionStore>,
+    /// Per-cluster queues.
+    pub queue: Arc<dyn RunQueue>,
+    /// Engine.
+    pub engine: Arc<dyn ExecutionEngine>,
+    /// Logs.
+    pub logs: Arc<dyn LogSource>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub settings: AppSettings,
+}
+
+/// How a definition is named in a request.
+#[derive(Debug, Clone, Copy)]
+pub enum DefinitionRef<'a> {
+    /// By `definition_id`.
+    Id(&'a str),
+    /// By alias.
+    Alias(&'a str),
+}
+
+/// What [`App::submit`] did with a ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitOutcome {
+    /// The attempt was handed to the engine.
+    Launched {
+        /// Engine task id.
+        task_id: String,
+    },
+    /// Nothing to do: the run is gone, not QUEUED, or at another attempt (a
+    /// duplicate or stale ticket). Acknowledge it.
+    Skipped,
+    /// The engine refused for now; try the ticket again later.
+    Deferred {
+        /// Why.
+        reason: String,
+    },
+    /// The engine refused for good; the run is STOPPED with the reason.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What one retry sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickOutcome {
+    /// Runs queued again as a new attempt.
+    pub requeued: Vec<String>,
+    /// Runs that used up their attempts and were stopped.
+    pub gave_up: Vec<String>,
+    /// QUEUED runs whose ticket was put on the queue again.
+    pub reenqueued: Vec<String>,
+}
+
+impl App {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    // ----- definitions -------------------------------------------------------
+
+    /// Creates a definition; its id is `<group_name>-<uuid>`.
+    pub async fn create_definition(&self, input: DefinitionInput) -> Result<Definition, AppError> {
+        let group = input.group_name.clone().unwrap_or_default();
+        let id = format!("{group}-{}", uuid::Uuid::new_v4());
+        let definition = Definition::create(id, input)?;
+        self.definitions
+            .create(&definition)
+            .await
+            .map_err(|e| alias_conflict(e, &definition.alias))?;
+        Ok(definition)
+    }
+
+    /// Updates the fields given.
+    pub async fn update_definition(
+        &self,
+        definition_id: &str,
+        input: DefinitionInput,
+    ) -> Result<Definition, AppError> {
+        let current = self.definition(DefinitionRef::Id(definition_id)).await?;
+        let next = current.updated(input)?;
+        self.definitions
+            .update(&next)
+            .await
+            .map_err(|e| alias_conflict(e, &next.alias))?;
+        Ok(next)
+    }
+
+    /// Deletes a definition. Its runs stay: run history is never deleted.
+    pub async fn delete_definition(&self, definition_id: &str) -> Result<(), AppError> {
+        if self.definitions.delete(definition_id).await? {
+            Ok(())
+        } else {
+            Err(definition_not_found(DefinitionRef::Id(definition_id)))
+        }
+    }
+
+    /// One definition.
+    pub async fn definition(&self, by: DefinitionRef<'_>) -> Result<Definition, AppError> {
+        let found = match by {
+            DefinitionRef::Id(id) => self.definitions.get(id).await?,
+            DefinitionRef::Alias(alias) => self.definitions.get_by_alias(alias).await?,
+        };
+        found.ok_or_else(|| definition_not_found(by))
+    }
+
+    /// Definitions matching a query.
+    pub async fn list_definitions(
+        &self,
+        query: &DefinitionQuery,
+    ) -> Result<Page<Definition>, AppError> {
+        Ok(self.definitions.list(query).await?)
+    }
+
+    // ----- runs --------------------------------------------------------------
+
+    /// Executes a definition: validates, appends `RunQueued`, then enqueues a
+    /// ticket. If the enqueue fails the run is still recorded and the retry sweep
+    /// enqueues it again, so the run is never lost.
+    pub async fn execute(
+        &self,
+        by: DefinitionRef<'_>,
+        rule: OwnerRule,
+        request: LaunchRequest,
+    ) -> Result<Run, AppError> {
+        let definition = self.definition(by).await?;
+        let owner = rule.owner(request.run_tags.as_ref())?;
+        let ctx = LaunchContext {
+            run_id: run_id_for(&self.settings.engine, &uuid::Uuid::new_v4().to_string()),
+            engine: self.settings.engine.clone(),
+            server_mode: self.settings.server_mode.clone(),
+            owner_var: self.settings.owner_var.clone(),
+            default_cluster: self.settings.default_cluster.clone(),
+            requires_command: self.settings.requires_command,
+        };
+        let spec = build_spec(&definition, request, owner, &ctx)?;
+        let run_id = spec.run_id.clone();
+        let command = RunCommand::Queue {
+            spec: Box::new(spec),
+            now: self.now(),
+        };
+        let run = self.apply(&run_id, command).await?;
+        let ticket = RunTicket {
+            run_id: run_id.clone(),
+            attempt: run.attempt,
+            cluster: run.spec.cluster.clone(),
+        };
+        if let Err(error) = self.queue.enqueue(&ticket).await {
+            warn!(run_id = %run_id, error = %error, "enqueue failed; the retry sweep will enqueue the run again");
+        }
+        Ok(run)
+    }
+
+    /// One run.
+    pub async fn run(&self, run_id: &str) -> Result<Run, AppError> {
+        self.runs
+            .get(run_id)
+            .await?
+            .run
+            .ok_or_else(|| run_not_found(run_id))
+    }
+
+    /// Runs matching a query. A `definition_ids` filter must name existing
+    /// definitions.
+    pub async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run>, AppError> {
+        Ok(self.runs.list(query).await?)
+    }
+
+    /// A run's event stream.
+    pub async fn run_events(&self, run_id: &str) -> Result<Vec<RecordedEvent>, AppError> {
+        let events = self.events.load(run_id).await?;
+        if events.is_empty() {
+            return Err(run_not_found(run_id));
+        }
+        Ok(events)
+    }
+
+    /// Stops a run: a QUEUED run ends at once; a launched one is signalled and
+    /// ends when its engine reports it gone. Stopping a stopped run changes
+    /// nothing.
+    pub async fn stop(&self, run_id: &str, by: &str) -> Result<Run, AppError> {
+        let run = self
+            .apply(
+                run_id,
+                RunCommand::RequestStop {
+                    by: by.to_owned(),
+                    now: self.now(),
+                },
+            )
+            .await?;
+        if matches!(run.status, RunStatus::Pending | RunStatus::Running)
+            && let Some(task_id) = &run.task_id
+            && let Err(error) = self.engine.stop(run_id, task_id).await
+        {
+            warn!(run_id = %run_id, error = %error, "engine could not stop the task");
+            return Err(AppError::Engine(error));
+        }
+        Ok(run)
+    }
+
+    /// Handles one queue ticket: launches the run's attempt if, and only if, the
+    /// run is QUEUED at that attempt. A redelivered ticket finds the run past
+    /// QUEUED and is skipped, so no attempt is launched twice.
+    pub async fn submit(&self, ticket: &RunTicket) -> Result<SubmitOutcome, AppError> {
+        let state = self.runs.get(&ticket.run_id).await?;
+        let Some(run) = state.run.filter(|r| r.is_launchable(ticket.attempt)) else {
+            return Ok(SubmitOutcome::Skipped);
+        };
+        let spec = LaunchSpec::for_run(&run);
+        match self.engine.launch(&spec).await {
+            Ok(launched) => {
+                let now = self.now();
+                let run = self
+                    .apply(
+                        &ticket.run_id,
+                        RunCommand::RecordSubmitted {
+                            attempt: ticket.attempt,
+                            task_id: launched.task_id.clone(),
+                            now,
+                        },
+                    )
+                    .await?;
+                if run.task_id.as_deref() != Some(launched.task_id.as_str()) {
+                    // The run moved on while it was being launched (stopped by a
+                    // user in between): the task must not outlive that decision.
+                    if let Err(error) = self.engine.stop(&ticket.run_id, &launched.task_id).await {
+                        warn!(run_id = %ticket.run_id, error = %error, "could not stop a task launched for a run that had moved on");
+                    }
+                    return Ok(SubmitOutcome::Skipped);
+                }
+                if let Some(host) = launched.running_on {
+                    self.apply(
+                        &ticket.run_id,
+                        RunCommand::RecordStarted {
+                            attempt: ticket.attempt,
+                            task_id: Some(launched.task_id.clone()),
+                            host: Some(host),
+                            now,
+                        },
+                    )
+                    .await?;
+                }
+                info!(run_id = %ticket.run_id, attempt = ticket.attempt, task_id = %launched.task_id, "launched");
+                Ok(SubmitOutcome::Launched {
+                    task_id: launched.task_id,
+                })
+            }
+            Err(EngineError::Retryable { message, .. }) => {
+                Ok(SubmitOutcome::Deferred { reason: message })
+            }
+            Err(EngineError::Permanent { message, .. }) => {
+                self.apply(
+                    &ticket.run_id,
+                    RunCommand::RecordExited {
+                        attempt: ticket.attempt,
+                        exit_code: None,
+                        reason: Some(format!("could not launch: {message}")),
+                        now: self.now(),
+                    },
+                )
+                .await?;
+                Ok(SubmitOutcome::Failed { reason: message })
+            }
+        }
+    }
+
+    /// Records a state change reported by an engine. Duplicates, stale attempts
+    /// and out-of-order reports change nothing.
+    pub async fn record_engine_update(&self, update: EngineUpdate) -> Result<Run, AppError> {
+        let EngineUpdate {
+            run_id,
+            attempt,
+            change,
+            at,
+        } = update;
+        let command = match change {
+            EngineChange::Started { task_id, host } => RunCommand::RecordStarted {
+                attempt,
+                task_id,
+                host,
+                now: at,
+            },
+            EngineChange::Exited { exit_code, reason } => RunCommand::RecordExited {
+                attempt,
+                exit_code,
+                reason,
+                now: at,
+            },
+            EngineChange::InfrastructureFailure { reason } => {
+                RunCommand::RecordInfrastructureFailure {
+                    attempt,
+                    reason,
+                    now: at,
+                }
+            }
+        };
+        self.apply(&run_id, command).await
+    }
+
+    /// Ends a run its engine lost track of (see `RunCommand::Abandon`).
+    pub async fn abandon(&self, run_id: &str, reason: &str) -> Result<Run, AppError> {
+        self.apply(
+            run_id,
+            RunCommand::Abandon {
+                reason: reason.to_owned(),
+                now: self.now(),
+            },
+        )
+        .await
+    }
+
+    /// One retry sweep: NEEDS_RETRY runs are queued again as a new attempt (or
+    /// stopped once they used up their attempts), and QUEUED runs accepted before
+    /// `stale_before` get their ticket enqueued again in case the first enqueue
+    /// was lost. Enqueueing twice is harmless: submit skips what is not QUEUED.
+    pub async fn retry_tick(
+        &self,
+        stale_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<TickOutcome, AppError> {
+        let mut outcome = TickOutcome::default();
+        let needs_retry = self
+            .runs
+            .list(&RunQuery {
+                statuses: vec![RunStatus::NeedsRetry],
+                ..RunQuery::default()
+            })
+            .await?;
+        for run in needs_retry.items {
+            let run_id = run.spec.run_id.clone();
+            let run = self
+                .apply(
+                    &run_id,
+                    RunCommand::Requeue {
+                        max_attempts: self.settings.max_attempts,
+                        now: self.now(),
+                    },
+                )
+                .await?;
+            match run.status {
+                RunStatus::Queued => {
+                    self.enqueue(&run).await?;
+                    outcome.requeued.push(run_id);
+                }
+                RunStatus::Stopped => outcome.gave_up.push(run_id),
+                _ => {}
+            }
+        }
+        let queued = self
+            .runs
+            .list(&RunQuery {
+                statuses: vec![RunStatus::Queued],
+                ..RunQuery::default()
+            })
+            .await?;
+        for run in queued.items {
+            if run.queued_at < stale_before {
+                self.enqueue(&run).await?;
+                outcome.reenqueued.push(run.spec.run_id.clone());
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn enqueue(&self, run: &Run) -> Result<(), AppError> {
+        let ticket = RunTicket {
+            run_id: run.spec.run_id.clone(),
+            attempt: run.attempt,
+            cluster: run.spec.cluster.clone(),
+        };
+        Ok(self.queue.enqueue(&ticket).await?)
+    }
+
+    /// One page of a run's log; an empty page before the run has launched.
+    pub async fn log_page(&self, run_id: &str, last_seen: Option<&str>) -> Result<LogPage, AppError> {
+        let run = self.run(run_id).await?;
+        if run.task_id.is_none() && run.started_at.is_none() {
+            return Ok(LogPage {
+                log: String::new(),
+                last_seen: last_seen.unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(self.logs.page(&run, last_seen).await?)
+    }
+
+    /// A run's whole log.
+    pub async fn log_text(&self, run_id: &str) -> Result<String, AppError> {
+        let run = self.run(run_id).await?;
+        if run.task_id.is_none() && run.started_at.is_none() {
+            return Ok(String::new());
+        }
+        Ok(self.logs.all(&run).await?)
+    }
+
+    /// Runs one command against a run's stream: read, decide, append with the
+    /// version as condition; on a conflict, read and decide again. Returns the
+    /// run as it is afterwards.
+    pub async fn apply(&self, run_id: &str, command: RunCommand) -> Result<Run, AppError> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let state = self.runs.get(run_id).await?;
+            let events = decide(&state, command.clone()).map_err(|e| match e {
+                crate::domain::DomainError::RunNotFound => run_not_found(run_id),
+                other => other.into(),
+            })?;
+            let version = state.version;
+            let next = fold(state, &events);
+            let Some(run) = next.run else {
+                return Err(run_not_found(run_id));
+            };
+            if events.is_empty() {
+                return Ok(run);
+            }
+            match self.events.append(run_id, version, &events, &run).await {
+                Ok(_) => return Ok(run),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(AppError::Conflict(format!(
+            "run {run_id} is being changed by many writers at once; try again"
+        )))
+    }
+}
+
+fn fold(state: RunState, events: &[RunEvent]) -> RunState {
+    events.iter().fold(state, evolve)
+}
+
+fn alias_conflict(e: StoreError, alias: &str) -> AppError {
+    match e {
+        StoreError::Duplicate(_) => AppError::Conflict(format!(
+            "definition with alias [{alias}] already exists: choose another alias, or update that definition"
+        )),
+        other => other.into(),
+    }
+}
+
+fn definition_not_found(by: DefinitionRef<'_>) -> AppError {
+    match by {
+        DefinitionRef::Id(id) => AppError::NotFound(format!("Definition with ID {id} not found")),
+        DefinitionRef::Alias(alias) => {
+            AppError::NotFound(format!("Definition with alias {alias} not found"))
+        }
+    }
+}
+
+fn run_not_found(run_id: &str) -> AppError {
+    AppError::NotFound(format!("Run with id {run_id} not found"))
+}

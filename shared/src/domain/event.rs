@@ -1,0 +1,116 @@
+//! The facts recorded in a run's event stream.
+//!
+//! A run's stream is named by its run id; its state is the fold of these events
+//! ([`crate::domain::run::evolve`]). Event names (`type`) and field names are
+//! stored forever: renaming one orphans history already written, so add a new
+//! variant or a new optional field instead, and raise [`EVENT_SCHEMA_VERSION`]
+//! when an upcaster becomes necessary.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::run::RunSpec;
+
+/// Schema version written beside every stored event.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// One fact about a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum RunEvent {
+    /// An execute request was accepted: the run exists and waits in its cluster's queue.
+    RunQueued {
+        /// Everything fixed at creation.
+        spec: Box<RunSpec>,
+        /// When it was accepted.
+        at: DateTime<Utc>,
+    },
+    /// An engine accepted the run's current attempt (ECS RunTask answered, or a local
+    /// process was spawned); it is PENDING until the engine says it runs.
+    RunSubmitted {
+        /// The attempt handed over.
+        attempt: u32,
+        /// The engine's id for it (ECS task ARN, local process id).
+        task_id: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The engine reports the attempt's container or process running.
+    RunStarted {
+        /// The attempt.
+        attempt: u32,
+        /// Engine task id, when the engine reports it here first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
+        /// Host it runs on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        /// When it started.
+        at: DateTime<Utc>,
+    },
+    /// Somebody asked to stop the run; the engine is told and the stop follows.
+    RunStopRequested {
+        /// Who asked ("user" when unknown).
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The run ended: its command exited, or it was stopped, or it was given up.
+    RunStopped {
+        /// The attempt that ended.
+        attempt: u32,
+        /// The command's exit code, when it ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i64>,
+        /// Why it ended, when there is more to say than the exit code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The infrastructure, not the user's code, failed this attempt; the retry sweep
+    /// will queue the run again.
+    RunNeedsRetry {
+        /// The attempt that failed.
+        attempt: u32,
+        /// What failed.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A NEEDS_RETRY run was queued again as a new attempt.
+    RunRequeued {
+        /// The new attempt number.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl RunEvent {
+    /// The stored name of the event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RunQueued { .. } => "RunQueued",
+            Self::RunSubmitted { .. } => "RunSubmitted",
+            Self::RunStarted { .. } => "RunStarted",
+            Self::RunStopRequested { .. } => "RunStopRequested",
+            Self::RunStopped { .. } => "RunStopped",
+            Self::RunNeedsRetry { .. } => "RunNeedsRetry",
+            Self::RunRequeued { .. } => "RunRequeued",
+        }
+    }
+
+    /// When the fact happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::RunQueued { at, .. }
+            | Self::RunSubmitted { at, .. }
+            | Self::RunStarted { at, .. }
+            | Self::RunStopRequested { at, .. }
+            | Self::RunStopped { at, .. }
+            | Self::RunNeedsRetry { at, .. }
+            | Self::RunRequeued { at, .. } => *at,
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Execute requests: what a launch may ask for, and how it becomes a [`RunSpec`].
+//!
+//! The rules are Flotilla's: the run's env is the reserved variables
+//! (`FLOTILLA_RUN_ID`, `FLOTILLA_SERVER_MODE`, the owner variable) followed by the
+//! request's env; the request's command and resources override the definition's;
+//! `description` defaults to the alias; `node_lifecycle` is `spot` or `ondemand`.
+//! Unlike Flotilla, a request may not set a reserved variable itself (it would
+//! silently lose), and the request's `cluster` is honoured.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::domain::definition::Definition;
+use crate::domain::error::ValidationError;
+use crate::domain::run::RunSpec;
+use crate::domain::{EnvVar, validate_env};
+
+/// Reserved variable carrying the run id.
+pub const RUN_ID_VAR: &str = "FLOTILLA_RUN_ID";
+/// Reserved variable carrying the server mode.
+pub const SERVER_MODE_VAR: &str = "FLOTILLA_SERVER_MODE";
+/// Default name of the reserved variable carrying the owner.
+pub const DEFAULT_OWNER_VAR: &str = "FLOTILLA_RUN_OWNER_ID";
+/// Default timeout of a run: 48 hours, as Flotilla.
+pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: u64 = 172_800;
+/// Owner recorded for runs launched through the v1 execute route, which has no owner.
+pub const V1_OWNER: &str = "v1-unknown";
+
+/// `run_tags` of an execute body.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RunTags {
+    /// Owner (v4/v6 and the alias route).
+    pub owner_id: Option<String>,
+    /// Owner e-mail (v2).
+    pub owner_email: Option<String>,
+    /// Team (v2).
+    pub team_name: Option<String>,
+}
+
+/// An execute body (Flotilla's LaunchRequestV2; v1's `{cluster, env, tier}` is a subset).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct LaunchRequest {
+    /// Cluster to run on; the default cluster when absent.
+    pub cluster: Option<String>,
+    /// Extra environment for this run.
+    pub env: Option<Vec<EnvVar>>,
+    /// Ownership tags.
+    pub run_tags: Option<RunTags>,
+    /// Command overriding the definition's.
+    pub command: Option<String>,
+    /// Memory (MB) overriding the definition's.
+    pub memory: Option<u64>,
+    /// CPU units overriding the definition's.
+    pub cpu: Option<u64>,
+    /// GPUs overriding the definition's.
+    pub gpu: Option<u64>,
+    /// Ephemeral storage (MB) overriding the definition's.
+    pub ephemeral_storage: Option<u64>,
+    /// Timeout in seconds.
+    pub active_deadline_seconds: Option<u64>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Idempotence key.
+    pub idempotence_key: Option<String>,
+    /// Labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Engine the client asks for (checked, then the server's engine is used).
+    pub engine: Option<String>,
+    /// `spot` or `ondemand`.
+    pub node_lifecycle: Option<String>,
+    /// Scheduling tier.
+    pub tier: Option<String>,
+    /// CPU architecture.
+    pub arch: Option<String>,
+    /// Service account.
+    pub service_account: Option<String>,
+}
+
+/// Which ownership rule an execute route applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerRule {
+    /// v1: no owner is asked for; runs are owned by [`V1_OWNER`].
+    Anonymous,
+    /// v2: `run_tags.owner_email` and `run_tags.team_name` are required; the e-mail owns.
+    EmailAndTeam,
+    /// v4, v6 and the alias route: `run_tags.owner_id` is required.
+    OwnerId,
+}
+
+impl OwnerRule {
+    /// The owner of a run launched with these tags, or what to add.
+    pub fn owner(self, tags: Option<&RunTags>) -> Result<String, ValidationError> {
+        let get = |f: fn(&RunTags) -> &Option<String>| {
+            tags.and_then(|t| f(t).as_deref())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        match self {
+            Self::Anonymous => Ok(V1_OWNER.to_owned()),
+            Self::OwnerId => get(|t| &t.owner_id).ok_or_else(|| {
+                ValidationError::new(
+                    "run_tags must exist in body and contain [owner_id]: say who launches the run, e.g. \"run_tags\": {\"owner_id\": \"jane\"}",
+                )
+            }),
+            Self::EmailAndTeam => match (get(|t| &t.owner_email), get(|t| &t.team_name)) {
+                (Some(email), Some(_)) => Ok(email),
+                _ => Err(ValidationError::new(
+                    "run_tags must exist in body and contain [owner_email] and [team_name], e.g. \"run_tags\": {\"owner_email\": \"jane@example.com\", \"team_name\": \"data\"}",
+                )),
+            },
+        }
+    }
+}
+
+/// What the server decides for every launch, independent of the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchContext {
+    /// The new run's id.
+    pub run_id: String,
+    /// The engine this server runs runs with (`local`, `ecs`, …).
+    pub engine: String,
+    /// Value of `FLOTILLA_SERVER_MODE`.
+    pub server_mode: String,
+    /// Name of the owner variable.
+    pub owner_var: String,
+    /// Cluster used when neither request nor definition names one.
+    pub default_cluster: String,
+    /// Whether the engine needs a command (a local process does; a container has
+    /// its image's default command).
+    pub requires_command: bool,
+}
+
+/// Engines a client may name; the server's own engine runs the run.
+const KNOWN_ENGINES: [&str; 3] = ["eks", "ecs", "local"];
+
+fn is_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Validates a request against its definition and builds the run's spec.
+/// Every problem is reported at once.
+pub fn build_spec(
+    definition: &Definition,
+    request: LaunchRequest,
+    owner: String,
+    ctx: &LaunchContext,
+) -> Result<RunSpec, ValidationError> {
+    let mut problems = Vec::new();
+    let request_env = request.env.unwrap_or_default();
+    if let Err(e) = validate_env(&request_env, "env") {
+        problems.extend(e.problems);
+    }
+    let reserved = [RUN_ID_VAR, SERVER_MODE_VAR, ctx.owner_var.as_str()];
+    for var in &request_env {
+        if reserved.contains(&var.name.as_str()) {
+            problems.push(format!(
+                "env: {} is reserved and set by Flotilla for every run; remove it from the request",
+                var.name
+            ));
+        }
+    }
+    let node_lifecycle = match request.node_lifecycle.as_deref() {
+        None | Some("") => "spot".to_owned(),
+        Some(v @ ("spot" | "ondemand")) => v.to_owned(),
+        Some(other) => {
+            problems.push(format!(
+                "node_lifecycle \"{other}\" is not valid: use \"spot\" or \"ondemand\""
+            ));
+            String::new()
+        }
+    };
+    if let Some(engine) = request.engine.as_deref().filter(|e| !e.is_empty())
+        && !KNOWN_ENGINES.contains(&engine)
+    {
+        problems.push(format!(
+            "engine \"{engine}\" is not supported: leave it out, or use one of {}",
+            KNOWN_ENGINES.join(", ")
+        ));
+    }
+    let cluster = request
+        .cluster
+        .filter(|c| !c.is_empty())
+        .or_else(|| definition.target_cluster.clone())
+        .unwrap_or_else(|| ctx.default_cluster.clone());
+    if !is_cluster_name(&cluster) {
+        problems.push(format!(
+            "cluster \"{cluster}\" is not a valid cluster name: use up to 64 letters, digits, '-' or '_'"
+        ));
+    }
+    let command = request
+        .command
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| definition.command.clone());
+    if command.is_none() && ctx.requires_command {
+        problems.push(format!(
+            "this run has no command: give \"command\" in the request or in definition \"{}\"",
+            definition.alias
+        ));
+    }
+    for (name, value) in [
+        ("memory", request.memory),
+        ("cpu", request.cpu),
+        ("active_deadline_seconds", request.active_deadline_seconds),
+    ] {
+        if value == Some(0) {
+            problems.push(format!(
+                "{name} must be greater than 0 when given: leave it out to use the default"
+            ));
+        }
+    }
+    ValidationError::from_problems(problems)?;
+
+    let mut env = vec![
+        EnvVar::new(RUN_ID_VAR, &ctx.run_id),
+        EnvVar::new(SERVER_MODE_VAR, &ctx.server_mode),
+        EnvVar::new(&ctx.owner_var, &owner),
+    ];
+    env.extend(request_env);
+    let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    Ok(RunSpec {
+        run_id: ctx.run_id.clone(),
+        definition_id: definition.definition_id.clone(),
+        alias: definition.alias.clone(),
+        group_name: definition.group_name.clone(),
+        image: definition.image.clone(),
+        cluster,
+        engine: ctx.engine.clone(),
+        owner,
+        command,
+        memory: request.memory.or(definition.memory),
+        cpu: request.cpu.or(definition.cpu),
+        gpu: request.gpu.or(definition.gpu),
+        ephemeral_storage: request.ephemeral_storage.or(definition.ephemeral_storage),
+        active_deadline_seconds: Some(
+            request
+                .active_deadline_seconds
+                .unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS),
+        ),
+        env,
+        definition_env: definition.env.clone(),
+        description: non_empty(request.description).unwrap_or_else(|| definition.alias.clone()),
+        node_lifecycle,
+        labels: request.labels.unwrap_or_default(),
+        tier: non_empty(request.tier),
+        arch: non_empty(request.arch),
+        service_account: non_empty(request.service_account),
+        idempotence_key: non_empty(request.idempotence_key),
+    })
+}
+
+/// Makes a Flotilla-style run id: a v4 UUID whose first characters are replaced
+/// by `<engine>-`, 36 characters in all. `uuid` is the caller's fresh UUID text.
+pub fn run_id_for(engine: &str, uuid: &str) -> String {
+    let prefix = format!("{engine}-");
+    let tail = uuid.get(prefix.len()..).unwrap_or("");
+    format!("{prefix}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::definition::DefinitionInput;
+
+    fn definition() -> Definition {
+        Definition::create(
+            "examples-1".into(),
+            DefinitionInput {
+                alias: Some("hello".into()),
+                image: Some("ubuntu:latest".into()),
+                command: Some("echo hi".into()),
+                memory: Some(512),
+                env: Some(vec![EnvVar::new("USERNAME", "x")]),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn ctx() -> LaunchContext {
+        LaunchContext {
+            run_id: "local-1234".into(),
+            engine: "local".into(),
+            server_mode: "local".into(),
+            owner_var: DEFAULT_OWNER_VAR.into(),
+            default_cluster: "default".into(),
+            requires_command: true,
+        }
+    }
+
+    #[test]
+    fn the_run_env_is_the_reserved_variables_then_the_request_env() {
+        let req = LaunchRequest {
+            env: Some(vec![EnvVar::new("USERNAME", "me")]),
+            ..Default::default()
+        };
+        let spec = build_spec(&definition(), req, "me".into(), &ctx()).unwrap();
+        let names: Vec<_> = spec.env.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [RUN_ID_VAR, SERVER_MODE_VAR, DEFAULT_OWNER_VAR, "USERNAME"]
+        );
+        assert_eq!(spec.env[0].value, "local-1234");
+        assert_eq!(spec.env[2].value, "me");
+        assert_eq!(spec.description, "hello");
+        assert_eq!(spec.node_lifecycle, "spot");
+    }
+
+    #[test]
+    fn a_request_setting_a_reserved_variable_is_refused() {
+        let req = LaunchRequest {
+            env: Some(vec![EnvVar::new(RUN_ID_VAR, "x")]),
+            ..Default::default()
+        };
+        let err = build_spec(&definition(), req, "me".into(), &ctx()).unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_in_a_request_is_reported_at_once() {
+        let req = LaunchRequest {
+            node_lifecycle: Some("cheap".into()),
+            cluster: Some("no such/cluster".into()),
+            memory: Some(0),
+            ..Default::default()
+        };
+        let err = build_spec(&definition(), req, "me".into(), &ctx()).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn v6_needs_an_owner_id_and_v2_an_email_and_team() {
+        assert!(OwnerRule::OwnerId.owner(None).is_err());
+        let tags = RunTags {
+            owner_id: Some("  ".into()),
+            ..Default::default()
+        };
+        assert!(OwnerRule::OwnerId.owner(Some(&tags)).is_err());
+        let tags = RunTags {
+            owner_email: Some("a@b".into()),
+            team_name: Some("t".into()),
+            ..Default::default()
+        };
+        assert_eq!(OwnerRule::EmailAndTeam.owner(Some(&tags)).unwrap(), "a@b");
+        assert_eq!(OwnerRule::Anonymous.owner(None).unwrap(), V1_OWNER);
+    }
+
+    #[test]
+    fn run_ids_carry_the_engine_and_are_36_characters() {
+        let id = run_id_for("local", "3f1c8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60");
+        assert!(id.starts_with("local-"));
+        assert_eq!(id.len(), 36);
+    }
+}

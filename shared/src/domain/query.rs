@@ -1,0 +1,219 @@
+//! List queries as closed types: every filter and sort key a store may be asked
+//! for is named here, so no user text ever becomes a column name or expression.
+
+use crate::domain::error::ValidationError;
+use crate::domain::run::RunStatus;
+
+/// Default page size, as Flotilla.
+pub const DEFAULT_LIMIT: u64 = 1024;
+/// Largest page a client may ask for.
+pub const MAX_LIMIT: u64 = 10_000;
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    /// Ascending.
+    #[default]
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+impl SortOrder {
+    /// Parses `asc` or `desc`.
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        match value {
+            "asc" => Ok(Self::Asc),
+            "desc" => Ok(Self::Desc),
+            other => Err(ValidationError::new(format!(
+                "order \"{other}\" is not valid: use \"asc\" or \"desc\""
+            ))),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Asc => "asc",
+            Self::Desc => "desc",
+        }
+    }
+}
+
+macro_rules! sort_fields {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            /// Every field, in the order the error message lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// Parses a wire name, or says which names exist.
+            pub fn parse(value: &str) -> Result<Self, ValidationError> {
+                Self::ALL.iter().copied().find(|f| f.as_str() == value).ok_or_else(|| {
+                    let names: Vec<_> = Self::ALL.iter().map(|f| f.as_str()).collect();
+                    ValidationError::new(format!(
+                        "sort_by \"{value}\" is not a field you can sort by: use one of {}",
+                        names.join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
+sort_fields!(
+    /// Fields runs can be sorted by.
+    RunSortField {
+        /// Run id.
+        RunId => "run_id",
+        /// Cluster.
+        ClusterName => "cluster_name",
+        /// Status.
+        Status => "status",
+        /// Queue time.
+        QueuedAt => "queued_at",
+        /// Start time.
+        StartedAt => "started_at",
+        /// End time.
+        FinishedAt => "finished_at",
+        /// Group.
+        GroupName => "group_name",
+        /// Alias.
+        Alias => "alias",
+    }
+);
+
+sort_fields!(
+    /// Fields definitions can be sorted by.
+    DefinitionSortField {
+        /// Alias.
+        Alias => "alias",
+        /// Image.
+        Image => "image",
+        /// Group.
+        GroupName => "group_name",
+        /// Memory.
+        Memory => "memory",
+    }
+);
+
+/// A text filter: one value matches as a substring, several match exactly (IN).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextFilter(pub Vec<String>);
+
+impl TextFilter {
+    /// Whether the filter constrains anything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `value` passes the filter (the in-memory twin of the SQL).
+    pub fn matches(&self, value: &str) -> bool {
+        match self.0.as_slice() {
+            [] => true,
+            [one] => value.contains(one.as_str()),
+            many => many.iter().any(|m| m == value),
+        }
+    }
+}
+
+/// Paging shared by every list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Page size.
+    pub limit: u64,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        }
+    }
+}
+
+/// What to list of runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Statuses (any of).
+    pub statuses: Vec<RunStatus>,
+    /// Definition ids (exact, any of).
+    pub definition_ids: Vec<String>,
+    /// Alias.
+    pub alias: TextFilter,
+    /// Group.
+    pub group_name: TextFilter,
+    /// Cluster (exact, any of).
+    pub clusters: Vec<String>,
+    /// Sort key.
+    pub sort_by: RunSortField,
+    /// Direction.
+    pub order: SortOrder,
+    /// Page.
+    pub paging: Paging,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        Self {
+            statuses: vec![],
+            definition_ids: vec![],
+            alias: TextFilter::default(),
+            group_name: TextFilter::default(),
+            clusters: vec![],
+            sort_by: RunSortField::QueuedAt,
+            order: SortOrder::Desc,
+            paging: Paging::default(),
+        }
+    }
+}
+
+/// What to list of definitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionQuery {
+    /// Alias.
+    pub alias: TextFilter,
+    /// Group.
+    pub group_name: TextFilter,
+    /// Image.
+    pub image: TextFilter,
+    /// Sort key.
+    pub sort_by: DefinitionSortField,
+    /// Direction.
+    pub order: SortOrder,
+    /// Page.
+    pub paging: Paging,
+}
+
+impl Default for DefinitionQuery {
+    fn default() -> Self {
+        Self {
+            alias: TextFilter::default(),
+            group_name: TextFilter::default(),
+            image: TextFilter::default(),
+            sort_by: DefinitionSortField::GroupName,
+            order: SortOrder::Asc,
+            paging: Paging::default(),
+        }
+    }
+}
+
+/// One page of a list and the number of rows matching in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Rows matching the filters, ignoring paging.
+    pub total: u64,
+}

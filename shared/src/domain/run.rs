@@ -1,0 +1,503 @@
+//! The run aggregate: its state, the commands it accepts, and its rules.
+//!
+//! [`decide`] holds every rule and returns the events a command produces (an empty
+//! list when the command is a duplicate or stale, which makes every handler an
+//! idempotent reconciler). [`evolve`] only folds an event into the state.
+//!
+//! Status follows Flotilla's life cycle `QUEUED → PENDING → RUNNING → STOPPED`, with
+//! `NEEDS_RETRY → QUEUED` when the infrastructure failed. A status never moves
+//! backwards; STOPPED changes only to NEEDS_RETRY (an infrastructure failure
+//! reported for an attempt that has no exit code).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::EnvVar;
+use crate::domain::error::DomainError;
+use crate::domain::event::RunEvent;
+
+/// Flotilla's run statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    /// Accepted, waiting in its cluster's queue.
+    Queued,
+    /// Handed to an engine, not running yet.
+    Pending,
+    /// Running.
+    Running,
+    /// Ended; terminal except for NEEDS_RETRY.
+    Stopped,
+    /// The infrastructure failed; it will be queued again.
+    NeedsRetry,
+}
+
+impl RunStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [RunStatus; 5] = [
+        Self::Queued,
+        Self::Pending,
+        Self::Running,
+        Self::Stopped,
+        Self::NeedsRetry,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Stopped => "STOPPED",
+            Self::NeedsRetry => "NEEDS_RETRY",
+        }
+    }
+
+    /// Parses a wire name (exact, upper case).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Flotilla's precedence: a status only moves to a higher rank, except that
+    /// NEEDS_RETRY may follow anything.
+    pub fn rank(self) -> i8 {
+        match self {
+            Self::NeedsRetry => -1,
+            Self::Queued => 0,
+            Self::Pending => 1,
+            Self::Running => 2,
+            Self::Stopped => 3,
+        }
+    }
+
+    /// Whether the run has not ended (it may still launch, run or be retried).
+    pub fn is_active(self) -> bool {
+        !matches!(self, Self::Stopped)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything fixed when a run is queued: the definition's settings as they were
+/// then, merged with the execute request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Run id, `<engine>-<uuid tail>`, 36 characters.
+    pub run_id: String,
+    /// The definition it was launched from.
+    pub definition_id: String,
+    /// The definition's alias.
+    pub alias: String,
+    /// The definition's group.
+    pub group_name: String,
+    /// Container image (recorded; run only where a container runtime is used).
+    pub image: String,
+    /// Cluster (queue) it runs on.
+    pub cluster: String,
+    /// Engine that runs it.
+    pub engine: String,
+    /// Who launched it.
+    pub owner: String,
+    /// The shell command, run as `bash -c <command>`.
+    pub command: Option<String>,
+    /// Memory in MB.
+    pub memory: Option<u64>,
+    /// CPU in units of 1/1024 core (Flotilla's "CPU units").
+    pub cpu: Option<u64>,
+    /// GPUs.
+    pub gpu: Option<u64>,
+    /// Ephemeral storage in MB.
+    pub ephemeral_storage: Option<u64>,
+    /// Seconds after which a running attempt is stopped.
+    pub active_deadline_seconds: Option<u64>,
+    /// The env shown on the run: reserved variables, then the request's.
+    pub env: Vec<EnvVar>,
+    /// The definition's env at launch time; the process sees it first, then `env`.
+    #[serde(default)]
+    pub definition_env: Vec<EnvVar>,
+    /// Free text; defaults to the alias.
+    pub description: String,
+    /// `spot` or `ondemand`.
+    pub node_lifecycle: String,
+    /// Labels from the request.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Scheduling tier, when given.
+    pub tier: Option<String>,
+    /// CPU architecture, when given.
+    pub arch: Option<String>,
+    /// Service account, when given.
+    pub service_account: Option<String>,
+    /// Idempotence key, when given.
+    pub idempotence_key: Option<String>,
+}
+
+/// The run aggregate's state for one existing run, which is also its projection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// What was fixed at creation.
+    pub spec: RunSpec,
+    /// Current status.
+    pub status: RunStatus,
+    /// Current attempt, starting at 1.
+    pub attempt: u32,
+    /// When it was accepted.
+    pub queued_at: DateTime<Utc>,
+    /// When the current attempt started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Exit code of the command.
+    pub exit_code: Option<i64>,
+    /// Why it ended (or why it needs a retry).
+    pub exit_reason: Option<String>,
+    /// The engine's id for the current attempt.
+    pub task_id: Option<String>,
+    /// Host the current attempt runs on.
+    pub host: Option<String>,
+    /// Who asked to stop it, once somebody did.
+    pub stop_requested_by: Option<String>,
+}
+
+impl Run {
+    /// Whether the run may be handed to an engine for `attempt` now.
+    pub fn is_launchable(&self, attempt: u32) -> bool {
+        self.status == RunStatus::Queued
+            && self.attempt == attempt
+            && self.stop_requested_by.is_none()
+    }
+}
+
+/// A stream's state: how many events it holds and the run they fold into.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunState {
+    /// Number of events in the stream; the expected version for the next append.
+    pub version: u64,
+    /// The run, once queued.
+    pub run: Option<Run>,
+}
+
+/// What can be asked of a run. "Now" always arrives in the command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunCommand {
+    /// Create the run.
+    Queue {
+        /// The validated spec.
+        spec: Box<RunSpec>,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// An engine accepted `attempt` under `task_id`.
+    RecordSubmitted {
+        /// The attempt launched.
+        attempt: u32,
+        /// Engine task id.
+        task_id: String,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// The engine reports `attempt` running.
+    RecordStarted {
+        /// The attempt.
+        attempt: u32,
+        /// Engine task id, if known.
+        task_id: Option<String>,
+        /// Host, if known.
+        host: Option<String>,
+        /// When it started.
+        now: DateTime<Utc>,
+    },
+    /// The engine reports `attempt` ended with an exit code (or with none, when the
+    /// engine could not tell) and maybe a reason.
+    RecordExited {
+        /// The attempt.
+        attempt: u32,
+        /// Exit code, if the command ran.
+        exit_code: Option<i64>,
+        /// Reason, if the engine has one.
+        reason: Option<String>,
+        /// When it ended.
+        now: DateTime<Utc>,
+    },
+    /// The infrastructure failed `attempt` before the user's code could run
+    /// (image pull, container start, capacity, spot reclaim).
+    RecordInfrastructureFailure {
+        /// The attempt.
+        attempt: u32,
+        /// What failed.
+        reason: String,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// Somebody asks to stop the run.
+    RequestStop {
+        /// Who.
+        by: String,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// The retry sweep queues a NEEDS_RETRY run again, or gives up after
+    /// `max_attempts`.
+    Requeue {
+        /// Attempts allowed in all.
+        max_attempts: u32,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// The run's engine lost track of it (the local server restarted mid-run):
+    /// end it with `reason`.
+    Abandon {
+        /// Why.
+        reason: String,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+}
+
+/// Every rule of the run life cycle. Returns the events the command produces; an
+/// empty list means the command changes nothing (a duplicate or stale report).
+pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, DomainError> {
+    let Some(run) = &state.run else {
+        return match command {
+            RunCommand::Queue { spec, now } => Ok(vec![RunEvent::RunQueued { spec, at: now }]),
+            _ => Err(DomainError::RunNotFound),
+        };
+    };
+    Ok(match command {
+        RunCommand::Queue { .. } => {
+            return Err(DomainError::RunAlreadyExists {
+                run_id: run.spec.run_id.clone(),
+            });
+        }
+        RunCommand::RecordSubmitted {
+            attempt,
+            task_id,
+            now,
+        } => {
+            if run.attempt == attempt && run.status == RunStatus::Queued {
+                vec![RunEvent::RunSubmitted {
+                    attempt,
+                    task_id,
+                    at: now,
+                }]
+            } else {
+                vec![]
+            }
+        }
+        RunCommand::RecordStarted {
+            attempt,
+            task_id,
+            host,
+            now,
+        } => {
+            let advances = run.status.rank() < RunStatus::Running.rank()
+                && run.status != RunStatus::NeedsRetry;
+            if run.attempt == attempt && advances {
+                vec![RunEvent::RunStarted {
+                    attempt,
+                    task_id: task_id.filter(|_| run.task_id.is_none()),
+                    host,
+                    at: now,
+                }]
+            } else {
+                vec![]
+            }
+        }
+        RunCommand::RecordExited {
+            attempt,
+            exit_code,
+            reason,
+            now,
+        } => {
+            if run.attempt == attempt && run.status.is_active() && run.status != RunStatus::NeedsRetry
+            {
+                let reason = match &run.stop_requested_by {
+                    Some(by) => Some(stopped_by_reason(by)),
+                    None => reason,
+                };
+                vec![RunEvent::RunStopped {
+                    attempt,
+                    exit_code,
+                    reason,
+                    at: now,
+                }]
+            } else {
+                vec![]
+            }
+        }
+        RunCommand::RecordInfrastructureFailure {
+            attempt,
+            reason,
+            now,
+        } => {
+            if run.attempt != attempt || run.status == RunStatus::NeedsRetry {
+                vec![]
+            } else if let Some(by) = &run.stop_requested_by {
+                // The user asked for a stop: the run ends, it is not retried.
+                if run.status == RunStatus::Stopped {
+                    vec![]
+                } else {
+                    vec![RunEvent::RunStopped {
+                        attempt,
+                        exit_code: None,
+                        reason: Some(stopped_by_reason(by)),
+                        at: now,
+                    }]
+                }
+            } else if run.status == RunStatus::Stopped && run.exit_code.is_some() {
+                // The user's code ran and exited: that outcome stands.
+                vec![]
+            } else {
+                vec![RunEvent::RunNeedsRetry {
+                    attempt,
+                    reason,
+                    at: now,
+                }]
+            }
+        }
+        RunCommand::RequestStop { by, now } => match run.status {
+            RunStatus::Stopped => vec![],
+            RunStatus::Queued | RunStatus::NeedsRetry => vec![
+                RunEvent::RunStopRequested {
+                    by: by.clone(),
+                    at: now,
+                },
+                RunEvent::RunStopped {
+                    attempt: run.attempt,
+                    exit_code: None,
+                    reason: Some(format!("{} before it was launched", stopped_by_reason(&by))),
+                    at: now,
+                },
+            ],
+            RunStatus::Pending | RunStatus::Running => {
+                if run.stop_requested_by.is_some() {
+                    vec![]
+                } else {
+                    vec![RunEvent::RunStopRequested { by, at: now }]
+                }
+            }
+        },
+        RunCommand::Requeue { max_attempts, now } => {
+            if run.status != RunStatus::NeedsRetry {
+                vec![]
+            } else if run.attempt >= max_attempts {
+                let last = run.exit_reason.as_deref().unwrap_or("infrastructure failure");
+                vec![RunEvent::RunStopped {
+                    attempt: run.attempt,
+                    exit_code: None,
+                    reason: Some(format!(
+                        "gave up after {} attempts; the last one failed with: {last}",
+                        run.attempt
+                    )),
+                    at: now,
+                }]
+            } else {
+                vec![RunEvent::RunRequeued {
+                    attempt: run.attempt + 1,
+                    at: now,
+                }]
+            }
+        }
+        RunCommand::Abandon { reason, now } => {
+            if run.status == RunStatus::Stopped {
+                vec![]
+            } else {
+                vec![RunEvent::RunStopped {
+                    attempt: run.attempt,
+                    exit_code: None,
+                    reason: Some(reason),
+                    at: now,
+                }]
+            }
+        }
+    })
+}
+
+/// The exit reason of a run stopped on request.
+pub fn stopped_by_reason(by: &str) -> String {
+    format!("stopped by {by}")
+}
+
+/// Folds one event into the state. Never fails and never panics: an event that
+/// does not fit (which `decide` never produces) leaves the run as it was, apart
+/// from the version.
+pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
+    state.version += 1;
+    match (state.run.as_mut(), event) {
+        (None, RunEvent::RunQueued { spec, at }) => {
+            state.run = Some(Run {
+                spec: (**spec).clone(),
+                status: RunStatus::Queued,
+                attempt: 1,
+                queued_at: *at,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                exit_reason: None,
+                task_id: None,
+                host: None,
+                stop_requested_by: None,
+            });
+        }
+        (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
+        (Some(run), RunEvent::RunSubmitted { task_id, .. }) => {
+            run.status = RunStatus::Pending;
+            run.task_id = Some(task_id.clone());
+        }
+        (Some(run), RunEvent::RunStarted {
+            task_id, host, at, ..
+        }) => {
+            run.status = RunStatus::Running;
+            run.started_at = Some(*at);
+            if let Some(task_id) = task_id {
+                run.task_id = Some(task_id.clone());
+            }
+            if host.is_some() {
+                run.host = host.clone();
+            }
+        }
+        (Some(run), RunEvent::RunStopRequested { by, .. }) => {
+            run.stop_requested_by = Some(by.clone());
+        }
+        (Some(run), RunEvent::RunStopped {
+            exit_code,
+            reason,
+            at,
+            ..
+        }) => {
+            run.status = RunStatus::Stopped;
+            run.exit_code = *exit_code;
+            run.exit_reason = reason.clone();
+            run.finished_at = Some(*at);
+        }
+        (Some(run), RunEvent::RunNeedsRetry { reason, .. }) => {
+            run.status = RunStatus::NeedsRetry;
+            run.exit_code = None;
+            run.exit_reason = Some(reason.clone());
+            run.finished_at = None;
+        }
+        (Some(run), RunEvent::RunRequeued { attempt, .. }) => {
+            run.status = RunStatus::Queued;
+            run.attempt = *attempt;
+            run.started_at = None;
+            run.finished_at = None;
+            run.exit_code = None;
+            run.exit_reason = None;
+            run.task_id = None;
+            run.host = None;
+        }
+    }
+    state
+}
+
+/// Folds a whole stream from scratch.
+pub fn replay<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> RunState {
+    events.into_iter().fold(RunState::default(), evolve)
+}

@@ -1,0 +1,35 @@
+//! Flotilla's core: everything the `flotilla` command and the Lambda functions
+//! share.
+//!
+//! # Layout
+//!
+//! - [`domain`]: pure rules. The run aggregate (`decide`/`evolve` over versioned
+//!   events), definitions, launch validation, list queries. No IO, no clock, no
+//!   async, no AWS.
+//! - [`ports`]: the narrow traits the use cases need (event store, run read
+//!   model, definition store, run queue, execution engine, log source, clock).
+//! - [`error`]: typed errors of the ports and use cases.
+//! - [`app`]: the use cases, over the ports.
+//! - [`http`]: the axum router serving Flotilla's REST API; errors become
+//!   responses there and nowhere else.
+//! - [`adapters`]: implementations of the ports. `embedded` (default feature):
+//!   SQLite storage, the local process engine and local log files.
+//! - [`local`]: the `flotilla serve` runtime that wires the embedded adapters to
+//!   the router, the queue consumer and the retry sweep.
+//! - [`telemetry`]: tracing set-up, in one place.
+//! - `testing` (feature `test-support`): scenario harness and port contract
+//!   suites, shared by this crate's tests and `tests/`.
+
+#![warn(missing_docs)]
+
+pub mod adapters;
+pub mod app;
+pub mod domain;
+pub mod error;
+pub mod http;
+#[cfg(feature = "embedded")]
+pub mod local;
+pub mod ports;
+pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;

@@ -1,0 +1,348 @@
+//! The `flotilla serve` runtime: the whole service in one process, with no AWS.
+//!
+//! It wires the embedded adapters (SQLite, the local engine, local log files)
+//! into the same [`App`] and [`router`] the Lambda functions use, and runs the
+//! two loops that replace SQS, EventBridge and the scheduled retry function:
+//!
+//! - the driver takes tickets off the SQLite queue (round-robin over clusters)
+//!   while fewer than `parallelism` processes run, submits them, and records
+//!   every update the engine reports. Updates and submissions go through this
+//!   one loop, so a run's events are always recorded in the order they happened;
+//! - the retry sweep queues NEEDS_RETRY runs again and re-enqueues QUEUED runs
+//!   whose ticket was lost.
+//!
+//! At start-up, runs that a previous process left PENDING or RUNNING are
+//! stopped with [`RESTART_REASON`] (their leftover processes are killed), never
+//! launched again: no run is launched twice. QUEUED runs simply wait their turn.
+//! On a graceful shutdown (Ctrl-C, SIGTERM) running runs are stopped the same
+//! way a user stops them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::adapters::local::{LocalEngine, LocalLogs, reap_orphan};
+use crate::adapters::sqlite::{ClaimedTicket, SqliteStore};
+use crate::app::{App, AppSettings, SubmitOutcome};
+use crate::domain::launch::DEFAULT_OWNER_VAR;
+use crate::domain::query::RunQuery;
+use crate::domain::run::RunStatus;
+use crate::error::StoreError;
+use crate::http::router;
+use crate::ports::{EngineUpdate, SystemClock};
+
+/// Exit reason of a run that was in flight when the server stopped abruptly.
+pub const RESTART_REASON: &str = "flotilla serve restarted while this run was in flight; it was stopped (not relaunched, so it never runs twice): launch it again";
+/// Who stops running runs on a graceful shutdown.
+pub const SHUTDOWN_STOPPER: &str = "flotilla serve shutting down";
+
+/// Settings of `flotilla serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the database, run directories and logs live.
+    pub data_dir: PathBuf,
+    /// Runs executing at once.
+    pub parallelism: usize,
+    /// Value of `FLOTILLA_SERVER_MODE`.
+    pub mode: String,
+    /// Cluster used when an execute request names none.
+    pub default_cluster: String,
+    /// Attempts per run, the first included.
+    pub max_attempts: u32,
+    /// Time between SIGTERM and SIGKILL when a run is stopped.
+    pub stop_grace: Duration,
+    /// Time between retry sweeps.
+    pub retry_interval: Duration,
+    /// Age after which a QUEUED run's ticket is enqueued again.
+    pub requeue_after: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for `data_dir`: 127.0.0.1:5000, one run per core.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir,
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            mode: "local".to_owned(),
+            default_cluster: "default".to_owned(),
+            max_attempts: 3,
+            stop_grace: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(5),
+            requeue_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why `flotilla serve` could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another `flotilla serve` holds the data directory.
+    #[error("{0} is in use by another flotilla serve: stop it, or pass a different --data-dir")]
+    DataDirInUse(PathBuf),
+    /// A file-system step failed.
+    #[error("could not {what} {path}")]
+    Io {
+        /// The step.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listen address is unusable.
+    #[error("could not listen on {addr}: is another server using it? pass --listen to choose another address")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("the database failed")]
+    Store(#[from] StoreError),
+}
+
+/// Runs the service until `shutdown` completes.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let io = |what, path: &PathBuf| {
+        let path = path.clone();
+        move |source| ServeError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(io("create", &config.data_dir))?;
+    let lock_path = config.data_dir.join("flotilla.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open", &lock_path))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| ServeError::DataDirInUse(config.data_dir.clone()))?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let store = SqliteStore::open(&config.data_dir.join("flotilla.db"))?;
+    let runs_dir = config.data_dir.join("runs");
+    let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+    let engine = Arc::new(LocalEngine::new(
+        runs_dir.clone(),
+        config.stop_grace,
+        updates_tx,
+    ));
+    let app = Arc::new(App {
+        events: Arc::new(store.clone()),
+        runs: Arc::new(store.clone()),
+        definitions: Arc::new(store.clone()),
+        queue: Arc::new(store.clone()),
+        engine: engine.clone(),
+        logs: Arc::new(LocalLogs::new(runs_dir)),
+        clock: Arc::new(SystemClock),
+        settings: AppSettings {
+            engine: "local".to_owned(),
+            server_mode: config.mode.clone(),
+            owner_var: DEFAULT_OWNER_VAR.to_owned(),
+            default_cluster: config.default_cluster.clone(),
+            requires_command: true,
+            max_attempts: config.max_attempts,
+        },
+    });
+
+    recover(&app, &store).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let driver = tokio::spawn(drive(
+        Arc::clone(&app),
+        store.clone(),
+        Arc::clone(&engine),
+        updates_rx,
+        config.parallelism.max(1),
+        stop_rx.clone(),
+    ));
+    let sweeper = tokio::spawn(sweep(
+        Arc::clone(&app),
+        config.retry_interval,
+        config.requeue_after,
+        stop_rx,
+    ));
+
+    info!(
+        address = %local_addr,
+        data_dir = %config.data_dir.display(),
+        parallelism = config.parallelism,
+        "flotilla serve is listening"
+    );
+    let served = axum::serve(listener, router(Arc::clone(&app)))
+        .with_graceful_shutdown(shutdown)
+        .await;
+
+    info!("shutting down: stopping running runs");
+    for (run_id, _) in engine.live_tasks() {
+        if let Err(e) = app.stop(&run_id, SHUTDOWN_STOPPER).await {
+            warn!(run_id = %run_id, error = %e, "could not stop a run at shutdown");
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = driver.await;
+    let _ = sweeper.await;
+    served.map_err(|source| ServeError::Io {
+        what: "serve HTTP on",
+        path: PathBuf::from(local_addr.to_string()),
+        source,
+    })
+}
+
+/// Start-up reconciliation after a crash or kill: in-flight runs are stopped
+/// (their leftover processes killed), claims are released, and every QUEUED
+/// run gets its ticket back.
+async fn recover(app: &App, store: &SqliteStore) -> Result<(), ServeError> {
+    let in_flight = app
+        .list_runs(&RunQuery {
+            statuses: vec![RunStatus::Pending, RunStatus::Running],
+            ..RunQuery::default()
+        })
+        .await
+        .map_err(app_store_error)?;
+    for run in in_flight.items {
+        let run_id = &run.spec.run_id;
+        if let Some(task_id) = &run.task_id
+            && reap_orphan(run_id, task_id)
+        {
+            info!(run_id = %run_id, task_id = %task_id, "killed a process left running by the previous server");
+        }
+        app.abandon(run_id, RESTART_REASON)
+            .await
+            .map_err(app_store_error)?;
+        warn!(run_id = %run_id, "run was in flight when the server stopped; marked STOPPED");
+    }
+    let released = store.release_all_claims().await?;
+    if released > 0 {
+        info!(released, "released queue claims left by the previous server");
+    }
+    app.retry_tick(Utc::now())
+        .await
+        .map_err(app_store_error)?;
+    Ok(())
+}
+
+fn app_store_error(e: crate::error::AppError) -> ServeError {
+    ServeError::Store(StoreError::backend(e))
+}
+
+/// The queue consumer and engine-update recorder (see the module docs).
+async fn drive(
+    app: Arc<App>,
+    store: SqliteStore,
+    engine: Arc<LocalEngine>,
+    mut updates: mpsc::UnboundedReceiver<EngineUpdate>,
+    parallelism: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let enqueued = store.enqueued();
+    let mut last_cluster: Option<String> = None;
+    loop {
+        while let Ok(update) = updates.try_recv() {
+            record(&app, update).await;
+        }
+        if *stop.borrow() && engine.running() == 0 {
+            return;
+        }
+        if !*stop.borrow() && engine.running() < parallelism {
+            match store.claim(last_cluster.clone(), Utc::now()).await {
+                Ok(Some(claimed)) => {
+                    last_cluster = Some(claimed.ticket.cluster.clone());
+                    handle_ticket(&app, &store, claimed).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => error!(error = %e, "could not read the run queue"),
+            }
+        }
+        tokio::select! {
+            Some(update) = updates.recv() => record(&app, update).await,
+            () = enqueued.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn record(app: &App, update: EngineUpdate) {
+    let run_id = update.run_id.clone();
+    if let Err(e) = app.record_engine_update(update).await {
+        error!(run_id = %run_id, error = %e, "could not record an engine update");
+    }
+}
+
+async fn handle_ticket(app: &App, store: &SqliteStore, claimed: ClaimedTicket) {
+    let ClaimedTicket { seq, ticket } = claimed;
+    let retry_in = match app.submit(&ticket).await {
+        Ok(SubmitOutcome::Launched { .. } | SubmitOutcome::Skipped) => None,
+        Ok(SubmitOutcome::Failed { reason }) => {
+            warn!(run_id = %ticket.run_id, reason = %reason, "launch failed for good; run stopped");
+            None
+        }
+        Ok(SubmitOutcome::Deferred { reason }) => {
+            warn!(run_id = %ticket.run_id, reason = %reason, "launch deferred");
+            Some(chrono::Duration::seconds(5))
+        }
+        Err(e) => {
+            error!(run_id = %ticket.run_id, error = %e, "submit failed; the ticket will be tried again");
+            Some(chrono::Duration::seconds(1))
+        }
+    };
+    let done = match retry_in {
+        None => store.ack(seq).await,
+        Some(delay) => store.release(seq, Utc::now() + delay).await,
+    };
+    if let Err(e) = done {
+        error!(run_id = %ticket.run_id, error = %e, "could not update the run queue");
+    }
+}
+
+/// The retry sweep, every `interval`.
+async fn sweep(
+    app: Arc<App>,
+    interval: Duration,
+    requeue_after: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let requeue_after = chrono::Duration::from_std(requeue_after).unwrap_or(chrono::Duration::MAX);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        match app.retry_tick(Utc::now() - requeue_after).await {
+            Ok(outcome) => {
+                if !(outcome.requeued.is_empty() && outcome.gave_up.is_empty()) {
+                    info!(requeued = ?outcome.requeued, gave_up = ?outcome.gave_up, "retry sweep");
+                }
+            }
+            Err(e) => error!(error = %e, "retry sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The ports: narrow traits the use cases need, named for what they do.
+//!
+//! Ports take and return domain types only; no SDK or SQL type crosses them.
+//! Every port has an embedded adapter (`adapters::sqlite`, `adapters::local`) and
+//! will have an AWS one; both pass the same contract suites in `testing`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::definition::Definition;
+use crate::domain::event::RunEvent;
+use crate::domain::query::{DefinitionQuery, Page, RunQuery};
+use crate::domain::run::{Run, RunState};
+use crate::domain::EnvVar;
+use crate::error::{EngineError, LogError, StoreError};
+
+/// One event as stored in a run's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Position in the stream, from 1.
+    pub sequence: u64,
+    /// When the store recorded it.
+    pub recorded_at: DateTime<Utc>,
+    /// The event.
+    pub event: RunEvent,
+}
+
+/// Run event streams, with optimistic concurrency in the signature.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to the stream of `run_id` if it holds exactly `expected`
+    /// events, and stores `projection` (the fold after them) in the same atomic
+    /// write. Returns the new version. `StoreError::Conflict` when another writer
+    /// got there first: reload and decide again.
+    async fn append(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[RunEvent],
+        projection: &Run,
+    ) -> Result<u64, StoreError>;
+
+    /// The whole stream, in order; empty when the run does not exist.
+    async fn load(&self, run_id: &str) -> Result<Vec<RecordedEvent>, StoreError>;
+}
+
+/// The run projection: current state of each run, for reads and lists.
+#[async_trait]
+pub trait RunReadModel: Send + Sync {
+    /// A run's current state (version 0 and no run when it does not exist).
+    async fn get(&self, run_id: &str) -> Result<RunState, StoreError>;
+    /// Runs matching a query, with the total count.
+    async fn list(&self, query: &RunQuery) -> Result<Page<Run>, StoreError>;
+}
+
+/// Job definitions, with alias uniqueness.
+#[async_trait]
+pub trait DefinitionStore: Send + Sync {
+    /// Stores a new definition; `StoreError::Duplicate` when the alias is taken.
+    async fn create(&self, definition: &Definition) -> Result<(), StoreError>;
+    /// Replaces a definition; `Duplicate` when its new alias is taken by another,
+    /// `NotFound` when it does not exist.
+    async fn update(&self, definition: &Definition) -> Result<(), StoreError>;
+    /// Deletes a definition; `false` when it did not exist.
+    async fn delete(&self, definition_id: &str) -> Result<bool, StoreError>;
+    /// By id.
+    async fn get(&self, definition_id: &str) -> Result<Option<Definition>, StoreError>;
+    /// By alias.
+    async fn get_by_alias(&self, alias: &str) -> Result<Option<Definition>, StoreError>;
+    /// Definitions matching a query, with the total count.
+    async fn list(&self, query: &DefinitionQuery) -> Result<Page<Definition>, StoreError>;
+}
+
+/// A request to launch one attempt of a run, as carried by a cluster's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTicket {
+    /// The run.
+    pub run_id: String,
+    /// The attempt to launch.
+    pub attempt: u32,
+    /// The cluster whose queue carries it.
+    pub cluster: String,
+}
+
+/// One queue per cluster. Delivery is at least once: consumers must check the
+/// run's state before launching, so a duplicate ticket is harmless.
+#[async_trait]
+pub trait RunQueue: Send + Sync {
+    /// Puts a ticket on its cluster's queue.
+    async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError>;
+}
+
+/// What an engine needs to launch one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    /// The run.
+    pub run_id: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// Cluster.
+    pub cluster: String,
+    /// Image.
+    pub image: String,
+    /// Shell command (`bash -c`).
+    pub command: Option<String>,
+    /// Environment in the order it applies: definition env, then the run's env
+    /// (reserved variables and the request's); a later entry wins.
+    pub env: Vec<EnvVar>,
+    /// Memory in MB.
+    pub memory: Option<u64>,
+    /// CPU units.
+    pub cpu: Option<u64>,
+    /// GPUs.
+    pub gpu: Option<u64>,
+    /// Timeout.
+    pub active_deadline_seconds: Option<u64>,
+}
+
+impl LaunchSpec {
+    /// The launch of `run`'s current attempt.
+    pub fn for_run(run: &Run) -> Self {
+        let spec = &run.spec;
+        // The run's env (reserved variables and the request's, which never share a
+        // name) comes after the definition's, so it wins.
+        let mut env = spec.definition_env.clone();
+        env.extend(spec.env.iter().cloned());
+        Self {
+            run_id: spec.run_id.clone(),
+            attempt: run.attempt,
+            cluster: spec.cluster.clone(),
+            image: spec.image.clone(),
+            command: spec.command.clone(),
+            env,
+            memory: spec.memory,
+            cpu: spec.cpu,
+            gpu: spec.gpu,
+            active_deadline_seconds: spec.active_deadline_seconds,
+        }
+    }
+}
+
+/// What an engine says right after accepting a launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launched {
+    /// The engine's id for the attempt.
+    pub task_id: String,
+    /// Set when the engine knows the attempt is already running (a local
+    /// process), with its host.
+    pub running_on: Option<String>,
+}
+
+/// Starts and stops tasks; nothing more. State changes come back as
+/// [`EngineUpdate`]s through the engine's own channel (EventBridge, or the local
+/// engine's update stream).
+#[async_trait]
+pub trait ExecutionEngine: Send + Sync {
+    /// Launches one attempt.
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError>;
+    /// Asks the engine to stop a task; the stop is reported as an update.
+    async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError>;
+}
+
+/// A state change an engine reports for one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineUpdate {
+    /// The run.
+    pub run_id: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// What happened.
+    pub change: EngineChange,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// The kinds of [`EngineUpdate`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineChange {
+    /// Running.
+    Started {
+        /// Engine task id.
+        task_id: Option<String>,
+        /// Host.
+        host: Option<String>,
+    },
+    /// Ended, with the exit code when the command ran.
+    Exited {
+        /// Exit code.
+        exit_code: Option<i64>,
+        /// Reason, when there is more to say.
+        reason: Option<String>,
+    },
+    /// The infrastructure failed before the command could run.
+    InfrastructureFailure {
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// One page of a run's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The text.
+    pub log: String,
+    /// Opaque cursor: pass it back as `last_seen` for the next page.
+    pub last_seen: String,
+}
+
+/// Where runs' output can be read.
+#[async_trait]
+pub trait LogSource: Send + Sync {
+    /// The page after `last_seen` (from the start when `None`).
+    async fn page(&self, run: &Run, last_seen: Option<&str>) -> Result<LogPage, LogError>;
+    /// The whole log as text.
+    async fn all(&self, run: &Run) -> Result<String, LogError>;
+}
+
+/// Time, injected so tests control it.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
