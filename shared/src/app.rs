@@ -425,7 +425,11 @@ impl App {
     }
 
     /// One page of a run's log; an empty page before the run has launched.
-    pub async fn log_page(&self, run_id: &str, last_seen: Option<&str>) -> Result<LogPage, AppError> {
+    pub async fn log_page(
+        &self,
+        run_id: &str,
+        last_seen: Option<&str>,
+    ) -> Result<LogPage, AppError> {
         let run = self.run(run_id).await?;
         if run.task_id.is_none() && run.started_at.is_none() {
             return Ok(LogPage {

@@ -101,7 +101,9 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The listen address is unusable.
-    #[error("could not listen on {addr}: is another server using it? pass --listen to choose another address")]
+    #[error(
+        "could not listen on {addr}: is another server using it? pass --listen to choose another address"
+    )]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -240,11 +242,12 @@ async fn recover(app: &App, store: &SqliteStore) -> Result<(), ServeError> {
     }
     let released = store.release_all_claims().await?;
     if released > 0 {
-        info!(released, "released queue claims left by the previous server");
+        info!(
+            released,
+            "released queue claims left by the previous server"
+        );
     }
-    app.retry_tick(Utc::now())
-        .await
-        .map_err(app_store_error)?;
+    app.retry_tick(Utc::now()).await.map_err(app_store_error)?;
     Ok(())
 }
 

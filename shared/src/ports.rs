@@ -7,11 +7,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::EnvVar;
 use crate::domain::definition::Definition;
 use crate::domain::event::RunEvent;
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunState};
-use crate::domain::EnvVar;
 use crate::error::{EngineError, LogError, StoreError};
 
 /// One event as stored in a run's stream.

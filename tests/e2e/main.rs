@@ -1,1 +1,8 @@
+//! End-to-end tests: the real `flotilla serve` binary on a loopback port, real
+//! SQLite on disk, real child processes, driven over HTTP as a user would.
 
+mod support;
+
+mod api_errors;
+mod lifecycle;
+mod restart;

@@ -29,7 +29,9 @@ use tracing::warn;
 
 use crate::domain::run::Run;
 use crate::error::{EngineError, LogError};
-use crate::ports::{EngineChange, EngineUpdate, ExecutionEngine, LaunchSpec, Launched, LogPage, LogSource};
+use crate::ports::{
+    EngineChange, EngineUpdate, ExecutionEngine, LaunchSpec, Launched, LogPage, LogSource,
+};
 
 /// Largest log page returned at once.
 pub const LOG_PAGE_BYTES: usize = 256 * 1024;
@@ -85,15 +87,22 @@ impl LocalEngine {
     pub fn live_tasks(&self) -> Vec<(String, String)> {
         self.tasks
             .lock()
-            .map(|t| t.iter().map(|(k, v)| (v.run_id.clone(), k.clone())).collect())
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (v.run_id.clone(), k.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn spawn(&self, spec: &LaunchSpec) -> Result<(tokio::process::Child, i32), EngineError> {
-        let command = spec.command.as_deref().ok_or_else(|| EngineError::Permanent {
-            message: "the run has no command; the local engine runs `bash -c <command>`".into(),
-            source: None,
-        })?;
+        let command = spec
+            .command
+            .as_deref()
+            .ok_or_else(|| EngineError::Permanent {
+                message: "the run has no command; the local engine runs `bash -c <command>`".into(),
+                source: None,
+            })?;
         let dir = run_dir(&self.runs_dir, &spec.run_id);
         let work = dir.join("work");
         std::fs::create_dir_all(&work).map_err(|e| io_error("create the run's directory", e))?;
@@ -174,7 +183,11 @@ fn exit_code(status: &ExitStatus) -> i64 {
     }
 }
 
-async fn terminate(child: &mut tokio::process::Child, pgid: i32, grace: Duration) -> std::io::Result<ExitStatus> {
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: i32,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
     let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(status) => status,
@@ -234,7 +247,10 @@ impl ExecutionEngine for LocalEngine {
                     let code = exit_code(&status);
                     let reason = reason.or_else(|| {
                         status.signal().map(|s| match s {
-                            9 => "killed by SIGKILL (out of memory, or killed from outside flotilla)".to_owned(),
+                            9 => {
+                                "killed by SIGKILL (out of memory, or killed from outside flotilla)"
+                                    .to_owned()
+                            }
                             s => format!("killed by signal {s}"),
                         })
                     });

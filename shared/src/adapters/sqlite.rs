@@ -23,9 +23,7 @@ use crate::domain::query::{
 };
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
-use crate::ports::{
-    DefinitionStore, EventStore, RecordedEvent, RunQueue, RunReadModel, RunTicket,
-};
+use crate::ports::{DefinitionStore, EventStore, RecordedEvent, RunQueue, RunReadModel, RunTicket};
 
 /// Schema version kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -247,7 +245,12 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 /// Adds a text filter: one value matches as a substring, several exactly.
-fn push_text_filter(column: &str, filter: &TextFilter, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
+fn push_text_filter(
+    column: &str,
+    filter: &TextFilter,
+    clauses: &mut Vec<String>,
+    args: &mut Vec<Value>,
+) {
     match filter.0.as_slice() {
         [] => {}
         [one] => {
@@ -318,7 +321,9 @@ fn page_of<T: serde::de::DeserializeOwned>(
         ))
         .map_err(backend)?;
     let bodies = stmt
-        .query_map(rusqlite::params_from_iter(page_args.iter()), |r| r.get::<_, String>(0))
+        .query_map(rusqlite::params_from_iter(page_args.iter()), |r| {
+            r.get::<_, String>(0)
+        })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
@@ -448,7 +453,9 @@ impl RunReadModel for SqliteStore {
             let row = conn
                 .prepare_cached("SELECT version, body FROM runs WHERE run_id = ?1")
                 .map_err(backend)?
-                .query_row([&run_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .query_row([&run_id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
                 .optional()
                 .map_err(backend)?;
             match row {
@@ -479,7 +486,12 @@ impl RunReadModel for SqliteStore {
                 &mut clauses,
                 &mut args,
             );
-            push_in("cluster", query.clusters.iter().cloned(), &mut clauses, &mut args);
+            push_in(
+                "cluster",
+                query.clusters.iter().cloned(),
+                &mut clauses,
+                &mut args,
+            );
             push_text_filter("alias", &query.alias, &mut clauses, &mut args);
             push_text_filter("group_name", &query.group_name, &mut clauses, &mut args);
             let column = match query.sort_by {
@@ -526,7 +538,14 @@ impl DefinitionStore for SqliteStore {
             conn.execute(
                 "INSERT INTO definitions (definition_id, alias, group_name, image, memory, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![d.definition_id, d.alias, d.group_name, d.image, d.memory.map(|m| m as i64), body],
+                params![
+                    d.definition_id,
+                    d.alias,
+                    d.group_name,
+                    d.image,
+                    d.memory.map(|m| m as i64),
+                    body
+                ],
             )
             .map_err(|e| {
                 if unique_violation(&e) {
@@ -656,5 +675,153 @@ impl RunQueue for SqliteStore {
         .await?;
         self.enqueued.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::contract;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            SqliteStore::open(&dir.path().join("test.db")).unwrap_or_else(|e| panic!("{e}"));
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_event_store_contract() {
+        let (_dir, store) = store();
+        contract::event_store_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_lets_exactly_one_racing_append_win() {
+        let (_dir, store) = store();
+        contract::concurrent_append_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_run_read_model_contract() {
+        let (_dir, store) = store();
+        contract::run_read_model_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_definition_store_contract() {
+        let (_dir, store) = store();
+        contract::definition_store_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_run_queue_contract() {
+        let (_dir, store) = store();
+        let drain = || async {
+            let mut out = Vec::new();
+            while let Some(c) = store
+                .claim(None, Utc::now())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+            {
+                store.ack(c.seq).await.unwrap_or_else(|e| panic!("{e}"));
+                out.push(c.ticket);
+            }
+            out
+        };
+        contract::run_queue_contract(&store, drain).await;
+    }
+
+    #[tokio::test]
+    async fn the_queue_takes_clusters_in_turn_so_a_busy_one_cannot_starve_another() {
+        let (_dir, store) = store();
+        for i in 0..3 {
+            let t = RunTicket {
+                run_id: format!("a{i}"),
+                attempt: 1,
+                cluster: "busy".into(),
+            };
+            store.enqueue(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let t = RunTicket {
+            run_id: "b0".into(),
+            attempt: 1,
+            cluster: "quiet".into(),
+        };
+        store.enqueue(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut order = Vec::new();
+        let mut last = None;
+        while let Some(c) = store
+            .claim(last.clone(), Utc::now())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
+            last = Some(c.ticket.cluster.clone());
+            order.push(c.ticket.run_id.clone());
+            store.ack(c.seq).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(order, ["a0", "b0", "a1", "a2"]);
+    }
+
+    #[tokio::test]
+    async fn a_ticket_enqueued_twice_for_the_same_attempt_is_kept_once() {
+        let (_dir, store) = store();
+        let t = RunTicket {
+            run_id: "r".into(),
+            attempt: 1,
+            cluster: "c".into(),
+        };
+        store.enqueue(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        store.enqueue(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.queue_len().await.unwrap_or_else(|e| panic!("{e}")), 1);
+    }
+
+    #[tokio::test]
+    async fn a_released_ticket_is_not_delivered_before_its_time_and_claims_survive_a_restart_as_released()
+     {
+        let (dir, store) = store();
+        let t = RunTicket {
+            run_id: "r".into(),
+            attempt: 1,
+            cluster: "c".into(),
+        };
+        store.enqueue(&t).await.unwrap_or_else(|e| panic!("{e}"));
+        let c = store
+            .claim(None, Utc::now())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("ticket"));
+        store
+            .release(c.seq, Utc::now() + chrono::Duration::seconds(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            store
+                .claim(None, Utc::now())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+        let later = Utc::now() + chrono::Duration::seconds(61);
+        let c = store
+            .claim(None, later)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("ticket"));
+        drop(store);
+        let reopened =
+            SqliteStore::open(&dir.path().join("test.db")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            reopened
+                .release_all_claims()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            1
+        );
+        let again = reopened
+            .claim(None, later)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.map(|a| a.seq), Some(c.seq));
     }
 }

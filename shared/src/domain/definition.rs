@@ -101,7 +101,10 @@ fn alias_problem(alias: &str) -> Option<String> {
         Some("alias is required: give the definition a unique name, e.g. \"alias\": \"hello-flotilla\"".into())
     } else if alias.len() > 255 {
         Some("alias is longer than 255 characters: choose a shorter one".into())
-    } else if alias.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control()) {
+    } else if alias
+        .chars()
+        .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
         Some(format!(
             "alias \"{alias}\" contains '/', a space or a control character: use letters, digits, '-', '_' or '.'"
         ))

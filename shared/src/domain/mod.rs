@@ -49,9 +49,7 @@ pub fn validate_env(env: &[EnvVar], what: &str) -> Result<(), ValidationError> {
     let mut seen = std::collections::BTreeSet::new();
     for var in env {
         if var.name.is_empty() {
-            problems.push(format!(
-                "{what}: every variable needs a non-empty \"name\""
-            ));
+            problems.push(format!("{what}: every variable needs a non-empty \"name\""));
         } else if !is_env_name(&var.name) {
             problems.push(format!(
                 "{what}: \"{}\" is not a valid variable name: use letters, digits and '_', not starting with a digit",

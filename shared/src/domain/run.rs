@@ -316,7 +316,9 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             reason,
             now,
         } => {
-            if run.attempt == attempt && run.status.is_active() && run.status != RunStatus::NeedsRetry
+            if run.attempt == attempt
+                && run.status.is_active()
+                && run.status != RunStatus::NeedsRetry
             {
                 let reason = match &run.stop_requested_by {
                     Some(by) => Some(stopped_by_reason(by)),
@@ -388,7 +390,10 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             if run.status != RunStatus::NeedsRetry {
                 vec![]
             } else if run.attempt >= max_attempts {
-                let last = run.exit_reason.as_deref().unwrap_or("infrastructure failure");
+                let last = run
+                    .exit_reason
+                    .as_deref()
+                    .unwrap_or("infrastructure failure");
                 vec![RunEvent::RunStopped {
                     attempt: run.attempt,
                     exit_code: None,
@@ -451,9 +456,12 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.status = RunStatus::Pending;
             run.task_id = Some(task_id.clone());
         }
-        (Some(run), RunEvent::RunStarted {
-            task_id, host, at, ..
-        }) => {
+        (
+            Some(run),
+            RunEvent::RunStarted {
+                task_id, host, at, ..
+            },
+        ) => {
             run.status = RunStatus::Running;
             run.started_at = Some(*at);
             if let Some(task_id) = task_id {
@@ -466,12 +474,15 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
         (Some(run), RunEvent::RunStopRequested { by, .. }) => {
             run.stop_requested_by = Some(by.clone());
         }
-        (Some(run), RunEvent::RunStopped {
-            exit_code,
-            reason,
-            at,
-            ..
-        }) => {
+        (
+            Some(run),
+            RunEvent::RunStopped {
+                exit_code,
+                reason,
+                at,
+                ..
+            },
+        ) => {
             run.status = RunStatus::Stopped;
             run.exit_code = *exit_code;
             run.exit_reason = reason.clone();
@@ -501,3 +512,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
 pub fn replay<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> RunState {
     events.into_iter().fold(RunState::default(), evolve)
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

@@ -142,7 +142,8 @@ impl QueryPairs {
 
     /// Whether `key` is `true` (any case).
     pub fn flag(&self, key: &str) -> bool {
-        self.one(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.one(key)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
 

@@ -209,7 +209,13 @@ async fn execute_by_alias(
     Path(alias): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    execute(&app, DefinitionRef::Alias(&alias), OwnerRule::OwnerId, &body).await
+    execute(
+        &app,
+        DefinitionRef::Alias(&alias),
+        OwnerRule::OwnerId,
+        &body,
+    )
+    .await
 }
 
 async fn execute_v1(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
@@ -312,11 +318,7 @@ async fn logs(
     let q = QueryPairs::parse(raw.as_deref());
     if q.flag("raw_text") {
         let text = app.log_text(&run_id).await?;
-        return Ok((
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            text,
-        )
-            .into_response());
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
     let last_seen = q.one("last_seen");
     let page = app.log_page(&run_id, last_seen.as_deref()).await?;

@@ -1,1 +1,457 @@
+//! Contract suites: what every adapter of a port must do, written once and run
+//! against each adapter (SQLite now; DynamoDB and SQS on moto later). Each suite
+//! takes a fresh, empty store and panics with a sentence on the first breach.
 
+use std::future::Future;
+
+use crate::domain::definition::{Definition, DefinitionInput};
+use crate::domain::event::RunEvent;
+use crate::domain::query::{
+    DefinitionQuery, DefinitionSortField, Paging, RunQuery, RunSortField, SortOrder, TextFilter,
+};
+use crate::domain::run::{RunCommand, RunState, RunStatus, decide, evolve};
+use crate::error::StoreError;
+use crate::ports::{DefinitionStore, EventStore, RunQueue, RunReadModel, RunTicket};
+use crate::testing::scenario::{spec, t};
+
+fn queued_event(run_id: &str, alias: &str, cluster: &str, seconds: i64) -> RunEvent {
+    let mut s = spec(run_id);
+    s.alias = alias.to_owned();
+    s.cluster = cluster.to_owned();
+    s.definition_id = format!("def-{alias}");
+    RunEvent::RunQueued {
+        spec: Box::new(s),
+        at: t(seconds),
+    }
+}
+
+/// Appends `events` to a stream at its current version, as the use cases do.
+async fn append<S: EventStore + RunReadModel>(store: &S, run_id: &str, events: &[RunEvent]) -> u64 {
+    let state = store
+        .get(run_id)
+        .await
+        .unwrap_or_else(|e| panic!("get failed: {e}"));
+    let expected = state.version;
+    let next = events.iter().fold(state, evolve);
+    let run = next
+        .run
+        .unwrap_or_else(|| panic!("events must create a run"));
+    store
+        .append(run_id, expected, events, &run)
+        .await
+        .unwrap_or_else(|e| panic!("append failed: {e}"))
+}
+
+/// Event streams with optimistic concurrency, and the projection written with them.
+pub async fn event_store_contract<S: EventStore + RunReadModel>(store: &S) {
+    // An unknown stream is empty at version 0.
+    let empty = store.get("nope").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        empty,
+        RunState::default(),
+        "an unknown run reads as version 0 with no run"
+    );
+    assert!(
+        store
+            .load("nope")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+
+    // Appends land in order and the projection follows.
+    let first = queued_event("r-1", "a", "default", 0);
+    assert_eq!(append(store, "r-1", std::slice::from_ref(&first)).await, 1);
+    let submitted = RunEvent::RunSubmitted {
+        attempt: 1,
+        task_id: "task-1".into(),
+        at: t(1),
+    };
+    let started = RunEvent::RunStarted {
+        attempt: 1,
+        task_id: None,
+        host: Some("h".into()),
+        at: t(2),
+    };
+    assert_eq!(
+        append(store, "r-1", &[submitted.clone(), started.clone()]).await,
+        3
+    );
+    let loaded = store.load("r-1").await.unwrap_or_else(|e| panic!("{e}"));
+    let seqs: Vec<_> = loaded.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, [1, 2, 3], "events are numbered from 1 in order");
+    let kinds: Vec<_> = loaded.iter().map(|e| e.event.clone()).collect();
+    assert_eq!(
+        kinds,
+        [first, submitted, started],
+        "events read back as written"
+    );
+    let state = store.get("r-1").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        state.version, 3,
+        "the projection carries the stream version"
+    );
+    let run = state.run.unwrap_or_else(|| panic!("projection missing"));
+    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.task_id.as_deref(), Some("task-1"));
+
+    // A stale writer gets a conflict and writes nothing.
+    let stop = decide(
+        &store.get("r-1").await.unwrap_or_else(|e| panic!("{e}")),
+        RunCommand::Abandon {
+            reason: "x".into(),
+            now: t(3),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let result = store.append("r-1", 1, &stop, &run).await;
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::Conflict {
+                expected: 1,
+                actual: 3
+            })
+        ),
+        "an append at a stale version is a conflict naming both versions, got {result:?}"
+    );
+    assert_eq!(
+        store
+            .load("r-1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len(),
+        3
+    );
+    let result = store.append("r-new", 1, &stop, &run).await;
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::Conflict {
+                expected: 1,
+                actual: 0
+            })
+        ),
+        "appending past the end of an empty stream is a conflict, got {result:?}"
+    );
+}
+
+/// Two writers racing on one version: exactly one wins.
+pub async fn concurrent_append_contract<S: EventStore + RunReadModel + Clone + 'static>(store: &S) {
+    append(store, "race", &[queued_event("race", "a", "default", 0)]).await;
+    let state = store.get("race").await.unwrap_or_else(|e| panic!("{e}"));
+    let run = state.run.clone().unwrap_or_else(|| panic!("run"));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let store = store.clone();
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            let event = RunEvent::RunSubmitted {
+                attempt: 1,
+                task_id: format!("t{i}"),
+                at: t(1),
+            };
+            store.append("race", 1, &[event], &run).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("a racing append failed with {e} instead of a conflict"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one of the racing appends wins");
+}
+
+/// Run lists: filters, sort, paging, totals.
+pub async fn run_read_model_contract<S: EventStore + RunReadModel>(store: &S) {
+    let runs = [
+        ("r-a", "alpha", "c1", 1),
+        ("r-b", "alphabet", "c2", 2),
+        ("r-c", "beta", "c1", 3),
+        ("r-d", "gamma", "c2", 4),
+    ];
+    for (id, alias, cluster, at) in runs {
+        append(store, id, &[queued_event(id, alias, cluster, at)]).await;
+    }
+    append(
+        store,
+        "r-d",
+        &[RunEvent::RunStopped {
+            attempt: 1,
+            exit_code: Some(0),
+            reason: None,
+            at: t(9),
+        }],
+    )
+    .await;
+    let ids = |page: crate::domain::query::Page<crate::domain::run::Run>| {
+        page.items
+            .into_iter()
+            .map(|r| r.spec.run_id)
+            .collect::<Vec<_>>()
+    };
+    let list = |q: RunQuery| async move { store.list(&q).await.unwrap_or_else(|e| panic!("{e}")) };
+
+    let all = list(RunQuery::default()).await;
+    assert_eq!(all.total, 4);
+    assert_eq!(
+        ids(all),
+        ["r-d", "r-c", "r-b", "r-a"],
+        "newest first by default"
+    );
+
+    let q = RunQuery {
+        statuses: vec![RunStatus::Queued],
+        sort_by: RunSortField::Alias,
+        order: SortOrder::Asc,
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        ids(list(q).await),
+        ["r-a", "r-b", "r-c"],
+        "status filter and alias sort"
+    );
+
+    let q = RunQuery {
+        alias: TextFilter(vec!["alpha".into()]),
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        ids(list(q).await),
+        ["r-b", "r-a"],
+        "one alias value matches as a substring"
+    );
+
+    let q = RunQuery {
+        alias: TextFilter(vec!["alpha".into(), "beta".into()]),
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        ids(list(q).await),
+        ["r-c", "r-a"],
+        "several alias values match exactly"
+    );
+
+    let q = RunQuery {
+        alias: TextFilter(vec!["%".into()]),
+        ..RunQuery::default()
+    };
+    assert!(
+        ids(list(q).await).is_empty(),
+        "a % in a filter is a literal character"
+    );
+
+    let q = RunQuery {
+        clusters: vec!["c2".into()],
+        statuses: vec![RunStatus::Queued, RunStatus::Stopped],
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        ids(list(q).await),
+        ["r-d", "r-b"],
+        "cluster filter with several statuses"
+    );
+
+    let q = RunQuery {
+        definition_ids: vec!["def-beta".into()],
+        ..RunQuery::default()
+    };
+    assert_eq!(ids(list(q).await), ["r-c"], "definition filter");
+
+    let q = RunQuery {
+        sort_by: RunSortField::QueuedAt,
+        order: SortOrder::Asc,
+        paging: Paging {
+            limit: 2,
+            offset: 1,
+        },
+        ..RunQuery::default()
+    };
+    let page = list(q).await;
+    assert_eq!(page.total, 4, "total counts every match, not the page");
+    assert_eq!(
+        ids(page),
+        ["r-b", "r-c"],
+        "limit and offset page the sorted rows"
+    );
+
+    let q = RunQuery {
+        sort_by: RunSortField::FinishedAt,
+        order: SortOrder::Asc,
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        ids(list(q).await)[0],
+        "r-d",
+        "runs without the sort value come last"
+    );
+}
+
+fn definition(alias: &str, group: &str, image: &str, memory: u64) -> Definition {
+    Definition::create(
+        format!("{group}-{alias}"),
+        DefinitionInput {
+            alias: Some(alias.into()),
+            group_name: Some(group.into()),
+            image: Some(image.into()),
+            memory: Some(memory),
+            tags: Some(vec!["t1".into()]),
+            ports: Some(vec![8080]),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Definitions: uniqueness of aliases, read-back, update, delete, lists.
+pub async fn definition_store_contract<S: DefinitionStore>(store: &S) {
+    let a = definition("hello", "g1", "ubuntu:22.04", 512);
+    store.create(&a).await.unwrap_or_else(|e| panic!("{e}"));
+    let got = store
+        .get(&a.definition_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.as_ref(),
+        Some(&a),
+        "a definition reads back exactly, tags and ports included"
+    );
+    let by_alias = store
+        .get_by_alias("hello")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_alias.as_ref(), Some(&a));
+    assert_eq!(
+        store.get("missing").await.unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+
+    let mut dup = definition("hello", "g2", "busybox", 256);
+    dup.definition_id = "other".into();
+    let result = store.create(&dup).await;
+    assert!(
+        matches!(result, Err(StoreError::Duplicate(_))),
+        "a taken alias is a duplicate, got {result:?}"
+    );
+    assert_eq!(
+        store.get("other").await.unwrap_or_else(|e| panic!("{e}")),
+        None,
+        "a refused create writes nothing"
+    );
+
+    let b = definition("world", "g2", "busybox:latest", 1024);
+    store.create(&b).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut b_renamed = b.clone();
+    b_renamed.alias = "hello".into();
+    let result = store.update(&b_renamed).await;
+    assert!(
+        matches!(result, Err(StoreError::Duplicate(_))),
+        "an update to a taken alias is a duplicate, got {result:?}"
+    );
+    let mut b_moved = b.clone();
+    b_moved.group_name = "g3".into();
+    store
+        .update(&b_moved)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = store
+        .get(&b.definition_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.map(|d| d.group_name),
+        Some("g3".into()),
+        "a group change is stored"
+    );
+    let mut ghost = b.clone();
+    ghost.definition_id = "ghost".into();
+    ghost.alias = "ghost".into();
+    assert!(matches!(
+        store.update(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let q = DefinitionQuery {
+        image: TextFilter(vec!["busy".into()]),
+        ..DefinitionQuery::default()
+    };
+    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.total, 1);
+    assert_eq!(
+        page.items[0].alias, "world",
+        "image filter matches a substring"
+    );
+    let q = DefinitionQuery {
+        sort_by: DefinitionSortField::Memory,
+        order: SortOrder::Desc,
+        ..DefinitionQuery::default()
+    };
+    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
+    let aliases: Vec<_> = page.items.iter().map(|d| d.alias.as_str()).collect();
+    assert_eq!(aliases, ["world", "hello"], "sorted by memory, descending");
+
+    assert!(
+        store
+            .delete(&a.definition_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        !store
+            .delete(&a.definition_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "deleting twice reports nothing deleted"
+    );
+    assert_eq!(
+        store
+            .get_by_alias("hello")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+    let again = definition("hello", "g1", "ubuntu", 1);
+    store
+        .create(&again)
+        .await
+        .unwrap_or_else(|e| panic!("a deleted alias can be reused: {e}"));
+}
+
+/// Queues: every ticket enqueued is delivered, to its cluster, with its attempt.
+/// `drain` takes every ticket currently deliverable off the queue.
+pub async fn run_queue_contract<Q, F, Fut>(queue: &Q, drain: F)
+where
+    Q: RunQueue,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<RunTicket>>,
+{
+    let tickets = [
+        RunTicket {
+            run_id: "r-1".into(),
+            attempt: 1,
+            cluster: "team-a".into(),
+        },
+        RunTicket {
+            run_id: "r-2".into(),
+            attempt: 2,
+            cluster: "team-b".into(),
+        },
+    ];
+    for ticket in &tickets {
+        queue
+            .enqueue(ticket)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut delivered = drain().await;
+    delivered.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    delivered.dedup();
+    assert_eq!(
+        delivered, tickets,
+        "every ticket is delivered with its cluster and attempt"
+    );
+    assert!(drain().await.is_empty(), "a drained queue is empty");
+}

@@ -1,0 +1,377 @@
+//! Scenarios and properties of the run aggregate.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::testing::scenario::*;
+
+fn stop(by: &str) -> RunCommand {
+    RunCommand::RequestStop {
+        by: by.into(),
+        now: t(5),
+    }
+}
+
+fn exited(attempt: u32, code: i64) -> RunCommand {
+    RunCommand::RecordExited {
+        attempt,
+        exit_code: Some(code),
+        reason: None,
+        now: t(4),
+    }
+}
+
+fn infra_failure(attempt: u32) -> RunCommand {
+    RunCommand::RecordInfrastructureFailure {
+        attempt,
+        reason: "CannotPullContainerError: no such image".into(),
+        now: t(4),
+    }
+}
+
+fn requeue(max_attempts: u32) -> RunCommand {
+    RunCommand::Requeue {
+        max_attempts,
+        now: t(6),
+    }
+}
+
+#[test]
+fn queueing_a_new_run_records_run_queued() {
+    RunScenario::given([])
+        .when(RunCommand::Queue {
+            spec: Box::new(spec("r-1")),
+            now: t(0),
+        })
+        .then_events([queued()])
+        .then_status(RunStatus::Queued);
+}
+
+#[test]
+fn queueing_the_same_run_twice_is_refused() {
+    RunScenario::given([queued()])
+        .when(RunCommand::Queue {
+            spec: Box::new(spec("r-1")),
+            now: t(0),
+        })
+        .then_error(DomainError::RunAlreadyExists {
+            run_id: "r-1".into(),
+        });
+}
+
+#[test]
+fn a_command_on_a_run_that_does_not_exist_is_refused() {
+    RunScenario::given([])
+        .when(stop("me"))
+        .then_error(DomainError::RunNotFound);
+}
+
+#[test]
+fn a_run_goes_queued_pending_running_stopped_with_its_exit_code() {
+    let outcome = RunScenario::given([queued(), submitted(1), started(1)])
+        .when(exited(1, 3))
+        .then_status(RunStatus::Stopped);
+    let run = outcome.run();
+    assert_eq!(run.exit_code, Some(3));
+    assert_eq!(run.started_at, Some(t(2)));
+    assert_eq!(run.finished_at, Some(t(4)));
+    assert_eq!(run.task_id.as_deref(), Some("task-1"));
+}
+
+#[test]
+fn a_duplicate_submission_changes_nothing() {
+    RunScenario::given([queued(), submitted(1)])
+        .when(RunCommand::RecordSubmitted {
+            attempt: 1,
+            task_id: "task-1".into(),
+            now: t(1),
+        })
+        .then_nothing();
+}
+
+#[test]
+fn a_start_reported_after_the_run_stopped_changes_nothing() {
+    RunScenario::given([queued(), submitted(1), started(1), stopped(1, Some(0))])
+        .when(RunCommand::RecordStarted {
+            attempt: 1,
+            task_id: None,
+            host: None,
+            now: t(9),
+        })
+        .then_nothing();
+}
+
+#[test]
+fn a_start_reported_before_the_submission_moves_the_run_to_running() {
+    RunScenario::given([queued()])
+        .when(RunCommand::RecordStarted {
+            attempt: 1,
+            task_id: Some("task-1".into()),
+            host: None,
+            now: t(2),
+        })
+        .then_status(RunStatus::Running);
+}
+
+#[test]
+fn a_report_about_an_earlier_attempt_changes_nothing() {
+    RunScenario::given([
+        queued(),
+        submitted(1),
+        needs_retry(1),
+        RunEvent::RunRequeued {
+            attempt: 2,
+            at: t(5),
+        },
+    ])
+    .when(exited(1, 0))
+    .then_nothing();
+}
+
+#[test]
+fn stopping_a_queued_run_ends_it_at_once() {
+    let outcome = RunScenario::given([queued()])
+        .when(stop("jane@example.com"))
+        .then_status(RunStatus::Stopped);
+    let reason = outcome.run().exit_reason.unwrap_or_default();
+    assert!(reason.contains("stopped by jane@example.com"), "{reason}");
+    assert!(reason.contains("before it was launched"), "{reason}");
+}
+
+#[test]
+fn stopping_a_running_run_asks_the_engine_and_the_exit_says_who_stopped_it() {
+    let given = [queued(), submitted(1), started(1)];
+    RunScenario::given(given.clone())
+        .when(stop("jane"))
+        .then_events([RunEvent::RunStopRequested {
+            by: "jane".into(),
+            at: t(5),
+        }])
+        .then_status(RunStatus::Running);
+    let requested = RunEvent::RunStopRequested {
+        by: "jane".into(),
+        at: t(5),
+    };
+    let outcome = RunScenario::given(given.into_iter().chain([requested]))
+        .when(exited(1, 143))
+        .then_status(RunStatus::Stopped);
+    assert_eq!(
+        outcome.run().exit_reason.as_deref(),
+        Some("stopped by jane")
+    );
+}
+
+#[test]
+fn stopping_a_stopped_run_changes_nothing() {
+    RunScenario::given([queued(), stopped(1, Some(0))])
+        .when(stop("jane"))
+        .then_nothing();
+}
+
+#[test]
+fn an_infrastructure_failure_needs_a_retry_and_the_sweep_queues_attempt_two() {
+    RunScenario::given([queued(), submitted(1)])
+        .when(infra_failure(1))
+        .then_status(RunStatus::NeedsRetry);
+    let outcome = RunScenario::given([queued(), submitted(1), needs_retry(1)])
+        .when(requeue(3))
+        .then_events([RunEvent::RunRequeued {
+            attempt: 2,
+            at: t(6),
+        }])
+        .then_status(RunStatus::Queued);
+    assert_eq!(outcome.run().attempt, 2);
+    assert_eq!(outcome.run().task_id, None);
+}
+
+#[test]
+fn the_sweep_gives_up_once_the_attempts_are_used() {
+    let outcome = RunScenario::given([queued(), submitted(1), needs_retry(1)])
+        .when(requeue(1))
+        .then_status(RunStatus::Stopped);
+    let reason = outcome.run().exit_reason.unwrap_or_default();
+    assert!(reason.contains("gave up after 1 attempts"), "{reason}");
+    assert!(reason.contains("CannotPullContainerError"), "{reason}");
+}
+
+#[test]
+fn an_infrastructure_failure_after_the_code_exited_changes_nothing() {
+    RunScenario::given([queued(), submitted(1), started(1), stopped(1, Some(1))])
+        .when(infra_failure(1))
+        .then_nothing();
+}
+
+#[test]
+fn a_stopped_run_without_exit_code_may_still_need_a_retry() {
+    RunScenario::given([queued(), submitted(1), stopped(1, None)])
+        .when(infra_failure(1))
+        .then_status(RunStatus::NeedsRetry);
+}
+
+#[test]
+fn an_infrastructure_failure_after_a_stop_request_ends_the_run_instead_of_retrying() {
+    let requested = RunEvent::RunStopRequested {
+        by: "jane".into(),
+        at: t(2),
+    };
+    RunScenario::given([queued(), submitted(1), requested])
+        .when(infra_failure(1))
+        .then_status(RunStatus::Stopped);
+}
+
+#[test]
+fn abandoning_an_in_flight_run_stops_it_with_the_reason() {
+    let outcome = RunScenario::given([queued(), submitted(1), started(1)])
+        .when(RunCommand::Abandon {
+            reason: "server restarted".into(),
+            now: t(7),
+        })
+        .then_status(RunStatus::Stopped);
+    assert_eq!(
+        outcome.run().exit_reason.as_deref(),
+        Some("server restarted")
+    );
+    assert_eq!(outcome.run().exit_code, None);
+}
+
+#[test]
+fn only_a_queued_run_of_the_current_attempt_is_launchable() {
+    let run = RunScenario::given([queued()]).when(stop("x")).run();
+    assert!(!run.is_launchable(1));
+    let state = replay(&[queued()]);
+    let run = state.run.unwrap_or_else(|| panic!("queued run"));
+    assert!(run.is_launchable(1));
+    assert!(!run.is_launchable(2));
+}
+
+// ----- properties ------------------------------------------------------------
+
+fn any_command() -> impl Strategy<Value = RunCommand> {
+    let attempt = 1u32..4;
+    let code = prop::option::of(-1i64..256);
+    prop_oneof![
+        Just(RunCommand::Queue {
+            spec: Box::new(spec("r-1")),
+            now: t(0)
+        }),
+        (attempt.clone(), "[a-z]{1,4}").prop_map(|(attempt, task_id)| {
+            RunCommand::RecordSubmitted {
+                attempt,
+                task_id,
+                now: t(1),
+            }
+        }),
+        attempt
+            .clone()
+            .prop_map(|attempt| RunCommand::RecordStarted {
+                attempt,
+                task_id: None,
+                host: None,
+                now: t(2)
+            }),
+        (attempt.clone(), code).prop_map(|(attempt, exit_code)| RunCommand::RecordExited {
+            attempt,
+            exit_code,
+            reason: None,
+            now: t(3)
+        }),
+        attempt.prop_map(infra_failure),
+        "[a-z]{1,4}".prop_map(|by| stop(&by)),
+        (1u32..4).prop_map(requeue),
+        Just(RunCommand::Abandon {
+            reason: "lost".into(),
+            now: t(8)
+        }),
+    ]
+}
+
+/// Applies commands one by one, keeping every event decided.
+fn run_commands(commands: Vec<RunCommand>) -> (Vec<RunEvent>, Vec<RunState>) {
+    let mut state = RunState::default();
+    let mut events = Vec::new();
+    let mut states = vec![state.clone()];
+    for command in commands {
+        if let Ok(new_events) = decide(&state, command) {
+            for event in new_events {
+                state = evolve(state, &event);
+                events.push(event);
+                states.push(state.clone());
+            }
+        }
+    }
+    (events, states)
+}
+
+proptest! {
+    #[test]
+    fn no_command_sequence_makes_decide_or_evolve_panic(commands in prop::collection::vec(any_command(), 0..40)) {
+        let (events, states) = run_commands(commands);
+        prop_assert_eq!(states.last().map(|s| s.version), Some(events.len() as u64));
+    }
+
+    #[test]
+    fn evolve_never_panics_on_arbitrary_event_sequences(commands in prop::collection::vec(any_command(), 0..40), order in prop::collection::vec(0usize..100, 0..40)) {
+        // Events decided in one history, replayed shuffled: evolve must cope.
+        let (mut events, _) = run_commands(commands);
+        for (i, j) in order.into_iter().enumerate() {
+            if !events.is_empty() {
+                let (a, b) = (i % events.len(), j % events.len());
+                events.swap(a, b);
+            }
+        }
+        let state = replay(&events);
+        prop_assert_eq!(state.version, events.len() as u64);
+    }
+
+    #[test]
+    fn stopped_is_absorbing_except_for_needs_retry(commands in prop::collection::vec(any_command(), 0..40)) {
+        let (_, states) = run_commands(commands);
+        for pair in states.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            if let (Some(b), Some(a)) = (&before.run, &after.run)
+                && b.status == RunStatus::Stopped
+            {
+                prop_assert!(
+                    a.status == RunStatus::Stopped || a.status == RunStatus::NeedsRetry,
+                    "STOPPED became {}", a.status
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn status_never_moves_backwards_except_through_needs_retry(commands in prop::collection::vec(any_command(), 0..40)) {
+        let (events, states) = run_commands(commands);
+        for (event, pair) in events.iter().zip(states.windows(2)) {
+            if let (Some(b), Some(a)) = (&pair[0].run, &pair[1].run) {
+                let allowed = a.status.rank() >= b.status.rank()
+                    || a.status == RunStatus::NeedsRetry
+                    || matches!(event, RunEvent::RunRequeued { .. });
+                prop_assert!(allowed, "{} -> {} by {}", b.status, a.status, event.name());
+            }
+        }
+    }
+
+    #[test]
+    fn a_projection_rebuilt_from_scratch_equals_the_one_updated_event_by_event(commands in prop::collection::vec(any_command(), 0..40)) {
+        let (events, states) = run_commands(commands);
+        let rebuilt = replay(&events);
+        prop_assert_eq!(Some(&rebuilt), states.last());
+    }
+
+    #[test]
+    fn deciding_the_same_command_twice_produces_nothing_the_second_time(commands in prop::collection::vec(any_command(), 1..30), repeat in any_command()) {
+        let (events, _) = run_commands(commands);
+        let mut state = replay(&events);
+        if let Ok(first) = decide(&state, repeat.clone()) {
+            for e in &first { state = evolve(state, e); }
+            if let Ok(second) = decide(&state, repeat.clone()) {
+                // Stop, exit, start and submit reports are idempotent; only a
+                // requeue may legitimately act again (a new attempt may fail again).
+                if !matches!(repeat, RunCommand::Requeue { .. }) {
+                    prop_assert!(second.is_empty(), "second {:?} produced {:?}", repeat, second);
+                }
+            }
+        }
+    }
+}

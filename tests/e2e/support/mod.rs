@@ -1,0 +1,283 @@
+//! The test harness: starts the real `flotilla serve` binary on a free loopback
+//! port with its own data directory, and talks to it over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The `flotilla` binary: `$FLOTILLA_BIN`, or the one cargo built beside this test.
+pub fn flotilla_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("FLOTILLA_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/flotilla
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("flotilla"))
+        .unwrap_or_default();
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p flotilla-cli` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A running `flotilla serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// Base URL, e.g. `http://127.0.0.1:5123`.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    port: u16,
+    parallelism: usize,
+    log_path: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server with `parallelism` and waits until it answers.
+    pub async fn start(data_dir: &Path, parallelism: usize) -> Self {
+        let mut server = Self {
+            child: None,
+            base: String::new(),
+            data_dir: data_dir.to_owned(),
+            port: free_port(),
+            parallelism,
+            log_path: data_dir.with_extension("server.log"),
+            http: reqwest::Client::new(),
+        };
+        server.base = format!("http://127.0.0.1:{}", server.port);
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(flotilla_bin())
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--parallelism", &self.parallelism.to_string()])
+            .args(["--stop-grace-seconds", "2"])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start flotilla serve: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/api/v6/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("flotilla serve exited with {status}: {}", self.server_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flotilla serve did not answer within 30 s: {}",
+                self.server_log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the server printed so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL (no clean-up of any kind).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// A full URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET, returning status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        json_of(r).await
+    }
+
+    /// GET, returning status and the body as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// Sends `body` as raw bytes with `curl -d`'s Content-Type, as the quick-start does.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        json_of(r).await
+    }
+
+    /// DELETE with extra headers.
+    pub async fn delete(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.delete(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        json_of(req.send().await.unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    /// Creates a definition and returns it.
+    pub async fn define(&self, alias: &str, command: &str) -> Value {
+        let body = json!({"alias": alias, "group_name": "tests", "image": "ubuntu:latest", "command": command});
+        let (status, def) = self
+            .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
+            .await;
+        assert_eq!(status, 200, "{def}");
+        def
+    }
+
+    /// Executes a definition by alias with extra body fields, returning the run.
+    pub async fn execute(&self, alias: &str, extra: Value) -> Value {
+        let mut body = json!({"run_tags": {"owner_id": "tester"}});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let path = format!("/api/v6/task/alias/{alias}/execute");
+        let (status, run) = self
+            .send(reqwest::Method::PUT, &path, &body.to_string())
+            .await;
+        assert_eq!(status, 200, "{run}");
+        run
+    }
+
+    /// Polls a run until `done` holds, recording every status seen.
+    pub async fn wait_for(
+        &self,
+        run_id: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> (Value, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let (status, run) = self.get(&format!("/api/v6/history/{run_id}")).await;
+            assert_eq!(status, 200, "{run}");
+            let s = run["status"].as_str().unwrap_or_default().to_owned();
+            if seen.last() != Some(&s) {
+                seen.push(s);
+            }
+            if done(&run) {
+                return (run, seen);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} did not become {what} within 30 s: {run}\n{}",
+                self.server_log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls until the run is STOPPED.
+    pub async fn wait_stopped(&self, run_id: &str) -> (Value, Vec<String>) {
+        self.wait_for(run_id, "STOPPED", |r| r["status"] == "STOPPED")
+            .await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A graceful stop, so the runs it started are stopped too.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Whether a process exists and is not a zombie waiting to be reaped.
+pub fn process_exists(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+/// Polls `cond` for up to 10 s.
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
