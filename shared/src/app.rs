@@ -376,7 +376,7 @@ impl App {
             .runs
             .list(&RunQuery {
                 statuses: vec![RunStatus::NeedsRetry],
-                ..RunQuery::default()
+                ..oldest_first()
             })
             .await?;
         for run in needs_retry.items {
@@ -403,7 +403,7 @@ impl App {
             .runs
             .list(&RunQuery {
                 statuses: vec![RunStatus::Queued],
-                ..RunQuery::default()
+                ..oldest_first()
             })
             .await?;
         for run in queued.items {
@@ -476,6 +476,15 @@ impl App {
         Err(AppError::Conflict(format!(
             "run {run_id} is being changed by many writers at once; try again"
         )))
+    }
+}
+
+/// The sweep works oldest first, a page per tick.
+fn oldest_first() -> RunQuery {
+    RunQuery {
+        sort_by: crate::domain::query::RunSortField::QueuedAt,
+        order: crate::domain::query::SortOrder::Asc,
+        ..RunQuery::default()
     }
 }
 

@@ -393,3 +393,49 @@ impl LogSource for LocalLogs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, bytes: &[u8]) -> PathBuf {
+        let path = dir.path().join("log");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_page_never_splits_a_character_and_the_next_page_starts_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        // "é" is two bytes; cut the file after its first byte.
+        let full = "abc é\n".as_bytes();
+        let path = write(&dir, &full[..5]);
+        let (text, consumed) = read_page(&path, 0).unwrap();
+        assert_eq!((text.as_str(), consumed), ("abc ", 4));
+        let path = write(&dir, full);
+        let (text, consumed) = read_page(&path, 4).unwrap();
+        assert_eq!((text.as_str(), consumed), ("é\n", 3));
+    }
+
+    #[test]
+    fn a_full_page_ends_on_a_line_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "x".repeat(99) + "\n";
+        let body = line.repeat(LOG_PAGE_BYTES / 100 + 10);
+        let path = write(&dir, body.as_bytes());
+        let (text, consumed) = read_page(&path, 0).unwrap();
+        assert!(text.ends_with('\n'));
+        assert_eq!(consumed as usize % 100, 0);
+        let (rest, _) = read_page(&path, consumed).unwrap();
+        assert_eq!(text.len() + rest.len(), body.len());
+    }
+
+    #[test]
+    fn a_cursor_past_the_end_is_refused_and_a_missing_log_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, b"hi\n");
+        assert!(matches!(read_page(&path, 99), Err(LogError::BadCursor(_))));
+        let (text, consumed) = read_page(&dir.path().join("none"), 0).unwrap();
+        assert_eq!((text.as_str(), consumed), ("", 0));
+    }
+}
