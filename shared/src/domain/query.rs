@@ -217,3 +217,97 @@ pub struct Page<T> {
     /// Rows matching the filters, ignoring paging.
     pub total: u64,
 }
+
+impl RunQuery {
+    /// Whether `run` passes every filter (the in-memory twin of a store's query).
+    pub fn matches(&self, run: &crate::domain::run::Run) -> bool {
+        let spec = &run.spec;
+        (self.statuses.is_empty() || self.statuses.contains(&run.status))
+            && (self.definition_ids.is_empty() || self.definition_ids.contains(&spec.definition_id))
+            && (self.clusters.is_empty() || self.clusters.contains(&spec.cluster))
+            && self.alias.matches(&spec.alias)
+            && self.group_name.matches(&spec.group_name)
+    }
+
+    /// Sorts runs as the query asks: the sort field with missing values last,
+    /// then queue time and run id in the same direction.
+    pub fn sort(&self, runs: &mut [crate::domain::run::Run]) {
+        use std::cmp::Ordering;
+        fn nulls_last<T: Ord>(
+            a: Option<T>,
+            b: Option<T>,
+            dir: impl Fn(Ordering) -> Ordering,
+        ) -> Ordering {
+            match (a, b) {
+                (Some(x), Some(y)) => dir(x.cmp(&y)),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+        }
+        let dir = |o: Ordering| match self.order {
+            SortOrder::Asc => o,
+            SortOrder::Desc => o.reverse(),
+        };
+        runs.sort_by(|a, b| {
+            let (x, y) = (&a.spec, &b.spec);
+            let primary = match self.sort_by {
+                RunSortField::RunId => dir(x.run_id.cmp(&y.run_id)),
+                RunSortField::ClusterName => dir(x.cluster.cmp(&y.cluster)),
+                RunSortField::Status => dir(a.status.as_str().cmp(b.status.as_str())),
+                RunSortField::QueuedAt => dir(a.queued_at.cmp(&b.queued_at)),
+                RunSortField::StartedAt => nulls_last(a.started_at, b.started_at, dir),
+                RunSortField::FinishedAt => nulls_last(a.finished_at, b.finished_at, dir),
+                RunSortField::GroupName => dir(x.group_name.cmp(&y.group_name)),
+                RunSortField::Alias => dir(x.alias.cmp(&y.alias)),
+            };
+            primary
+                .then_with(|| dir(a.queued_at.cmp(&b.queued_at)))
+                .then_with(|| dir(a.spec.run_id.cmp(&b.spec.run_id)))
+        });
+    }
+}
+
+impl DefinitionQuery {
+    /// Whether `definition` passes every filter.
+    pub fn matches(&self, definition: &crate::domain::definition::Definition) -> bool {
+        self.alias.matches(&definition.alias)
+            && self.group_name.matches(&definition.group_name)
+            && self.image.matches(&definition.image)
+    }
+
+    /// Sorts definitions as the query asks: the sort field with missing values
+    /// last, then alias in the same direction.
+    pub fn sort(&self, definitions: &mut [crate::domain::definition::Definition]) {
+        use std::cmp::Ordering;
+        let dir = |o: Ordering| match self.order {
+            SortOrder::Asc => o,
+            SortOrder::Desc => o.reverse(),
+        };
+        definitions.sort_by(|a, b| {
+            let primary = match self.sort_by {
+                DefinitionSortField::Alias => dir(a.alias.cmp(&b.alias)),
+                DefinitionSortField::Image => dir(a.image.cmp(&b.image)),
+                DefinitionSortField::GroupName => dir(a.group_name.cmp(&b.group_name)),
+                DefinitionSortField::Memory => match (a.memory, b.memory) {
+                    (Some(x), Some(y)) => dir(x.cmp(&y)),
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                },
+            };
+            primary.then_with(|| dir(a.alias.cmp(&b.alias)))
+        });
+    }
+}
+
+/// Cuts one page out of rows already filtered and sorted.
+pub fn page_of<T>(rows: Vec<T>, paging: Paging) -> Page<T> {
+    let total = rows.len() as u64;
+    let offset = usize::try_from(paging.offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(paging.limit).unwrap_or(usize::MAX);
+    Page {
+        items: rows.into_iter().skip(offset).take(limit).collect(),
+        total,
+    }
+}

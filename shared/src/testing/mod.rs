@@ -1,5 +1,8 @@
 //! Test support (feature `test-support`): the run scenario harness, builders,
-//! and the contract suites every adapter of a port must pass.
+//! the contract suites every adapter of a port must pass, and (with `aws`) a
+//! moto server for the AWS adapters.
 
 pub mod contract;
+#[cfg(feature = "aws")]
+pub mod moto;
 pub mod scenario;
