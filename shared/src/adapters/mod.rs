@@ -4,8 +4,8 @@
 //!   store and the durable per-cluster queue in one SQLite file.
 //! - [`local`] (feature `embedded`): the local process engine and log files.
 //!
-//! - [`aws`] and [`dynamo`] (feature `aws`): SDK configuration, and DynamoDB
-//!   storage for runs and definitions.
+//! - [`aws`], [`dynamo`] and [`sqs`] (feature `aws`): SDK configuration,
+//!   DynamoDB storage for runs and definitions, and one SQS queue per cluster.
 //!
 //! The AWS adapters pass the same contract suites as the embedded ones.
 
@@ -17,3 +17,5 @@ pub mod dynamo;
 pub mod local;
 #[cfg(feature = "embedded")]
 pub mod sqlite;
+#[cfg(feature = "aws")]
+pub mod sqs;
