@@ -18,8 +18,8 @@ use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
 use crate::error::{AppError, EngineError, StoreError};
 use crate::ports::{
-    Clock, DefinitionStore, EngineChange, EngineUpdate, EventStore, ExecutionEngine, LaunchSpec,
-    LogPage, LogSource, RecordedEvent, RunQueue, RunReadModel, RunTicket,
+    Clock, DefinitionStore, EngineUpdate, EventStore, ExecutionEngine, LaunchSpec, LogPage,
+    LogSource, RecordedEvent, RunQueue, RunReadModel, RunTicket,
 };
 
 /// How often a command is retried after losing an optimistic-concurrency race.
@@ -321,33 +321,8 @@ impl App {
     /// Records a state change reported by an engine. Duplicates, stale attempts
     /// and out-of-order reports change nothing.
     pub async fn record_engine_update(&self, update: EngineUpdate) -> Result<Run, AppError> {
-        let EngineUpdate {
-            run_id,
-            attempt,
-            change,
-            at,
-        } = update;
-        let command = match change {
-            EngineChange::Started { task_id, host } => RunCommand::RecordStarted {
-                attempt,
-                task_id,
-                host,
-                now: at,
-            },
-            EngineChange::Exited { exit_code, reason } => RunCommand::RecordExited {
-                attempt,
-                exit_code,
-                reason,
-                now: at,
-            },
-            EngineChange::InfrastructureFailure { reason } => {
-                RunCommand::RecordInfrastructureFailure {
-                    attempt,
-                    reason,
-                    now: at,
-                }
-            }
-        };
+        let run_id = update.run_id.clone();
+        let command = update.into_command();
         self.apply(&run_id, command).await
     }
 

@@ -11,7 +11,7 @@ use crate::domain::EnvVar;
 use crate::domain::definition::Definition;
 use crate::domain::event::RunEvent;
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
-use crate::domain::run::{Run, RunState};
+use crate::domain::run::{Run, RunCommand, RunState};
 use crate::error::{EngineError, LogError, StoreError};
 
 /// One event as stored in a run's stream.
@@ -173,9 +173,52 @@ pub struct EngineUpdate {
     pub at: DateTime<Utc>,
 }
 
+impl EngineUpdate {
+    /// The run command that records this update.
+    pub fn into_command(self) -> RunCommand {
+        let Self {
+            attempt,
+            change,
+            at,
+            ..
+        } = self;
+        match change {
+            EngineChange::Submitted { task_id } => RunCommand::RecordSubmitted {
+                attempt,
+                task_id,
+                now: at,
+            },
+            EngineChange::Started { task_id, host } => RunCommand::RecordStarted {
+                attempt,
+                task_id,
+                host,
+                now: at,
+            },
+            EngineChange::Exited { exit_code, reason } => RunCommand::RecordExited {
+                attempt,
+                exit_code,
+                reason,
+                now: at,
+            },
+            EngineChange::InfrastructureFailure { reason } => {
+                RunCommand::RecordInfrastructureFailure {
+                    attempt,
+                    reason,
+                    now: at,
+                }
+            }
+        }
+    }
+}
+
 /// The kinds of [`EngineUpdate`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineChange {
+    /// Accepted by the engine, not running yet (PENDING).
+    Submitted {
+        /// Engine task id.
+        task_id: String,
+    },
     /// Running.
     Started {
         /// Engine task id.

@@ -6,6 +6,7 @@
 //!
 //! - [`aws`], [`dynamo`] and [`sqs`] (feature `aws`): SDK configuration,
 //!   DynamoDB storage for runs and definitions, and one SQS queue per cluster.
+//! - [`ecs_events`] (feature `aws`): ECS task state changes as engine updates.
 //!
 //! The AWS adapters pass the same contract suites as the embedded ones.
 
@@ -13,6 +14,8 @@
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod dynamo;
+#[cfg(feature = "aws")]
+pub mod ecs_events;
 #[cfg(feature = "embedded")]
 pub mod local;
 #[cfg(feature = "embedded")]
