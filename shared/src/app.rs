@@ -287,6 +287,7 @@ impl App {
                         &ticket.run_id,
                         RunCommand::RecordStarted {
                             attempt: ticket.attempt,
+                            engine_version: None,
                             task_id: Some(launched.task_id.clone()),
                             host: Some(host),
                             now,
@@ -307,6 +308,7 @@ impl App {
                     &ticket.run_id,
                     RunCommand::RecordExited {
                         attempt: ticket.attempt,
+                        engine_version: None,
                         exit_code: None,
                         reason: Some(format!("could not launch: {message}")),
                         now: self.now(),

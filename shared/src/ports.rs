@@ -169,6 +169,8 @@ pub struct EngineUpdate {
     pub attempt: u32,
     /// What happened.
     pub change: EngineChange,
+    /// The engine's version of the state reported (ECS `detail.version`), if any.
+    pub engine_version: Option<u64>,
     /// When it happened.
     pub at: DateTime<Utc>,
 }
@@ -180,6 +182,7 @@ impl EngineUpdate {
             attempt,
             change,
             at,
+            engine_version,
             ..
         } = self;
         match change {
@@ -190,12 +193,14 @@ impl EngineUpdate {
             },
             EngineChange::Started { task_id, host } => RunCommand::RecordStarted {
                 attempt,
+                engine_version,
                 task_id,
                 host,
                 now: at,
             },
             EngineChange::Exited { exit_code, reason } => RunCommand::RecordExited {
                 attempt,
+                engine_version,
                 exit_code,
                 reason,
                 now: at,
@@ -203,6 +208,7 @@ impl EngineUpdate {
             EngineChange::InfrastructureFailure { reason } => {
                 RunCommand::RecordInfrastructureFailure {
                     attempt,
+                    engine_version,
                     reason,
                     now: at,
                 }

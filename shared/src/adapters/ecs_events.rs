@@ -207,6 +207,7 @@ pub fn engine_update(event: &EcsTaskStateChangeEvent) -> Option<EngineUpdate> {
         run_id,
         attempt,
         change,
+        engine_version: task.version,
         at,
     })
 }

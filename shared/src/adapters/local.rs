@@ -265,6 +265,7 @@ impl ExecutionEngine for LocalEngine {
                 run_id,
                 attempt,
                 change: EngineChange::Exited { exit_code, reason },
+                engine_version: None,
                 at: Utc::now(),
             });
         });

@@ -45,6 +45,10 @@ pub enum RunEvent {
         /// Host it runs on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
+        /// The engine's version of the task state this reports, when it has one
+        /// (ECS `detail.version`); a report not newer than the last is ignored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        engine_version: Option<u64>,
         /// When it started.
         at: DateTime<Utc>,
     },
@@ -65,6 +69,10 @@ pub enum RunEvent {
         /// Why it ended, when there is more to say than the exit code.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The engine's version of the task state this reports, when it has one
+        /// (ECS `detail.version`); a report not newer than the last is ignored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        engine_version: Option<u64>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -75,6 +83,10 @@ pub enum RunEvent {
         attempt: u32,
         /// What failed.
         reason: String,
+        /// The engine's version of the task state this reports, when it has one
+        /// (ECS `detail.version`); a report not newer than the last is ignored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        engine_version: Option<u64>,
         /// When.
         at: DateTime<Utc>,
     },

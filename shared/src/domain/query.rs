@@ -38,6 +38,25 @@ impl SortOrder {
             Self::Desc => "desc",
         }
     }
+
+    /// Orients an ascending comparison.
+    pub fn apply(self, ordering: std::cmp::Ordering) -> std::cmp::Ordering {
+        match self {
+            Self::Asc => ordering,
+            Self::Desc => ordering.reverse(),
+        }
+    }
+
+    /// Compares optional values in this order, with missing values last either way.
+    pub fn nulls_last<T: Ord>(self, a: Option<T>, b: Option<T>) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (a, b) {
+            (Some(x), Some(y)) => self.apply(x.cmp(&y)),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
 }
 
 macro_rules! sort_fields {
@@ -232,23 +251,8 @@ impl RunQuery {
     /// Sorts runs as the query asks: the sort field with missing values last,
     /// then queue time and run id in the same direction.
     pub fn sort(&self, runs: &mut [crate::domain::run::Run]) {
-        use std::cmp::Ordering;
-        fn nulls_last<T: Ord>(
-            a: Option<T>,
-            b: Option<T>,
-            dir: impl Fn(Ordering) -> Ordering,
-        ) -> Ordering {
-            match (a, b) {
-                (Some(x), Some(y)) => dir(x.cmp(&y)),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            }
-        }
-        let dir = |o: Ordering| match self.order {
-            SortOrder::Asc => o,
-            SortOrder::Desc => o.reverse(),
-        };
+        let o = self.order;
+        let dir = |ordering| o.apply(ordering);
         runs.sort_by(|a, b| {
             let (x, y) = (&a.spec, &b.spec);
             let primary = match self.sort_by {
@@ -256,8 +260,8 @@ impl RunQuery {
                 RunSortField::ClusterName => dir(x.cluster.cmp(&y.cluster)),
                 RunSortField::Status => dir(a.status.as_str().cmp(b.status.as_str())),
                 RunSortField::QueuedAt => dir(a.queued_at.cmp(&b.queued_at)),
-                RunSortField::StartedAt => nulls_last(a.started_at, b.started_at, dir),
-                RunSortField::FinishedAt => nulls_last(a.finished_at, b.finished_at, dir),
+                RunSortField::StartedAt => o.nulls_last(a.started_at, b.started_at),
+                RunSortField::FinishedAt => o.nulls_last(a.finished_at, b.finished_at),
                 RunSortField::GroupName => dir(x.group_name.cmp(&y.group_name)),
                 RunSortField::Alias => dir(x.alias.cmp(&y.alias)),
             };
@@ -279,22 +283,14 @@ impl DefinitionQuery {
     /// Sorts definitions as the query asks: the sort field with missing values
     /// last, then alias in the same direction.
     pub fn sort(&self, definitions: &mut [crate::domain::definition::Definition]) {
-        use std::cmp::Ordering;
-        let dir = |o: Ordering| match self.order {
-            SortOrder::Asc => o,
-            SortOrder::Desc => o.reverse(),
-        };
+        let o = self.order;
+        let dir = |ordering| o.apply(ordering);
         definitions.sort_by(|a, b| {
             let primary = match self.sort_by {
                 DefinitionSortField::Alias => dir(a.alias.cmp(&b.alias)),
                 DefinitionSortField::Image => dir(a.image.cmp(&b.image)),
                 DefinitionSortField::GroupName => dir(a.group_name.cmp(&b.group_name)),
-                DefinitionSortField::Memory => match (a.memory, b.memory) {
-                    (Some(x), Some(y)) => dir(x.cmp(&y)),
-                    (Some(_), None) => Ordering::Less,
-                    (None, Some(_)) => Ordering::Greater,
-                    (None, None) => Ordering::Equal,
-                },
+                DefinitionSortField::Memory => o.nulls_last(a.memory, b.memory),
             };
             primary.then_with(|| dir(a.alias.cmp(&b.alias)))
         });

@@ -164,9 +164,20 @@ pub struct Run {
     pub host: Option<String>,
     /// Who asked to stop it, once somebody did.
     pub stop_requested_by: Option<String>,
+    /// The newest engine version of the current task's state applied so far.
+    #[serde(default)]
+    pub engine_version: Option<u64>,
 }
 
 impl Run {
+    /// Whether an engine report about `attempt` at `engine_version` is older
+    /// than what was applied, or about another attempt: such a report changes
+    /// nothing.
+    pub fn is_stale_report(&self, attempt: u32, engine_version: Option<u64>) -> bool {
+        self.attempt != attempt
+            || matches!((self.engine_version, engine_version), (Some(last), Some(v)) if v <= last)
+    }
+
     /// Whether the run may be handed to an engine for `attempt` now.
     pub fn is_launchable(&self, attempt: u32) -> bool {
         self.status == RunStatus::Queued
@@ -207,6 +218,8 @@ pub enum RunCommand {
     RecordStarted {
         /// The attempt.
         attempt: u32,
+        /// The engine's version of the state reported, when it has one.
+        engine_version: Option<u64>,
         /// Engine task id, if known.
         task_id: Option<String>,
         /// Host, if known.
@@ -219,6 +232,8 @@ pub enum RunCommand {
     RecordExited {
         /// The attempt.
         attempt: u32,
+        /// The engine's version of the state reported, when it has one.
+        engine_version: Option<u64>,
         /// Exit code, if the command ran.
         exit_code: Option<i64>,
         /// Reason, if the engine has one.
@@ -231,6 +246,8 @@ pub enum RunCommand {
     RecordInfrastructureFailure {
         /// The attempt.
         attempt: u32,
+        /// The engine's version of the state reported, when it has one.
+        engine_version: Option<u64>,
         /// What failed.
         reason: String,
         /// Now.
@@ -293,15 +310,17 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
         }
         RunCommand::RecordStarted {
             attempt,
+            engine_version,
             task_id,
             host,
             now,
         } => {
             let advances = run.status.rank() < RunStatus::Running.rank()
                 && run.status != RunStatus::NeedsRetry;
-            if run.attempt == attempt && advances {
+            if !run.is_stale_report(attempt, engine_version) && advances {
                 vec![RunEvent::RunStarted {
                     attempt,
+                    engine_version,
                     task_id: task_id.filter(|_| run.task_id.is_none()),
                     host,
                     at: now,
@@ -312,11 +331,12 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
         }
         RunCommand::RecordExited {
             attempt,
+            engine_version,
             exit_code,
             reason,
             now,
         } => {
-            if run.attempt == attempt
+            if !run.is_stale_report(attempt, engine_version)
                 && run.status.is_active()
                 && run.status != RunStatus::NeedsRetry
             {
@@ -326,6 +346,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 };
                 vec![RunEvent::RunStopped {
                     attempt,
+                    engine_version,
                     exit_code,
                     reason,
                     at: now,
@@ -336,10 +357,11 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
         }
         RunCommand::RecordInfrastructureFailure {
             attempt,
+            engine_version,
             reason,
             now,
         } => {
-            if run.attempt != attempt || run.status == RunStatus::NeedsRetry {
+            if run.is_stale_report(attempt, engine_version) || run.status == RunStatus::NeedsRetry {
                 vec![]
             } else if let Some(by) = &run.stop_requested_by {
                 // The user asked for a stop: the run ends, it is not retried.
@@ -348,6 +370,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 } else {
                     vec![RunEvent::RunStopped {
                         attempt,
+                        engine_version,
                         exit_code: None,
                         reason: Some(stopped_by_reason(by)),
                         at: now,
@@ -359,6 +382,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             } else {
                 vec![RunEvent::RunNeedsRetry {
                     attempt,
+                    engine_version,
                     reason,
                     at: now,
                 }]
@@ -373,6 +397,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 },
                 RunEvent::RunStopped {
                     attempt: run.attempt,
+                    engine_version: None,
                     exit_code: None,
                     reason: Some(format!("{} before it was launched", stopped_by_reason(&by))),
                     at: now,
@@ -396,6 +421,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                     .unwrap_or("infrastructure failure");
                 vec![RunEvent::RunStopped {
                     attempt: run.attempt,
+                    engine_version: None,
                     exit_code: None,
                     reason: Some(format!(
                         "gave up after {} attempts; the last one failed with: {last}",
@@ -416,6 +442,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             } else {
                 vec![RunEvent::RunStopped {
                     attempt: run.attempt,
+                    engine_version: None,
                     exit_code: None,
                     reason: Some(reason),
                     at: now,
@@ -449,6 +476,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 task_id: None,
                 host: None,
                 stop_requested_by: None,
+                engine_version: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
@@ -459,9 +487,14 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
         (
             Some(run),
             RunEvent::RunStarted {
-                task_id, host, at, ..
+                task_id,
+                host,
+                at,
+                engine_version,
+                ..
             },
         ) => {
+            note_engine_version(run, *engine_version);
             run.status = RunStatus::Running;
             run.started_at = Some(*at);
             if let Some(task_id) = task_id {
@@ -480,15 +513,25 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 exit_code,
                 reason,
                 at,
+                engine_version,
                 ..
             },
         ) => {
+            note_engine_version(run, *engine_version);
             run.status = RunStatus::Stopped;
             run.exit_code = *exit_code;
             run.exit_reason = reason.clone();
             run.finished_at = Some(*at);
         }
-        (Some(run), RunEvent::RunNeedsRetry { reason, .. }) => {
+        (
+            Some(run),
+            RunEvent::RunNeedsRetry {
+                reason,
+                engine_version,
+                ..
+            },
+        ) => {
+            note_engine_version(run, *engine_version);
             run.status = RunStatus::NeedsRetry;
             run.exit_code = None;
             run.exit_reason = Some(reason.clone());
@@ -503,9 +546,16 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.exit_reason = None;
             run.task_id = None;
             run.host = None;
+            run.engine_version = None;
         }
     }
     state
+}
+
+fn note_engine_version(run: &mut Run, version: Option<u64>) {
+    if let Some(v) = version {
+        run.engine_version = Some(run.engine_version.map_or(v, |last| last.max(v)));
+    }
 }
 
 /// Folds a whole stream from scratch.

@@ -14,6 +14,7 @@ fn stop(by: &str) -> RunCommand {
 
 fn exited(attempt: u32, code: i64) -> RunCommand {
     RunCommand::RecordExited {
+        engine_version: None,
         attempt,
         exit_code: Some(code),
         reason: None,
@@ -23,6 +24,7 @@ fn exited(attempt: u32, code: i64) -> RunCommand {
 
 fn infra_failure(attempt: u32) -> RunCommand {
     RunCommand::RecordInfrastructureFailure {
+        engine_version: None,
         attempt,
         reason: "CannotPullContainerError: no such image".into(),
         now: t(4),
@@ -93,6 +95,7 @@ fn a_duplicate_submission_changes_nothing() {
 fn a_start_reported_after_the_run_stopped_changes_nothing() {
     RunScenario::given([queued(), submitted(1), started(1), stopped(1, Some(0))])
         .when(RunCommand::RecordStarted {
+            engine_version: None,
             attempt: 1,
             task_id: None,
             host: None,
@@ -105,6 +108,7 @@ fn a_start_reported_after_the_run_stopped_changes_nothing() {
 fn a_start_reported_before_the_submission_moves_the_run_to_running() {
     RunScenario::given([queued()])
         .when(RunCommand::RecordStarted {
+            engine_version: None,
             attempt: 1,
             task_id: Some("task-1".into()),
             host: None,
@@ -264,12 +268,14 @@ fn any_command() -> impl Strategy<Value = RunCommand> {
         attempt
             .clone()
             .prop_map(|attempt| RunCommand::RecordStarted {
+                engine_version: None,
                 attempt,
                 task_id: None,
                 host: None,
                 now: t(2)
             }),
         (attempt.clone(), code).prop_map(|(attempt, exit_code)| RunCommand::RecordExited {
+            engine_version: None,
             attempt,
             exit_code,
             reason: None,
@@ -374,4 +380,55 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn an_engine_report_not_newer_than_the_last_one_applied_changes_nothing() {
+    let started_v3 = RunEvent::RunStarted {
+        attempt: 1,
+        engine_version: Some(3),
+        task_id: None,
+        host: None,
+        at: t(2),
+    };
+    let report = |version| RunCommand::RecordExited {
+        attempt: 1,
+        engine_version: Some(version),
+        exit_code: Some(0),
+        reason: None,
+        now: t(4),
+    };
+    RunScenario::given([queued(), submitted(1), started_v3.clone()])
+        .when(report(3))
+        .then_nothing();
+    RunScenario::given([queued(), submitted(1), started_v3.clone()])
+        .when(report(2))
+        .then_nothing();
+    let outcome = RunScenario::given([queued(), submitted(1), started_v3])
+        .when(report(4))
+        .then_status(RunStatus::Stopped);
+    assert_eq!(outcome.run().engine_version, Some(4));
+}
+
+#[test]
+fn a_new_attempt_forgets_the_previous_tasks_engine_version() {
+    let failed_v9 = RunEvent::RunNeedsRetry {
+        attempt: 1,
+        engine_version: Some(9),
+        reason: "CannotPullContainerError".into(),
+        at: t(3),
+    };
+    let requeued = RunEvent::RunRequeued {
+        attempt: 2,
+        at: t(4),
+    };
+    RunScenario::given([queued(), submitted(1), failed_v9, requeued])
+        .when(RunCommand::RecordStarted {
+            attempt: 2,
+            engine_version: Some(2),
+            task_id: Some("task-2".into()),
+            host: None,
+            now: t(5),
+        })
+        .then_status(RunStatus::Running);
 }

@@ -68,6 +68,7 @@ pub async fn event_store_contract<S: EventStore + RunReadModel>(store: &S) {
         at: t(1),
     };
     let started = RunEvent::RunStarted {
+        engine_version: None,
         attempt: 1,
         task_id: None,
         host: Some("h".into()),
@@ -180,6 +181,7 @@ pub async fn run_read_model_contract<S: EventStore + RunReadModel>(store: &S) {
         store,
         "r-d",
         &[RunEvent::RunStopped {
+            engine_version: None,
             attempt: 1,
             exit_code: Some(0),
             reason: None,

@@ -69,6 +69,7 @@ pub fn submitted(attempt: u32) -> RunEvent {
 /// `RunStarted` of `attempt`.
 pub fn started(attempt: u32) -> RunEvent {
     RunEvent::RunStarted {
+        engine_version: None,
         attempt,
         task_id: None,
         host: Some("host".into()),
@@ -79,6 +80,7 @@ pub fn started(attempt: u32) -> RunEvent {
 /// `RunStopped` of `attempt` with `exit_code`.
 pub fn stopped(attempt: u32, exit_code: Option<i64>) -> RunEvent {
     RunEvent::RunStopped {
+        engine_version: None,
         attempt,
         exit_code,
         reason: None,
@@ -89,6 +91,7 @@ pub fn stopped(attempt: u32, exit_code: Option<i64>) -> RunEvent {
 /// `RunNeedsRetry` of `attempt`.
 pub fn needs_retry(attempt: u32) -> RunEvent {
     RunEvent::RunNeedsRetry {
+        engine_version: None,
         attempt,
         reason: "CannotPullContainerError".into(),
         at: t(3),
