@@ -97,6 +97,8 @@ pub struct LaunchSpec {
     pub run_id: String,
     /// The attempt.
     pub attempt: u32,
+    /// The definition it runs.
+    pub definition_id: String,
     /// Cluster.
     pub cluster: String,
     /// Image.
@@ -127,6 +129,7 @@ impl LaunchSpec {
         Self {
             run_id: spec.run_id.clone(),
             attempt: run.attempt,
+            definition_id: spec.definition_id.clone(),
             cluster: spec.cluster.clone(),
             image: spec.image.clone(),
             command: spec.command.clone(),

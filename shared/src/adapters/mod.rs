@@ -6,7 +6,8 @@
 //!
 //! - [`aws`], [`dynamo`] and [`sqs`] (feature `aws`): SDK configuration,
 //!   DynamoDB storage for runs and definitions, and one SQS queue per cluster.
-//! - [`ecs_events`] (feature `aws`): ECS task state changes as engine updates.
+//! - [`ecs`] and [`ecs_events`] (feature `aws`): the ECS engine, and ECS task
+//!   state changes as engine updates.
 //!
 //! The AWS adapters pass the same contract suites as the embedded ones.
 
@@ -14,6 +15,8 @@
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod dynamo;
+#[cfg(feature = "aws")]
+pub mod ecs;
 #[cfg(feature = "aws")]
 pub mod ecs_events;
 #[cfg(feature = "embedded")]

@@ -32,10 +32,14 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free port: {e}"));
+        // moto's own log, for when a test needs to know why it answered 500.
+        let log_path = std::env::temp_dir().join(format!("flotilla-moto-{port}.log"));
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("could not start {program}: {e}"));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -63,5 +67,50 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// One EC2 query-API call (moto answers unsigned requests; the credential
+    /// scope in the header tells it the service). Returns the XML body.
+    fn ec2(&self, action: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://").to_owned();
+        let body = format!("Action={action}&Version=2016-11-15");
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream =
+            TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect to moto: {e}"));
+        stream
+            .write_all(request.as_bytes())
+            .unwrap_or_else(|e| panic!("write to moto: {e}"));
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .unwrap_or_else(|e| panic!("read from moto: {e}"));
+        response
+    }
+
+    /// A subnet and a security group of moto's default VPC, which Fargate
+    /// tasks need.
+    pub fn default_network(&self) -> (String, String) {
+        let first = |xml: &str, tag: &str| {
+            let open = format!("<{tag}>");
+            let start = xml.find(&open).map(|i| i + open.len());
+            start
+                .and_then(|s| {
+                    xml[s..]
+                        .find(&format!("</{tag}>"))
+                        .map(|e| xml[s..s + e].to_owned())
+                })
+                .unwrap_or_else(|| panic!("no <{tag}> in moto's answer: {xml}"))
+        };
+        let subnet = first(&self.ec2("DescribeSubnets"), "subnetId");
+        let group = first(&self.ec2("DescribeSecurityGroups"), "groupId");
+        (subnet, group)
     }
 }

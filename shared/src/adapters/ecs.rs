@@ -1,0 +1,512 @@
+//! The ECS execution engine (feature `aws`): launches one Fargate task per
+//! attempt and stops it on request. State changes come back through
+//! EventBridge (see [`super::ecs_events`]), not through this type.
+//!
+//! - A task definition is registered once per definition, image and resources
+//!   (its family names all three) and reused.
+//! - RunTask carries `clientToken = <run_id>-<attempt>`, so a retried call
+//!   within ECS's 24 h window cannot start a second task; the submit handler's
+//!   own state check covers the rest.
+//! - The task group `flotilla:<run_id>:<attempt>` ties the task's events to
+//!   its run; `startedBy` lets the EventBridge rule pick our tasks.
+//! - The command runs as `bash -c <command>`, with the run's env, cpu and
+//!   memory as overrides; logs go to CloudWatch Logs through `awslogs`.
+//! - Launch failures are classified: capacity, throttling, `RESOURCE:*` and
+//!   "no container instances" are retryable; anything else (a bad image, an
+//!   invalid parameter, an unknown cluster) is permanent, with a message that
+//!   says what to fix.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
+    KeyValuePair, LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
+    TaskOverride,
+};
+
+use crate::adapters::ecs_events::task_group;
+use crate::error::EngineError;
+use crate::ports::{ExecutionEngine, LaunchSpec, Launched};
+
+/// Name of the one container in every task definition.
+pub const CONTAINER_NAME: &str = "main";
+/// CPU units of a task whose run names none (Fargate's smallest size).
+pub const DEFAULT_CPU: u64 = 256;
+/// Memory (MB) of a task whose run names none.
+pub const DEFAULT_MEMORY: u64 = 512;
+/// Longest `clientToken` ECS accepts
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html>).
+pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
+
+/// Where and how tasks run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsSettings {
+    /// ECS cluster of a Flotilla cluster: `<cluster_prefix><cluster>`.
+    pub cluster_prefix: String,
+    /// Subnets of the tasks (awsvpc).
+    pub subnets: Vec<String>,
+    /// Security groups of the tasks.
+    pub security_groups: Vec<String>,
+    /// Whether tasks get a public IP (needed to pull images without a NAT).
+    pub assign_public_ip: bool,
+    /// Role ECS uses to pull images and write logs.
+    pub execution_role_arn: Option<String>,
+    /// Role the job itself runs with.
+    pub task_role_arn: Option<String>,
+    /// CloudWatch Logs group of task output.
+    pub log_group: String,
+    /// Region of that log group.
+    pub log_region: String,
+    /// `startedBy` of every task, matched by the EventBridge rule.
+    pub started_by: String,
+}
+
+/// Launches runs as ECS tasks.
+#[derive(Debug)]
+pub struct EcsExecutionEngine {
+    client: Client,
+    settings: EcsSettings,
+    task_definitions: Mutex<HashMap<String, String>>,
+}
+
+/// The ECS cluster name inside a task ARN
+/// (`arn:aws:ecs:<region>:<account>:task/<cluster>/<id>`).
+pub fn cluster_of_task(task_arn: &str) -> Option<&str> {
+    let (_, path) = task_arn.split_once(":task/")?;
+    let (cluster, _) = path.split_once('/')?;
+    Some(cluster)
+}
+
+/// A task definition family for a definition, image and resources; ECS allows
+/// letters, digits, `-` and `_`, up to 255 characters.
+pub fn family(spec: &LaunchSpec) -> String {
+    use md5::{Digest, Md5};
+    let resources = format!(
+        "{}|{}|{}|{}",
+        spec.image,
+        spec.cpu.unwrap_or(DEFAULT_CPU),
+        spec.memory.unwrap_or(DEFAULT_MEMORY),
+        spec.gpu.unwrap_or(0)
+    );
+    let digest = hex::encode(Md5::digest(resources.as_bytes()));
+    let definition: String = spec
+        .definition_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect();
+    format!("flotilla-{definition}-{}", &digest[..12])
+}
+
+/// Whether a failed launch is worth retrying, from the error code and message.
+pub fn is_retryable(code: Option<&str>, message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "ServerException"
+                | "ServiceUnavailableException"
+                | "LimitExceededException"
+        )
+    ) || message.starts_with("RESOURCE:")
+        || lower.contains("no container instances")
+        || lower.contains("capacity")
+        || lower.contains("rate exceeded")
+}
+
+fn permanent(message: String) -> EngineError {
+    EngineError::Permanent {
+        message,
+        source: None,
+    }
+}
+
+fn classify<E>(e: aws_sdk_ecs::error::SdkError<E>, action: &str, cluster: &str) -> EngineError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = e.code().map(str::to_owned);
+    let message = e.message().unwrap_or_default().to_owned();
+    let service = matches!(e, aws_sdk_ecs::error::SdkError::ServiceError(_));
+    let server_error = e
+        .raw_response()
+        .is_some_and(|r| r.status().is_server_error());
+    if !service || server_error || is_retryable(code.as_deref(), &message) {
+        return EngineError::Retryable {
+            message: format!(
+                "{action} failed: {}",
+                if message.is_empty() {
+                    e.to_string()
+                } else {
+                    message
+                }
+            ),
+            source: Some(Box::new(e)),
+        };
+    }
+    let what = match code.as_deref() {
+        Some("ClusterNotFoundException") => format!(
+            "ECS cluster \"{cluster}\" does not exist: create it, or launch the run on a cluster that does"
+        ),
+        _ => format!(
+            "ECS refused to {action}: {message} ({}): check the definition's image, cpu and memory",
+            code.unwrap_or_default()
+        ),
+    };
+    EngineError::Permanent {
+        message: what,
+        source: Some(Box::new(e)),
+    }
+}
+
+impl EcsExecutionEngine {
+    /// An engine launching tasks as `settings` say.
+    pub fn new(client: Client, settings: EcsSettings) -> Self {
+        Self {
+            client,
+            settings,
+            task_definitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The ECS cluster of a Flotilla cluster.
+    pub fn ecs_cluster(&self, cluster: &str) -> String {
+        format!("{}{cluster}", self.settings.cluster_prefix)
+    }
+
+    /// The task definition ARN for `spec`, registering it the first time.
+    async fn task_definition(&self, spec: &LaunchSpec) -> Result<String, EngineError> {
+        let family = family(spec);
+        if let Some(arn) = self
+            .task_definitions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&family).cloned())
+        {
+            return Ok(arn);
+        }
+        // Registered by an earlier process? Reuse it.
+        if let Ok(found) = self
+            .client
+            .describe_task_definition()
+            .task_definition(&family)
+            .send()
+            .await
+            && let Some(arn) = found
+                .task_definition()
+                .and_then(|t| t.task_definition_arn())
+        {
+            return Ok(self.remember(family, arn.to_owned()));
+        }
+        let s = &self.settings;
+        let logs = LogConfiguration::builder()
+            .log_driver(LogDriver::Awslogs)
+            .options("awslogs-group", &s.log_group)
+            .options("awslogs-region", &s.log_region)
+            .options("awslogs-stream-prefix", "flotilla")
+            .build()
+            .map_err(|e| permanent(format!("invalid log configuration: {e}")))?;
+        let cpu = spec.cpu.unwrap_or(DEFAULT_CPU);
+        let memory = spec.memory.unwrap_or(DEFAULT_MEMORY);
+        // The one container may use the whole task.
+        let container = ContainerDefinition::builder()
+            .name(CONTAINER_NAME)
+            .image(&spec.image)
+            .essential(true)
+            .cpu(i32::try_from(cpu).unwrap_or(i32::MAX))
+            .memory(i32::try_from(memory).unwrap_or(i32::MAX))
+            .log_configuration(logs)
+            .build();
+        let registered = self
+            .client
+            .register_task_definition()
+            .family(&family)
+            .requires_compatibilities(Compatibility::Fargate)
+            .network_mode(NetworkMode::Awsvpc)
+            .cpu(cpu.to_string())
+            .memory(memory.to_string())
+            .set_execution_role_arn(s.execution_role_arn.clone())
+            .set_task_role_arn(s.task_role_arn.clone())
+            .container_definitions(container)
+            .send()
+            .await
+            .map_err(|e| classify(e, "register the task definition", &spec.cluster))?;
+        let arn = registered
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .ok_or_else(|| permanent("RegisterTaskDefinition returned no ARN".into()))?;
+        Ok(self.remember(family, arn.to_owned()))
+    }
+
+    fn remember(&self, family: String, arn: String) -> String {
+        if let Ok(mut m) = self.task_definitions.lock() {
+            m.insert(family, arn.clone());
+        }
+        arn
+    }
+}
+
+#[async_trait]
+impl ExecutionEngine for EcsExecutionEngine {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
+        let task_definition = self.task_definition(spec).await?;
+        let cluster = self.ecs_cluster(&spec.cluster);
+        let s = &self.settings;
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(s.subnets.clone()))
+            .set_security_groups(Some(s.security_groups.clone()))
+            .assign_public_ip(if s.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| permanent(format!("invalid network configuration: {e}")))?;
+        let env = spec
+            .env
+            .iter()
+            .map(|v| {
+                KeyValuePair::builder()
+                    .name(&v.name)
+                    .value(&v.value)
+                    .build()
+            })
+            .collect();
+        let container = ContainerOverride::builder()
+            .name(CONTAINER_NAME)
+            .set_command(
+                spec.command
+                    .as_ref()
+                    .map(|c| vec!["bash".to_owned(), "-c".to_owned(), c.clone()]),
+            )
+            .set_environment(Some(env))
+            .build();
+        let overrides = TaskOverride::builder()
+            .container_overrides(container)
+            .cpu(spec.cpu.unwrap_or(DEFAULT_CPU).to_string())
+            .memory(spec.memory.unwrap_or(DEFAULT_MEMORY).to_string())
+            .build();
+        let token: String = format!("{}-{}", spec.run_id, spec.attempt)
+            .chars()
+            .take(MAX_CLIENT_TOKEN_LEN)
+            .collect();
+        let out = self
+            .client
+            .run_task()
+            .cluster(&cluster)
+            .task_definition(task_definition)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(vpc)
+                    .build(),
+            )
+            .client_token(token)
+            .started_by(&s.started_by)
+            .group(task_group(&spec.run_id, spec.attempt))
+            .overrides(overrides)
+            .count(1)
+            .send()
+            .await
+            .map_err(|e| classify(e, "run the task", &cluster))?;
+        if let Some(task_arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+            return Ok(Launched {
+                task_id: task_arn.to_owned(),
+                running_on: None,
+            });
+        }
+        let reasons: Vec<String> = out
+            .failures()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}{}",
+                    f.reason().unwrap_or("unknown"),
+                    f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+                )
+            })
+            .collect();
+        let message = format!("ECS started no task: {}", reasons.join("; "));
+        if reasons.iter().any(|r| is_retryable(None, r)) || reasons.is_empty() {
+            Err(EngineError::Retryable {
+                message,
+                source: None,
+            })
+        } else {
+            Err(permanent(message))
+        }
+    }
+
+    async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError> {
+        let cluster = cluster_of_task(task_id)
+            .ok_or_else(|| permanent(format!("{task_id} is not an ECS task ARN")))?
+            .to_owned();
+        self.client
+            .stop_task()
+            .cluster(&cluster)
+            .task(task_id)
+            .reason(format!("flotilla: stop requested for run {run_id}"))
+            .send()
+            .await
+            .map_err(|e| classify(e, "stop the task", &cluster))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EnvVar;
+    use crate::testing::moto::Moto;
+
+    fn spec(run_id: &str, attempt: u32) -> LaunchSpec {
+        LaunchSpec {
+            run_id: run_id.into(),
+            attempt,
+            definition_id: "examples-1234".into(),
+            cluster: "default".into(),
+            image: "ubuntu:latest".into(),
+            command: Some("echo \"hello ${USERNAME}\"".into()),
+            env: vec![
+                EnvVar::new("USERNAME", "me"),
+                EnvVar::new("FLOTILLA_RUN_ID", run_id),
+            ],
+            memory: Some(1024),
+            cpu: Some(512),
+            gpu: None,
+            active_deadline_seconds: Some(60),
+        }
+    }
+
+    #[test]
+    fn launch_failures_are_classified_retryable_or_permanent() {
+        assert!(is_retryable(Some("ThrottlingException"), "Rate exceeded"));
+        assert!(is_retryable(None, "RESOURCE:MEMORY"));
+        assert!(is_retryable(
+            Some("InvalidParameterException"),
+            "No Container Instances were found in your cluster."
+        ));
+        assert!(is_retryable(Some("ServerException"), "boom"));
+        assert!(!is_retryable(Some("ClientException"), "Invalid image name"));
+        assert!(!is_retryable(
+            Some("InvalidParameterException"),
+            "Invalid setting for memory"
+        ));
+    }
+
+    #[test]
+    fn the_family_names_definition_image_and_resources() {
+        let a = spec("r", 1);
+        let mut b = a.clone();
+        assert_eq!(family(&a), family(&b));
+        b.memory = Some(2048);
+        assert_ne!(family(&a), family(&b));
+        assert!(family(&a).starts_with("flotilla-examples-1234-"));
+        assert_eq!(
+            cluster_of_task("arn:aws:ecs:us-east-1:1:task/flotilla-default/abc"),
+            Some("flotilla-default")
+        );
+        assert_eq!(cluster_of_task("not-an-arn"), None);
+    }
+
+    async fn engine(moto: &Moto) -> (EcsExecutionEngine, Client) {
+        let client = Client::new(&moto.sdk_config().await);
+        client
+            .create_cluster()
+            .cluster_name("flotilla-default")
+            .send()
+            .await
+            .unwrap();
+        let (subnet, group) = moto.default_network();
+        let settings = EcsSettings {
+            cluster_prefix: "flotilla-".into(),
+            subnets: vec![subnet],
+            security_groups: vec![group],
+            assign_public_ip: false,
+            execution_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
+            task_role_arn: None,
+            log_group: "/flotilla/runs".into(),
+            log_region: "us-east-1".into(),
+            started_by: "flotilla".into(),
+        };
+        (EcsExecutionEngine::new(client.clone(), settings), client)
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn ecs_launches_a_task_tagged_with_its_run_and_registers_the_task_definition_once() {
+        let moto = Moto::start();
+        let (engine, client) = engine(&moto).await;
+        let first = engine.launch(&spec("ecs-run-1", 1)).await.unwrap();
+        let second = engine.launch(&spec("ecs-run-2", 1)).await.unwrap();
+        assert_ne!(first.task_id, second.task_id);
+        assert_eq!(
+            first.running_on, None,
+            "an ECS task is PENDING until EventBridge says otherwise"
+        );
+        let families = client.list_task_definitions().send().await.unwrap();
+        assert_eq!(
+            families.task_definition_arns().len(),
+            1,
+            "one task definition for the same definition and resources"
+        );
+
+        let described = client
+            .describe_tasks()
+            .cluster("flotilla-default")
+            .tasks(&first.task_id)
+            .send()
+            .await
+            .unwrap();
+        let task = &described.tasks()[0];
+        assert_eq!(task.group(), Some("flotilla:ecs-run-1:1"));
+        assert_eq!(task.started_by(), Some("flotilla"));
+        let container = &task.overrides().unwrap().container_overrides()[0];
+        assert_eq!(
+            container.command(),
+            ["bash", "-c", "echo \"hello ${USERNAME}\""]
+        );
+        assert!(
+            container
+                .environment()
+                .iter()
+                .any(|kv| kv.name() == Some("USERNAME") && kv.value() == Some("me"))
+        );
+
+        engine.stop("ecs-run-1", &first.task_id).await.unwrap();
+        let described = client
+            .describe_tasks()
+            .cluster("flotilla-default")
+            .tasks(&first.task_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(described.tasks()[0].desired_status(), Some("STOPPED"));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn launching_on_a_cluster_that_does_not_exist_is_a_permanent_error_naming_it() {
+        let moto = Moto::start();
+        let (engine, _) = engine(&moto).await;
+        let mut s = spec("ecs-run-3", 1);
+        s.cluster = "nowhere".into();
+        match engine.launch(&s).await {
+            Err(EngineError::Permanent { message, .. }) => {
+                assert!(message.contains("flotilla-nowhere"), "{message}");
+            }
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+    }
+}
