@@ -18,8 +18,8 @@ use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
 use crate::error::{AppError, EngineError, StoreError};
 use crate::ports::{
-    Clock, DefinitionStore, EngineUpdate, EventStore, ExecutionEngine, LaunchSpec, LogPage,
-    LogSource, RecordedEvent, RunQueue, RunReadModel, RunTicket,
+    Clock, DefinitionStore, EngineUpdate, EventPublisher, EventStore, ExecutionEngine, LaunchSpec,
+    LogPage, LogSource, RecordedEvent, RunQueue, RunReadModel, RunStateChange, RunTicket,
 };
 
 /// How often a command is retried after losing an optimistic-concurrency race.
@@ -59,6 +59,8 @@ pub struct App {
     pub logs: Arc<dyn LogSource>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Where run state changes are published for automation, if anywhere.
+    pub publisher: Option<Arc<dyn EventPublisher>>,
     /// Settings.
     pub settings: AppSettings,
 }
@@ -437,6 +439,7 @@ impl App {
                 other => other.into(),
             })?;
             let version = state.version;
+            let previous = state.run.as_ref().map(|r| r.status);
             let next = fold(state, &events);
             let Some(run) = next.run else {
                 return Err(run_not_found(run_id));
@@ -445,7 +448,12 @@ impl App {
                 return Ok(run);
             }
             match self.events.append(run_id, version, &events, &run).await {
-                Ok(_) => return Ok(run),
+                Ok(_) => {
+                    if previous != Some(run.status) {
+                        self.publish(&run, previous).await;
+                    }
+                    return Ok(run);
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(other) => return Err(other.into()),
             }
@@ -462,6 +470,20 @@ fn oldest_first() -> RunQuery {
         sort_by: crate::domain::query::RunSortField::QueuedAt,
         order: crate::domain::query::SortOrder::Asc,
         ..RunQuery::default()
+    }
+}
+
+impl App {
+    /// Publishes a status change. The change is already recorded; a failure to
+    /// publish is logged, not returned, so it never undoes or repeats a command.
+    async fn publish(&self, run: &Run, previous: Option<RunStatus>) {
+        if let Some(publisher) = &self.publisher
+            && let Err(error) = publisher
+                .publish(&[RunStateChange::of(run, previous)])
+                .await
+        {
+            warn!(run_id = %run.spec.run_id, error = %error, "could not publish a run state change");
+        }
     }
 }
 

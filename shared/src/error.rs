@@ -74,6 +74,24 @@ pub enum LogError {
     Backend(#[source] BoxError),
 }
 
+/// Failures publishing run state changes.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The bus refused some entries.
+    #[error("{failed} of {total} run state changes were not accepted: {reasons}")]
+    Rejected {
+        /// Entries refused.
+        failed: usize,
+        /// Entries sent.
+        total: usize,
+        /// The bus's reasons.
+        reasons: String,
+    },
+    /// The call failed.
+    #[error("publishing run state changes failed")]
+    Backend(#[source] BoxError),
+}
+
 /// What a use case can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

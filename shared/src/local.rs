@@ -163,6 +163,7 @@ pub async fn serve(
         engine: engine.clone(),
         logs: Arc::new(LocalLogs::new(runs_dir)),
         clock: Arc::new(SystemClock),
+        publisher: None,
         settings: AppSettings {
             engine: "local".to_owned(),
             server_mode: config.mode.clone(),

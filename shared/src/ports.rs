@@ -12,7 +12,7 @@ use crate::domain::definition::Definition;
 use crate::domain::event::RunEvent;
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState};
-use crate::error::{EngineError, LogError, StoreError};
+use crate::error::{EngineError, LogError, PublishError, StoreError};
 
 /// One event as stored in a run's stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,6 +265,73 @@ pub trait LogSource: Send + Sync {
     async fn page(&self, run: &Run, last_seen: Option<&str>) -> Result<LogPage, LogError>;
     /// The whole log as text.
     async fn all(&self, run: &Run) -> Result<String, LogError>;
+}
+
+/// A run's status changed: the event automation subscribes to. Its JSON is
+/// the `detail` of "Flotilla Run State Change" events, and its field names are
+/// a published schema: add fields, never rename them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunStateChange {
+    /// The run.
+    pub run_id: String,
+    /// Its definition.
+    pub definition_id: String,
+    /// The definition's alias.
+    pub alias: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Owner.
+    pub owner: String,
+    /// Engine.
+    pub engine: String,
+    /// Status now.
+    pub status: crate::domain::run::RunStatus,
+    /// Status before the change.
+    pub previous_status: Option<crate::domain::run::RunStatus>,
+    /// Attempt.
+    pub attempt: u32,
+    /// Exit code, when ended with one.
+    pub exit_code: Option<i64>,
+    /// Why it ended or needs a retry.
+    pub exit_reason: Option<String>,
+    /// Accepted.
+    pub queued_at: DateTime<Utc>,
+    /// Started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The engine's task id.
+    pub task_id: Option<String>,
+}
+
+impl RunStateChange {
+    /// The change that brought `run` to its status from `previous`.
+    pub fn of(run: &Run, previous: Option<crate::domain::run::RunStatus>) -> Self {
+        Self {
+            run_id: run.spec.run_id.clone(),
+            definition_id: run.spec.definition_id.clone(),
+            alias: run.spec.alias.clone(),
+            cluster: run.spec.cluster.clone(),
+            owner: run.spec.owner.clone(),
+            engine: run.spec.engine.clone(),
+            status: run.status,
+            previous_status: previous,
+            attempt: run.attempt,
+            exit_code: run.exit_code,
+            exit_reason: run.exit_reason.clone(),
+            queued_at: run.queued_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            task_id: run.task_id.clone(),
+        }
+    }
+}
+
+/// Publishes run state changes for automation (an EventBridge bus on AWS).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes every change; an error when any was not accepted.
+    async fn publish(&self, changes: &[RunStateChange]) -> Result<(), PublishError>;
 }
 
 /// Time, injected so tests control it.

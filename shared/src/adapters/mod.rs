@@ -8,17 +8,23 @@
 //!   DynamoDB storage for runs and definitions, and one SQS queue per cluster.
 //! - [`ecs`] and [`ecs_events`] (feature `aws`): the ECS engine, and ECS task
 //!   state changes as engine updates.
+//! - [`cloudwatch`] and [`eventbridge`] (feature `aws`): run logs from
+//!   CloudWatch Logs, and run state changes published on an EventBridge bus.
 //!
 //! The AWS adapters pass the same contract suites as the embedded ones.
 
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "aws")]
+pub mod cloudwatch;
+#[cfg(feature = "aws")]
 pub mod dynamo;
 #[cfg(feature = "aws")]
 pub mod ecs;
 #[cfg(feature = "aws")]
 pub mod ecs_events;
+#[cfg(feature = "aws")]
+pub mod eventbridge;
 #[cfg(feature = "embedded")]
 pub mod local;
 #[cfg(feature = "embedded")]

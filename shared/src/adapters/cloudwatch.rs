@@ -1,0 +1,245 @@
+//! Run logs from CloudWatch Logs (feature `aws`), where ECS's `awslogs` driver
+//! writes them.
+//!
+//! A task's stream is `flotilla/main/<task id>` in the configured group (the
+//! `awslogs-stream-prefix`, the container name, the task id). A page is one
+//! GetLogEvents call from the head; `last_seen` is CloudWatch's
+//! `nextForwardToken`, and a token that comes back unchanged means there is
+//! nothing newer yet. A stream that does not exist yet (the task has not
+//! started) reads as an empty page.
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
+
+use crate::adapters::ecs::CONTAINER_NAME;
+use crate::domain::run::Run;
+use crate::error::LogError;
+use crate::ports::{LogPage, LogSource};
+
+/// `awslogs-stream-prefix` of every task definition.
+pub const STREAM_PREFIX: &str = "flotilla";
+/// Pages read at most for one `raw_text` answer (10,000 events or 1 MB each).
+pub const MAX_PAGES: usize = 100;
+
+/// Logs of ECS runs.
+#[derive(Debug, Clone)]
+pub struct CloudWatchLogs {
+    client: Client,
+    group: String,
+}
+
+/// The log stream of an ECS task, from its ARN.
+pub fn stream_of_task(task_arn: &str) -> Option<String> {
+    let id = task_arn.rsplit('/').next().filter(|id| !id.is_empty())?;
+    Some(format!("{STREAM_PREFIX}/{CONTAINER_NAME}/{id}"))
+}
+
+/// A link to a stream in the CloudWatch console.
+pub fn console_url(region: &str, group: &str, stream: &str) -> String {
+    // The console escapes path parts with '$' instead of '%', twice encoded.
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                other => format!("$25{other:02X}"),
+            })
+            .collect::<String>()
+    };
+    format!(
+        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{}/log-events/{}",
+        enc(group),
+        enc(stream)
+    )
+}
+
+fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> LogError {
+    LogError::Backend(Box::new(e))
+}
+
+impl CloudWatchLogs {
+    /// Logs in `group`.
+    pub fn new(client: Client, group: impl Into<String>) -> Self {
+        Self {
+            client,
+            group: group.into(),
+        }
+    }
+
+    /// One GetLogEvents call: the text and the next forward token, or `None`
+    /// when the stream does not exist yet.
+    async fn read(
+        &self,
+        stream: &str,
+        token: Option<&str>,
+    ) -> Result<Option<(String, String)>, LogError> {
+        let result = self
+            .client
+            .get_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(stream)
+            .start_from_head(true)
+            .set_next_token(token.map(str::to_owned))
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("ResourceNotFoundException") => return Ok(None),
+            Err(e) if e.code() == Some("InvalidParameterException") && token.is_some() => {
+                return Err(LogError::BadCursor(format!(
+                    "last_seen is not a cursor this server issued: pass the last_seen of the previous page, or leave it out to start from the beginning ({})",
+                    e.message().unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        let mut text = String::new();
+        for event in out.events() {
+            text.push_str(event.message().unwrap_or_default());
+            text.push('\n');
+        }
+        let next = out
+            .next_forward_token()
+            .map(str::to_owned)
+            .or_else(|| token.map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Some((text, next)))
+    }
+}
+
+#[async_trait]
+impl LogSource for CloudWatchLogs {
+    async fn page(&self, run: &Run, last_seen: Option<&str>) -> Result<LogPage, LogError> {
+        let last_seen = last_seen.filter(|s| !s.is_empty());
+        let Some(stream) = run.task_id.as_deref().and_then(stream_of_task) else {
+            return Ok(LogPage {
+                log: String::new(),
+                last_seen: last_seen.unwrap_or_default().to_owned(),
+            });
+        };
+        match self.read(&stream, last_seen).await? {
+            Some((log, next)) => Ok(LogPage {
+                log,
+                last_seen: next,
+            }),
+            None => Ok(LogPage {
+                log: String::new(),
+                last_seen: last_seen.unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+
+    async fn all(&self, run: &Run) -> Result<String, LogError> {
+        let Some(stream) = run.task_id.as_deref().and_then(stream_of_task) else {
+            return Ok(String::new());
+        };
+        let mut text = String::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let Some((page, next)) = self.read(&stream, token.as_deref()).await? else {
+                break;
+            };
+            text.push_str(&page);
+            if token.as_deref() == Some(next.as_str()) || next.is_empty() {
+                break;
+            }
+            token = Some(next);
+        }
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::moto::Moto;
+    use crate::testing::scenario::{queued, spec};
+
+    #[test]
+    fn a_tasks_stream_is_named_after_its_id_and_links_to_the_console() {
+        let arn = "arn:aws:ecs:us-east-1:1:task/flotilla-default/0123abcd";
+        assert_eq!(
+            stream_of_task(arn).as_deref(),
+            Some("flotilla/main/0123abcd")
+        );
+        let url = console_url("us-east-1", "/flotilla/runs", "flotilla/main/0123abcd");
+        assert!(
+            url.contains(
+                "log-group/$252Fflotilla$252Fruns/log-events/flotilla$252Fmain$252F0123abcd"
+            ),
+            "{url}"
+        );
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn logs_page_with_the_forward_token_and_stop_when_it_repeats() {
+        let moto = Moto::start();
+        let client = Client::new(&moto.sdk_config().await);
+        let group = "/flotilla/runs";
+        let stream = "flotilla/main/0123abcd";
+        client
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+            .unwrap();
+        client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let put = |lines: &[&str], at: i64| {
+            let mut req = client
+                .put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream);
+            for (i, line) in lines.iter().enumerate() {
+                req = req.log_events(
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .message(*line)
+                        .timestamp(at + i as i64)
+                        .build()
+                        .unwrap(),
+                );
+            }
+            req.send()
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        put(&["hello yourusername", "second line"], now)
+            .await
+            .unwrap();
+
+        let logs = CloudWatchLogs::new(client.clone(), group);
+        let mut state = crate::domain::run::replay(&[queued()]);
+        let mut run = state.run.take().unwrap();
+        run.spec = spec("r-1");
+        let before_launch = logs.page(&run, None).await.unwrap();
+        assert_eq!(before_launch.log, "", "a run without a task has no log yet");
+        run.task_id = Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/0123abcd".into());
+
+        let first = logs.page(&run, None).await.unwrap();
+        assert_eq!(first.log, "hello yourusername\nsecond line\n");
+        assert!(!first.last_seen.is_empty());
+        let again = logs.page(&run, Some(&first.last_seen)).await.unwrap();
+        assert_eq!(again.log, "", "nothing newer: an empty page");
+        put(&["third line"], now + 10).await.unwrap();
+        let next = logs.page(&run, Some(&again.last_seen)).await.unwrap();
+        assert_eq!(next.log, "third line\n");
+        assert_eq!(
+            logs.all(&run).await.unwrap(),
+            "hello yourusername\nsecond line\nthird line\n"
+        );
+
+        run.task_id = Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/not-started".into());
+        assert_eq!(
+            logs.page(&run, None).await.unwrap().log,
+            "",
+            "a stream not created yet reads as empty"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Run state changes published on an EventBridge bus (feature `aws`), for
+//! automation: detail-type [`DETAIL_TYPE`], source [`SOURCE`], and a detail
+//! that is the JSON of [`RunStateChange`]. A partial failure (`FailedEntryCount`)
+//! is an error, not a success.
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::Client;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+use crate::error::PublishError;
+use crate::ports::{EventPublisher, RunStateChange};
+
+/// `detail-type` of every published event.
+pub const DETAIL_TYPE: &str = "Flotilla Run State Change";
+/// `source` of every published event.
+pub const SOURCE: &str = "flotilla";
+/// Entries one PutEvents call may hold
+/// (<https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>).
+pub const MAX_ENTRIES_PER_PUT: usize = 10;
+
+/// Publishes on one bus.
+#[derive(Debug, Clone)]
+pub struct EventBridgePublisher {
+    client: Client,
+    bus: String,
+}
+
+impl EventBridgePublisher {
+    /// A publisher on `bus`.
+    pub fn new(client: Client, bus: impl Into<String>) -> Self {
+        Self {
+            client,
+            bus: bus.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl EventPublisher for EventBridgePublisher {
+    async fn publish(&self, changes: &[RunStateChange]) -> Result<(), PublishError> {
+        for chunk in changes.chunks(MAX_ENTRIES_PER_PUT) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for change in chunk {
+                let detail = serde_json::to_string(change)
+                    .map_err(|e| PublishError::Backend(Box::new(e)))?;
+                entries.push(
+                    PutEventsRequestEntry::builder()
+                        .event_bus_name(&self.bus)
+                        .source(SOURCE)
+                        .detail_type(DETAIL_TYPE)
+                        .detail(detail)
+                        .build(),
+                );
+            }
+            let out = self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| PublishError::Backend(Box::new(e)))?;
+            let failed = usize::try_from(out.failed_entry_count()).unwrap_or(0);
+            if failed > 0 {
+                let reasons: Vec<String> = out
+                    .entries()
+                    .iter()
+                    .filter_map(|e| e.error_message().map(str::to_owned))
+                    .collect();
+                return Err(PublishError::Rejected {
+                    failed,
+                    total: chunk.len(),
+                    reasons: reasons.join("; "),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::run::RunStatus;
+    use crate::testing::moto::Moto;
+    use crate::testing::scenario::queued;
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn a_published_change_reaches_a_rule_subscribed_to_the_bus() {
+        let moto = Moto::start();
+        let config = moto.sdk_config().await;
+        let events = Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        events
+            .create_event_bus()
+            .name("flotilla-runs")
+            .send()
+            .await
+            .unwrap();
+        let queue_url = sqs
+            .create_queue()
+            .queue_name("observer")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        let queue_arn =
+            attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+        events
+            .put_rule()
+            .name("observe")
+            .event_bus_name("flotilla-runs")
+            .event_pattern(format!(
+                r#"{{"source":["{SOURCE}"],"detail-type":["{DETAIL_TYPE}"]}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule("observe")
+            .event_bus_name("flotilla-runs")
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("q")
+                    .arn(queue_arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+
+        let run = crate::domain::run::replay(&[queued()]).run.unwrap();
+        let change = RunStateChange::of(&run, None);
+        EventBridgePublisher::new(events, "flotilla-runs")
+            .publish(std::slice::from_ref(&change))
+            .await
+            .unwrap();
+
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages();
+        assert_eq!(
+            messages.len(),
+            1,
+            "one event delivered to the rule's target"
+        );
+        let envelope: serde_json::Value =
+            serde_json::from_str(messages[0].body().unwrap()).unwrap();
+        assert_eq!(envelope["detail-type"], DETAIL_TYPE);
+        assert_eq!(envelope["source"], SOURCE);
+        let detail: RunStateChange = serde_json::from_value(envelope["detail"].clone()).unwrap();
+        assert_eq!(detail, change);
+        assert_eq!(detail.status, RunStatus::Queued);
+    }
+}
