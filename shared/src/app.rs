@@ -394,6 +394,52 @@ impl App {
         Ok(outcome)
     }
 
+    /// Stops every RUNNING run past its `active_deadline_seconds` at `now`: the
+    /// engine is told to stop the task and the run ends with a timeout reason.
+    /// (The local engine enforces deadlines itself; the AWS retry sweep uses this.)
+    pub async fn enforce_deadlines(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, AppError> {
+        let running = self
+            .runs
+            .list(&RunQuery {
+                statuses: vec![RunStatus::Running],
+                ..oldest_first()
+            })
+            .await?;
+        let mut timed_out = Vec::new();
+        for run in running.items {
+            let (Some(started), Some(deadline)) =
+                (run.started_at, run.spec.active_deadline_seconds)
+            else {
+                continue;
+            };
+            let deadline_secs = i64::try_from(deadline).unwrap_or(i64::MAX);
+            if now - started <= chrono::Duration::seconds(deadline_secs) {
+                continue;
+            }
+            let run_id = run.spec.run_id.clone();
+            if let Some(task_id) = &run.task_id
+                && let Err(error) = self.engine.stop(&run_id, task_id).await
+            {
+                warn!(run_id = %run_id, error = %error, "could not stop a task past its deadline");
+            }
+            self.apply(
+                &run_id,
+                RunCommand::Abandon {
+                    reason: format!(
+                        "exceeded its active_deadline_seconds ({deadline} s) and was stopped"
+                    ),
+                    now,
+                },
+            )
+            .await?;
+            timed_out.push(run_id);
+        }
+        Ok(timed_out)
+    }
+
     async fn enqueue(&self, run: &Run) -> Result<(), AppError> {
         let ticket = RunTicket {
             run_id: run.spec.run_id.clone(),

@@ -14,6 +14,8 @@
 //!   responses there and nowhere else.
 //! - [`adapters`]: implementations of the ports. `embedded` (default feature):
 //!   SQLite storage, the local process engine and local log files.
+//! - [`lambda`] (feature `aws`): configuration, clients and handlers of the
+//!   four Lambda functions (api, submit, status, retry).
 //! - [`local`]: the `flotilla serve` runtime that wires the embedded adapters to
 //!   the router, the queue consumer and the retry sweep.
 //! - [`telemetry`]: tracing set-up, in one place.
@@ -27,6 +29,8 @@ pub mod app;
 pub mod domain;
 pub mod error;
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda;
 #[cfg(feature = "embedded")]
 pub mod local;
 pub mod ports;

@@ -1,0 +1,23 @@
+//! The `status` Lambda: EventBridge "ECS Task State Change" → run events. See
+//! `shared::lambda::status`.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::aws::sdk_config;
+use shared::adapters::ecs_events::EcsTaskStateChangeEvent;
+use shared::lambda::{AwsClients, Config, build_app, status};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = Config::from_env()?;
+    let app = build_app(&config, &AwsClients::new(&sdk_config(&config.aws).await));
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EcsTaskStateChangeEvent>| async move {
+            status::handle(app, event.payload)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,126 @@
+//! What the four Lambda functions share (feature `aws`): their typed
+//! configuration, the AWS clients built once per cold start, the [`App`] over
+//! the AWS adapters, and the handlers. Each function's `main` only initialises
+//! tracing, reads [`Config::from_env`], calls [`build_app`] and runs its
+//! handler; tests call the same handlers with no Lambda runtime.
+//!
+//! - [`submit`]: SQS batch of run tickets → ECS tasks, with per-item failures.
+//! - [`status`]: EventBridge ECS Task State Change → run events.
+//! - [`retry`]: scheduled sweep: NEEDS_RETRY runs requeued, lost enqueues
+//!   repaired, runs past their deadline stopped.
+//! - The `api` function hands [`crate::http::router`] to `lambda_http`.
+
+pub mod config;
+pub mod retry;
+pub mod status;
+pub mod submit;
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+
+pub use config::{Config, ConfigError};
+
+use crate::adapters::cloudwatch::CloudWatchLogs;
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::ecs::EcsExecutionEngine;
+use crate::adapters::eventbridge::EventBridgePublisher;
+use crate::adapters::sqs::SqsRunQueue;
+use crate::app::{App, AppSettings};
+use crate::domain::launch::DEFAULT_OWNER_VAR;
+use crate::ports::SystemClock;
+
+/// The AWS clients, built once.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// ECS.
+    pub ecs: aws_sdk_ecs::Client,
+    /// CloudWatch Logs.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+}
+
+impl AwsClients {
+    /// Clients from one SDK configuration.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
+        }
+    }
+
+    /// Clients that also pass every request through `interceptor` (tests use
+    /// it to count requests).
+    pub fn with_interceptor<I>(sdk: &SdkConfig, interceptor: I) -> Self
+    where
+        I: aws_smithy_runtime_api::client::interceptors::Intercept + Clone + 'static,
+    {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .interceptor(interceptor.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .interceptor(interceptor.clone())
+                    .build(),
+            ),
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(sdk)
+                    .interceptor(interceptor.clone())
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+                    .interceptor(interceptor.clone())
+                    .build(),
+            ),
+            events: aws_sdk_eventbridge::Client::from_conf(
+                aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .interceptor(interceptor)
+                    .build(),
+            ),
+        }
+    }
+}
+
+/// The use cases over the AWS adapters.
+pub fn build_app(config: &Config, clients: &AwsClients) -> App {
+    let store = DynamoStore::new(clients.dynamodb.clone(), &config.table);
+    App {
+        events: Arc::new(store.clone()),
+        runs: Arc::new(store.clone()),
+        definitions: Arc::new(store),
+        queue: Arc::new(SqsRunQueue::new(clients.sqs.clone(), &config.queue_prefix)),
+        engine: Arc::new(EcsExecutionEngine::new(
+            clients.ecs.clone(),
+            config.ecs.clone(),
+        )),
+        logs: Arc::new(CloudWatchLogs::new(
+            clients.logs.clone(),
+            &config.ecs.log_group,
+        )),
+        clock: Arc::new(SystemClock),
+        publisher: Some(Arc::new(EventBridgePublisher::new(
+            clients.events.clone(),
+            &config.event_bus,
+        ))),
+        settings: AppSettings {
+            engine: "ecs".to_owned(),
+            server_mode: config.mode.clone(),
+            owner_var: DEFAULT_OWNER_VAR.to_owned(),
+            default_cluster: config.default_cluster.clone(),
+            requires_command: false,
+            max_attempts: config.max_attempts,
+        },
+    }
+}
