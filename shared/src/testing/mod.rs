@@ -4,5 +4,7 @@
 
 pub mod contract;
 #[cfg(feature = "aws")]
+pub mod counting;
+#[cfg(feature = "aws")]
 pub mod moto;
 pub mod scenario;

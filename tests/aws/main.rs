@@ -1,0 +1,487 @@
+//! The AWS path end to end on moto's server mode, through the same handlers
+//! the Lambda functions run: api (the router) → SQS → submit (RunTask) →
+//! status (ECS task state changes from `events/`) → projection, logs from
+//! CloudWatch Logs, state changes on the EventBridge bus. Every AWS request
+//! the service makes is counted.
+//!
+//! These tests need moto; a plain `cargo test` skips them, `scripts/test`
+//! installs moto and runs them.
+
+// Test harness code: an unwrap here is a failed test with its cause.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use serde_json::{Value, json};
+use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::ecs_events::{EcsTaskStateChangeEvent, task_group};
+use shared::app::App;
+use shared::lambda::{AwsClients, Config, build_app, retry, status, submit};
+use shared::testing::counting::RequestCounter;
+use shared::testing::moto::Moto;
+use tower::ServiceExt;
+
+const OBSERVER: &str = "observer";
+
+struct Stack {
+    _moto: Moto,
+    clients: AwsClients,
+    app: Arc<App>,
+    counter: RequestCounter,
+    queue_url: String,
+    observer_url: String,
+}
+
+async fn stack() -> Stack {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let setup = AwsClients::new(&sdk);
+    DynamoStore::new(setup.dynamodb.clone(), "flotilla")
+        .create_table()
+        .await
+        .unwrap();
+    let queue_url = setup
+        .sqs
+        .create_queue()
+        .queue_name("flotilla-default")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    setup
+        .ecs
+        .create_cluster()
+        .cluster_name("flotilla-default")
+        .send()
+        .await
+        .unwrap();
+    setup
+        .logs
+        .create_log_group()
+        .log_group_name("/flotilla/runs")
+        .send()
+        .await
+        .unwrap();
+    setup
+        .events
+        .create_event_bus()
+        .name("flotilla-runs")
+        .send()
+        .await
+        .unwrap();
+    let observer_url = setup
+        .sqs
+        .create_queue()
+        .queue_name(OBSERVER)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = setup
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&observer_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    setup
+        .events
+        .put_rule()
+        .name("observe")
+        .event_bus_name("flotilla-runs")
+        .event_pattern(r#"{"source":["flotilla"]}"#)
+        .send()
+        .await
+        .unwrap();
+    setup
+        .events
+        .put_targets()
+        .rule("observe")
+        .event_bus_name("flotilla-runs")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (subnet, group) = moto.default_network();
+    let env = [
+        ("FLOTILLA_TABLE", "flotilla".to_owned()),
+        ("FLOTILLA_QUEUE_PREFIX", "flotilla-".to_owned()),
+        ("FLOTILLA_EVENT_BUS", "flotilla-runs".to_owned()),
+        ("FLOTILLA_LOG_GROUP", "/flotilla/runs".to_owned()),
+        ("FLOTILLA_SUBNETS", subnet),
+        ("FLOTILLA_SECURITY_GROUPS", group),
+        ("FLOTILLA_ECS_CLUSTER_PREFIX", "flotilla-".to_owned()),
+        (
+            "FLOTILLA_EXECUTION_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/exec".to_owned(),
+        ),
+        ("FLOTILLA_AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    let config =
+        Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let counter = RequestCounter::default();
+    let clients = AwsClients::with_interceptor(&sdk, counter.clone());
+    let app = Arc::new(build_app(&config, &clients));
+    Stack {
+        _moto: moto,
+        clients: setup,
+        app,
+        counter,
+        queue_url,
+        observer_url,
+    }
+}
+
+impl Stack {
+    async fn call(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = shared::http::router(Arc::clone(&self.app))
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// What Lambda's event source mapping does: receive messages, hand them to
+    /// submit as one batch (twice when `duplicate`), delete the ones it accepted.
+    async fn deliver_queue(&self, duplicate: bool) -> usize {
+        let got = self
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages().to_vec();
+        let template: Value =
+            serde_json::from_str(include_str!("../../events/sqs-batch.json")).unwrap();
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let mut r = template["Records"][0].clone();
+                r["messageId"] = json!(m.message_id().unwrap());
+                r["receiptHandle"] = json!(m.receipt_handle().unwrap());
+                r["body"] = json!(m.body().unwrap());
+                r
+            })
+            .collect();
+        let event: aws_lambda_events::sqs::SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).unwrap();
+        for _ in 0..if duplicate { 2 } else { 1 } {
+            let response = submit::handle(&self.app, event.clone()).await;
+            assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        }
+        for m in &messages {
+            self.clients
+                .sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        messages.len()
+    }
+
+    async fn ecs_event(&self, fixture: &str, run_id: &str, attempt: u32, task_arn: &str) {
+        let path = format!("{}/../events/{fixture}.json", env!("CARGO_MANIFEST_DIR"));
+        let mut event: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        event["detail"]["group"] = json!(task_group(run_id, attempt));
+        event["detail"]["taskArn"] = json!(task_arn);
+        let event: EcsTaskStateChangeEvent = serde_json::from_value(event).unwrap();
+        status::handle(&self.app, event).await.unwrap();
+    }
+
+    async fn tasks(&self) -> Vec<String> {
+        let out = self
+            .clients
+            .ecs
+            .list_tasks()
+            .cluster("flotilla-default")
+            .send()
+            .await
+            .unwrap();
+        out.task_arns().to_vec()
+    }
+
+    async fn observed(&self) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        loop {
+            let got = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&self.observer_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if got.messages().is_empty() {
+                return seen;
+            }
+            for m in got.messages() {
+                let e: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                seen.push((
+                    e["detail"]["run_id"].as_str().unwrap().to_owned(),
+                    e["detail"]["status"].as_str().unwrap().to_owned(),
+                ));
+                self.clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.observer_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn a_run_goes_from_the_api_through_sqs_ecs_and_eventbridge_to_stopped_with_its_logs() {
+    let s = stack().await;
+    let (status, def) = s
+        .call(Method::POST, "/api/v6/task", json!({"alias": "hello", "group_name": "examples", "image": "ubuntu:latest", "memory": 512, "command": "echo hello"}))
+        .await;
+    assert_eq!(status, 200, "{def}");
+    s.counter.reset();
+
+    let (status, run) = s
+        .call(
+            Method::PUT,
+            "/api/v6/task/alias/hello/execute",
+            json!({"cluster": "default", "run_tags": {"owner_id": "me"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["engine"], "ecs");
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    let execute_requests = s.counter.requests().len();
+
+    // Every SQS message delivered twice: one task.
+    assert_eq!(s.deliver_queue(true).await, 1);
+    let tasks = s.tasks().await;
+    assert_eq!(tasks.len(), 1, "a redelivered message never launches twice");
+    let task_arn = tasks[0].clone();
+    let (_, pending) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(pending["status"], "PENDING");
+
+    // The run's ECS events, duplicated and out of order.
+    for fixture in [
+        "ecs-task-running",
+        "ecs-task-pending",
+        "ecs-task-stopped-exit-code",
+        "ecs-task-running",
+        "ecs-task-stopped-exit-code",
+    ] {
+        s.ecs_event(fixture, &run_id, 1, &task_arn).await;
+    }
+    let (_, done) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (done["status"].clone(), done["exit_code"].clone()),
+        (json!("STOPPED"), json!(3)),
+        "{done}"
+    );
+    let total_requests = s.counter.requests().len();
+    let writes: Vec<_> = s
+        .counter
+        .requests()
+        .into_iter()
+        .filter(|(service, op)| {
+            service.starts_with("DynamoDB")
+                && ["TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem"]
+                    .contains(&op.as_str())
+        })
+        .collect();
+
+    // Logs, from the task's CloudWatch stream.
+    let stream = format!("flotilla/main/{}", task_arn.rsplit('/').next().unwrap());
+    s.clients
+        .logs
+        .create_log_stream()
+        .log_group_name("/flotilla/runs")
+        .log_stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
+    s.clients
+        .logs
+        .put_log_events()
+        .log_group_name("/flotilla/runs")
+        .log_stream_name(&stream)
+        .log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .message("hello")
+                .timestamp(chrono::Utc::now().timestamp_millis())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, logs) = s
+        .call(Method::GET, &format!("/api/v6/{run_id}/logs"), Value::Null)
+        .await;
+    assert_eq!(status, 200, "{logs}");
+    assert_eq!(logs["log"], "hello\n");
+
+    // Every state change reached the bus, once each.
+    let statuses: Vec<String> = s
+        .observed()
+        .await
+        .into_iter()
+        .filter(|(id, _)| *id == run_id)
+        .map(|(_, st)| st)
+        .collect();
+    assert_eq!(statuses, ["QUEUED", "PENDING", "RUNNING", "STOPPED"]);
+
+    println!(
+        "AWS requests per run: execute {execute_requests}, end to end {total_requests}; DynamoDB write requests {}; all: {:?}",
+        writes.len(),
+        s.counter.requests()
+    );
+    assert_eq!(
+        writes.len(),
+        4,
+        "one transaction per state change: queued, pending, running, stopped"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn an_image_pull_failure_needs_a_retry_and_the_retry_tick_relaunches_it_as_attempt_two() {
+    let s = stack().await;
+    s.call(
+        Method::POST,
+        "/api/v6/task",
+        json!({"alias": "pull", "image": "ubuntu:latst", "command": "true"}),
+    )
+    .await;
+    let (_, run) = s
+        .call(
+            Method::PUT,
+            "/api/v6/task/alias/pull/execute",
+            json!({"run_tags": {"owner_id": "me"}}),
+        )
+        .await;
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    s.deliver_queue(false).await;
+    let first = s.tasks().await[0].clone();
+    s.ecs_event("ecs-task-stopped-cannot-pull-container", &run_id, 1, &first)
+        .await;
+    let (_, failed) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(failed["status"], "NEEDS_RETRY", "{failed}");
+
+    let tick = retry::tick(&s.app, chrono::Utc::now(), 5).await.unwrap();
+    assert_eq!(tick.requeued, std::slice::from_ref(&run_id));
+    let (_, requeued) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (
+            requeued["status"].clone(),
+            requeued["attempt_count"].clone()
+        ),
+        (json!("QUEUED"), json!(2))
+    );
+
+    assert_eq!(
+        s.deliver_queue(false).await,
+        1,
+        "the retry enqueued attempt 2"
+    );
+    let tasks = s.tasks().await;
+    assert_eq!(tasks.len(), 2, "attempt 2 is a new task");
+    let second = tasks.into_iter().find(|t| *t != first).unwrap();
+    let described = s
+        .clients
+        .ecs
+        .describe_tasks()
+        .cluster("flotilla-default")
+        .tasks(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.tasks()[0].group(),
+        Some(task_group(&run_id, 2).as_str())
+    );
+
+    // A late event about attempt 1 changes nothing.
+    s.ecs_event("ecs-task-stopped-exit-code", &run_id, 1, &first)
+        .await;
+    let (_, still) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(still["status"], "PENDING");
+}
+
+#[test]
+fn the_sample_trigger_payloads_deserialize() {
+    let sqs: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(include_str!("../../events/sqs-batch.json")).unwrap();
+    let ticket =
+        shared::adapters::sqs::parse_ticket(sqs.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(ticket.attempt, 1);
+    let schedule: Value =
+        serde_json::from_str(include_str!("../../events/scheduled-event.json")).unwrap();
+    assert_eq!(schedule["detail-type"], "Scheduled Event");
+}
