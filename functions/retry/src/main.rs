@@ -1,14 +1,12 @@
 //! The `retry` Lambda: a scheduled sweep. See `shared::lambda::retry`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::adapters::aws::sdk_config;
-use shared::lambda::{AwsClients, Config, build_app, retry};
+use shared::lambda::retry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = Config::from_env()?;
-    let app = build_app(&config, &AwsClients::new(&sdk_config(&config.aws).await));
+    let (config, app) = shared::lambda::from_env().await?;
     let (app, minutes) = (&app, config.requeue_after_minutes);
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {

@@ -2,15 +2,13 @@
 //! `shared::lambda::status`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::adapters::aws::sdk_config;
 use shared::adapters::ecs_events::EcsTaskStateChangeEvent;
-use shared::lambda::{AwsClients, Config, build_app, status};
+use shared::lambda::status;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = Config::from_env()?;
-    let app = build_app(&config, &AwsClients::new(&sdk_config(&config.aws).await));
+    let (_config, app) = shared::lambda::from_env().await?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EcsTaskStateChangeEvent>| async move {

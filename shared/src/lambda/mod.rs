@@ -93,6 +93,15 @@ impl AwsClients {
     }
 }
 
+/// A function's cold start: reads the configuration and builds the app over
+/// real AWS clients, once.
+pub async fn from_env() -> Result<(Config, App), ConfigError> {
+    let config = Config::from_env()?;
+    let clients = AwsClients::new(&crate::adapters::aws::sdk_config(&config.aws).await);
+    let app = build_app(&config, &clients);
+    Ok((config, app))
+}
+
 /// The use cases over the AWS adapters.
 pub fn build_app(config: &Config, clients: &AwsClients) -> App {
     let store = DynamoStore::new(clients.dynamodb.clone(), &config.table);
