@@ -280,7 +280,7 @@ impl DynamoStore {
         let spec = &run.spec;
         let queued_key = format!(
             "{}#{}",
-            run.queued_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            crate::adapters::time_key(run.queued_at),
             spec.run_id
         );
         let mut item = Item::new();

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::adapters::time_key;
 use crate::domain::definition::Definition;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
 use crate::domain::query::{
@@ -74,11 +75,6 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 CREATE INDEX IF NOT EXISTS queue_by_cluster ON queue (cluster, claimed, seq);
 "#;
-
-/// Formats a time so that text order is time order.
-pub fn time_key(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
 
 /// A ticket taken off the queue, to be acknowledged or released.
 #[derive(Debug, Clone, PartialEq, Eq)]
