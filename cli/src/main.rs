@@ -1,7 +1,9 @@
 //! The `flotilla` command.
 //!
 //! `flotilla serve` runs the whole service on one machine: the REST API, SQLite
-//! storage and the local process engine (see `shared::local`).
+//! storage and the local process engine (see `shared::local`). With
+//! `--backend aws` it serves the same API over the AWS adapters instead (see
+//! `shared::lambda::serve_api`), configured like the `api` function.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,12 +23,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the API and the local engine on this machine (no AWS needed).
+    /// Run the API on this machine: with SQLite and local processes (no AWS
+    /// needed), or over AWS with --backend aws.
     Serve(ServeArgs),
+}
+
+/// Where runs, definitions and logs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// SQLite in --data-dir and local processes: nothing else needed.
+    Embedded,
+    /// DynamoDB, SQS, ECS, CloudWatch Logs and EventBridge, configured by the
+    /// same FLOTILLA_* variables as the `api` function (see the README).
+    Aws,
 }
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
+    /// Storage and engine to serve the API over.
+    #[arg(long, env = "FLOTILLA_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+    backend: Backend,
     /// Address to listen on.
     #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:5000")]
     listen: SocketAddr,
@@ -36,9 +52,10 @@ struct ServeArgs {
     /// Runs executing at once [default: number of cores].
     #[arg(long, env = "FLOTILLA_PARALLELISM")]
     parallelism: Option<usize>,
-    /// Value of FLOTILLA_SERVER_MODE in every run.
-    #[arg(long, env = "FLOTILLA_MODE", default_value = "local")]
-    mode: String,
+    /// Value of FLOTILLA_SERVER_MODE in every run [default: local; prod with
+    /// --backend aws].
+    #[arg(long, env = "FLOTILLA_MODE")]
+    mode: Option<String>,
     /// Cluster used when an execute request names none.
     #[arg(long, env = "FLOTILLA_DEFAULT_CLUSTER", default_value = "default")]
     default_cluster: String,
@@ -68,33 +85,63 @@ async fn shutdown_signal() {
     }
 }
 
+fn report(e: &dyn std::error::Error) -> ExitCode {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    eprintln!("flotilla serve: {message}");
+    ExitCode::FAILURE
+}
+
+async fn serve_embedded(args: ServeArgs) -> ExitCode {
+    let mut config = ServeConfig::new(args.data_dir);
+    config.listen = args.listen;
+    if let Some(n) = args.parallelism {
+        config.parallelism = n.max(1);
+    }
+    config.mode = args.mode.unwrap_or_else(|| "local".to_owned());
+    config.default_cluster = args.default_cluster;
+    config.max_attempts = args.max_attempts.max(1);
+    config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
+    match serve(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+async fn serve_aws(args: ServeArgs) -> ExitCode {
+    let mut config = match shared::lambda::Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!(
+                "flotilla serve --backend aws: {e}: set the same FLOTILLA_* variables as the api function (see the README)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(mode) = args.mode {
+        config.mode = mode;
+    }
+    config.default_cluster = args.default_cluster;
+    config.max_attempts = args.max_attempts.max(1);
+    match shared::lambda::serve_api(&config, args.listen, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            let mut config = ServeConfig::new(args.data_dir);
-            config.listen = args.listen;
-            if let Some(n) = args.parallelism {
-                config.parallelism = n.max(1);
-            }
-            config.mode = args.mode;
-            config.default_cluster = args.default_cluster;
-            config.max_attempts = args.max_attempts.max(1);
-            config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
-            if let Err(e) = serve(config, shutdown_signal()).await {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    message.push_str(": ");
-                    message.push_str(&s.to_string());
-                    source = s.source();
-                }
-                eprintln!("flotilla serve: {message}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
+        Command::Serve(args) => match args.backend {
+            Backend::Embedded => serve_embedded(args).await,
+            Backend::Aws => serve_aws(args).await,
+        },
     }
 }

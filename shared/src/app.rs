@@ -195,7 +195,10 @@ impl App {
             spec: Box::new(spec),
             now: self.now(),
         };
-        let run = self.apply(&run_id, command).await?;
+        // A fresh id: its stream is empty, so there is nothing to read first.
+        let run = self
+            .apply_from(&run_id, command, Some(RunState::default()))
+            .await?;
         let ticket = RunTicket {
             run_id: run_id.clone(),
             attempt: run.attempt,
@@ -259,21 +262,26 @@ impl App {
     /// QUEUED and is skipped, so no attempt is launched twice.
     pub async fn submit(&self, ticket: &RunTicket) -> Result<SubmitOutcome, AppError> {
         let state = self.runs.get(&ticket.run_id).await?;
-        let Some(run) = state.run.filter(|r| r.is_launchable(ticket.attempt)) else {
+        let Some(run) = state
+            .run
+            .as_ref()
+            .filter(|r| r.is_launchable(ticket.attempt))
+        else {
             return Ok(SubmitOutcome::Skipped);
         };
-        let spec = LaunchSpec::for_run(&run);
+        let spec = LaunchSpec::for_run(run);
         match self.engine.launch(&spec).await {
             Ok(launched) => {
                 let now = self.now();
                 let run = self
-                    .apply(
+                    .apply_from(
                         &ticket.run_id,
                         RunCommand::RecordSubmitted {
                             attempt: ticket.attempt,
                             task_id: launched.task_id.clone(),
                             now,
                         },
+                        Some(state),
                     )
                     .await?;
                 if run.task_id.as_deref() != Some(launched.task_id.as_str()) {
@@ -306,7 +314,7 @@ impl App {
                 Ok(SubmitOutcome::Deferred { reason: message })
             }
             Err(EngineError::Permanent { message, .. }) => {
-                self.apply(
+                self.apply_from(
                     &ticket.run_id,
                     RunCommand::RecordExited {
                         attempt: ticket.attempt,
@@ -315,6 +323,7 @@ impl App {
                         reason: Some(format!("could not launch: {message}")),
                         now: self.now(),
                     },
+                    Some(state),
                 )
                 .await?;
                 Ok(SubmitOutcome::Failed { reason: message })
@@ -478,8 +487,23 @@ impl App {
     /// version as condition; on a conflict, read and decide again. Returns the
     /// run as it is afterwards.
     pub async fn apply(&self, run_id: &str, command: RunCommand) -> Result<Run, AppError> {
+        self.apply_from(run_id, command, None).await
+    }
+
+    /// [`App::apply`], starting from a state the caller has just read (or, for
+    /// a new run, the empty state), which saves one read. A stale state costs
+    /// nothing but a conflict and a fresh read.
+    async fn apply_from(
+        &self,
+        run_id: &str,
+        command: RunCommand,
+        mut known: Option<RunState>,
+    ) -> Result<Run, AppError> {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let state = self.runs.get(run_id).await?;
+            let state = match known.take() {
+                Some(state) => state,
+                None => self.runs.get(run_id).await?,
+            };
             let events = decide(&state, command.clone()).map_err(|e| match e {
                 crate::domain::DomainError::RunNotFound => run_not_found(run_id),
                 other => other.into(),

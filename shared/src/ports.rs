@@ -265,6 +265,11 @@ pub trait LogSource: Send + Sync {
     async fn page(&self, run: &Run, last_seen: Option<&str>) -> Result<LogPage, LogError>;
     /// The whole log as text.
     async fn all(&self, run: &Run) -> Result<String, LogError>;
+    /// Where a person can read the run's log in a browser outside Flotilla
+    /// (a cloud console), when there is such a place.
+    fn link(&self, _run: &Run) -> Option<String> {
+        None
+    }
 }
 
 /// A run's status changed: the event automation subscribes to. Its JSON is

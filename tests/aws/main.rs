@@ -32,6 +32,8 @@ struct Stack {
     counter: RequestCounter,
     queue_url: String,
     observer_url: String,
+    /// The functions' environment for this stack.
+    env: Vec<(&'static str, String)>,
 }
 
 async fn stack() -> Stack {
@@ -144,6 +146,7 @@ async fn stack() -> Stack {
         counter,
         queue_url,
         observer_url,
+        env: env.to_vec(),
     }
 }
 
@@ -380,14 +383,88 @@ async fn a_run_goes_from_the_api_through_sqs_ecs_and_eventbridge_to_stopped_with
     assert_eq!(statuses, ["QUEUED", "PENDING", "RUNNING", "STOPPED"]);
 
     println!(
-        "AWS requests per run: execute {execute_requests}, end to end {total_requests}; DynamoDB write requests {}; all: {:?}",
+        "AWS requests for a first run with every message and event delivered twice: execute {execute_requests}, end to end {total_requests}; DynamoDB write requests {}",
         writes.len(),
-        s.counter.requests()
     );
     assert_eq!(
         writes.len(),
         4,
         "one transaction per state change: queued, pending, running, stopped"
+    );
+    let link = done["log_url"].as_str().unwrap_or_default();
+    assert!(
+        link.starts_with("https://us-east-1.console.aws.amazon.com/cloudwatch/")
+            && link.ends_with(task_arn.rsplit('/').next().unwrap()),
+        "the run links to its log stream in the CloudWatch console: {done}"
+    );
+}
+
+/// What one more successful run of a definition costs once its task
+/// definition exists: each message and ECS event delivered once.
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn a_successful_run_costs_a_bounded_number_of_aws_requests_and_write_units() {
+    let s = stack().await;
+    let (status, def) = s
+        .call(Method::POST, "/api/v6/task", json!({"alias": "hello", "group_name": "examples", "image": "ubuntu:latest", "memory": 512, "command": "echo hello"}))
+        .await;
+    assert_eq!(status, 200, "{def}");
+    let mut costs = Vec::new();
+    for round in 1..=2 {
+        s.counter.reset();
+        let (status, run) = s
+            .call(
+                Method::PUT,
+                "/api/v6/task/alias/hello/execute",
+                json!({"cluster": "default", "run_tags": {"owner_id": "me"}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{run}");
+        let run_id = run["run_id"].as_str().unwrap().to_owned();
+        let execute = s.counter.requests().len();
+        assert_eq!(s.deliver_queue(false).await, 1);
+        let submit = s.counter.requests().len() - execute;
+        let task_arn = s.tasks().await.last().unwrap().clone();
+        for fixture in [
+            "ecs-task-pending",
+            "ecs-task-running",
+            "ecs-task-stopped-exit-code",
+        ] {
+            s.ecs_event(fixture, &run_id, 1, &task_arn).await;
+        }
+        let requests = s.counter.requests().len();
+        let status_requests = requests - execute - submit;
+        let (writes, items, units) = s.counter.dynamodb_writes();
+        let (_, done) = s
+            .call(
+                Method::GET,
+                &format!("/api/v6/history/{run_id}"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(done["status"], "STOPPED", "{done}");
+        println!(
+            "run {round}: {requests} AWS requests (execute {execute}, submit {submit}, status {status_requests}); DynamoDB: {writes} write requests, {items} items, {units} write units; {:?}",
+            s.counter.requests()
+        );
+        costs.push((requests, writes, items, units));
+    }
+    let (first, steady) = (costs[0], costs[1]);
+    assert_eq!(
+        (steady.1, steady.2),
+        (4, 8),
+        "a state change is one transaction of its event and the projection: queued, pending, running, stopped"
+    );
+    assert!(
+        steady.0 <= 15,
+        "a run of a known definition costs at most 15 AWS requests: 4 to execute (read the definition, append, enqueue, publish), 4 to submit (read, RunTask, append, publish), 3 per state-changing ECS event and 1 per redundant one; it took {}",
+        steady.0
+    );
+    assert!(
+        first.0 <= steady.0 + 3,
+        "registering a task definition costs a failed RunTask, the registration and one lookup of the queue URL at most: {} vs {}",
+        first.0,
+        steady.0
     );
 }
 
@@ -484,4 +561,155 @@ fn the_sample_trigger_payloads_deserialize() {
     let schedule: Value =
         serde_json::from_str(include_str!("../../events/scheduled-event.json")).unwrap();
     assert_eq!(schedule["detail-type"], "Scheduled Event");
+}
+
+/// A `flotilla serve --backend aws` child process, killed when dropped.
+struct AwsServe(std::process::Child);
+
+impl Drop for AwsServe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn flotilla_serve_with_the_aws_backend_serves_the_api_over_dynamodb_and_sqs() {
+    let s = stack().await;
+    let port = flotilla_tests::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = std::process::Command::new(flotilla_tests::flotilla_bin());
+    command
+        .args(["serve", "--backend", "aws", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in &s.env {
+        command.env(name, value);
+    }
+    let _serve = AwsServe(command.spawn().unwrap());
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http
+        .get(format!("{base}/api/v6/health"))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flotilla serve --backend aws did not answer within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let created = http
+        .post(format!("{base}/api/v6/task"))
+        .body(json!({"alias": "remote", "group_name": "examples", "image": "ubuntu:latest", "command": "echo hi"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let run: Value = http
+        .put(format!("{base}/api/v6/task/alias/remote/execute"))
+        .body(json!({"run_tags": {"owner_id": "me"}}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (run["status"].as_str(), run["engine"].as_str()),
+        (Some("QUEUED"), Some("ecs")),
+        "{run}"
+    );
+    let run_id = run["run_id"].as_str().unwrap();
+
+    // What it wrote is what the deployed functions read: the run is in the
+    // table and its ticket is on the cluster's queue.
+    let (status, stored) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (status, stored["status"].as_str()),
+        (200, Some("QUEUED")),
+        "{stored}"
+    );
+    let got = s
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&s.queue_url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        got.messages()
+            .iter()
+            .any(|m| m.body().unwrap_or_default().contains(run_id)),
+        "the run's ticket is on the queue: {got:?}"
+    );
+}
+
+#[test]
+fn flotilla_serve_with_the_aws_backend_names_the_missing_variable() {
+    let out = std::process::Command::new(flotilla_tests::flotilla_bin())
+        .args(["serve", "--backend", "aws", "--listen", "127.0.0.1:0"])
+        .env_remove("FLOTILLA_TABLE")
+        .env("FLOTILLA_SUBNETS", "subnet-1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FLOTILLA_TABLE is not set"),
+        "the error names the variable to set: {stderr}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn an_api_gateway_request_runs_through_the_api_functions_router() {
+    let s = stack().await;
+    let (status, def) = s
+        .call(Method::POST, "/api/v6/task", json!({"alias": "hello", "group_name": "examples", "image": "ubuntu:latest", "command": "echo $DATE"}))
+        .await;
+    assert_eq!(status, 200, "{def}");
+    // What lambda_http does with the event before the api function's router sees it.
+    let request =
+        lambda_http::request::from_str(include_str!("../../events/apigw-http-request.json"))
+            .unwrap();
+    let response = shared::http::router(Arc::clone(&s.app))
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let run: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        (
+            run["status"].as_str(),
+            run["user"].as_str(),
+            run["cluster"].as_str()
+        ),
+        (Some("QUEUED"), Some("ana"), Some("default")),
+        "{run}"
+    );
+    assert!(
+        run["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "DATE", "value": "2026-11-23"})),
+        "{run}"
+    );
 }

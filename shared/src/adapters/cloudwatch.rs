@@ -27,6 +27,7 @@ pub const MAX_PAGES: usize = 100;
 pub struct CloudWatchLogs {
     client: Client,
     group: String,
+    region: String,
 }
 
 /// The log stream of an ECS task, from its ARN.
@@ -60,11 +61,12 @@ fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> LogError {
 }
 
 impl CloudWatchLogs {
-    /// Logs in `group`.
-    pub fn new(client: Client, group: impl Into<String>) -> Self {
+    /// Logs in `group` of `region` (the region is used for console links).
+    pub fn new(client: Client, group: impl Into<String>, region: impl Into<String>) -> Self {
         Self {
             client,
             group: group.into(),
+            region: region.into(),
         }
     }
 
@@ -149,6 +151,11 @@ impl LogSource for CloudWatchLogs {
         }
         Ok(text)
     }
+
+    fn link(&self, run: &Run) -> Option<String> {
+        let stream = run.task_id.as_deref().and_then(stream_of_task)?;
+        Some(console_url(&self.region, &self.group, &stream))
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +221,7 @@ mod tests {
             .await
             .unwrap();
 
-        let logs = CloudWatchLogs::new(client.clone(), group);
+        let logs = CloudWatchLogs::new(client.clone(), group, "us-east-1");
         let mut state = crate::domain::run::replay(&[queued()]);
         let mut run = state.run.take().unwrap();
         run.spec = spec("r-1");

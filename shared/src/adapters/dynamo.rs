@@ -6,7 +6,7 @@
 //! | run event | `RUN#<run_id>` | `EVT#<sequence, 10 digits>` | |
 //! | run projection | `RUN#<run_id>` | `STATE` | `runs_pk`, `def_pk`, `status_pk`, `cluster_pk`, `owner_pk`, all sorted by `queued_key` |
 //! | definition | `DEF#<definition_id>` | `DEF` | `defs_pk` sorted by `alias` |
-//! | alias guard | `ALIAS#<alias>` | `ALIAS` | |
+//! | alias guard (with a copy of the definition) | `ALIAS#<alias>` | `ALIAS` | |
 //!
 //! An append is one `TransactWriteItems`: each event `Put` with
 //! `attribute_not_exists(SK)`, and the projection `Put` conditioned on the
@@ -316,12 +316,15 @@ impl DynamoStore {
         Ok(item)
     }
 
-    fn alias_item(d: &Definition) -> Item {
+    /// The alias guard also carries the definition, so that executing by alias
+    /// (the common path) is one read.
+    fn alias_item(d: &Definition) -> Result<Item, StoreError> {
         let mut item = Item::new();
         item.insert(keys::PK.into(), s(alias_pk(&d.alias)));
         item.insert(keys::SK.into(), s(ALIAS_SK));
         item.insert("definition_id".into(), s(d.definition_id.clone()));
-        item
+        item.insert("body".into(), to_av(d)?);
+        Ok(item)
     }
 
     fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
@@ -530,7 +533,7 @@ impl DefinitionStore for DynamoStore {
                 Some("attribute_not_exists(PK)"),
             )?,
             self.put(
-                Self::alias_item(definition),
+                Self::alias_item(definition)?,
                 Some("attribute_not_exists(PK)"),
             )?,
         ];
@@ -555,9 +558,18 @@ impl DefinitionStore for DynamoStore {
             Self::definition_item(definition)?,
             Some("attribute_exists(PK)"),
         )?];
-        if current.alias != definition.alias {
+        if current.alias == definition.alias {
+            let guard = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Self::alias_item(definition)?))
+                .condition_expression("definition_id = :id")
+                .expression_attribute_values(":id", s(definition.definition_id.clone()))
+                .build()
+                .map_err(backend)?;
+            items.push(TransactWriteItem::builder().put(guard).build());
+        } else {
             items.push(self.put(
-                Self::alias_item(definition),
+                Self::alias_item(definition)?,
                 Some("attribute_not_exists(PK)"),
             )?);
             let delete = Delete::builder()
@@ -613,13 +625,10 @@ impl DefinitionStore for DynamoStore {
     }
 
     async fn get_by_alias(&self, alias: &str) -> Result<Option<Definition>, StoreError> {
-        let Some(guard) = self.get_item(alias_pk(alias), ALIAS_SK).await? else {
-            return Ok(None);
-        };
-        match get_s(&guard, "definition_id") {
-            Some(id) => DefinitionStore::get(self, id).await,
-            None => Ok(None),
-        }
+        self.get_item(alias_pk(alias), ALIAS_SK)
+            .await?
+            .map(|item| body_of(&item))
+            .transpose()
     }
 
     async fn list(&self, query: &DefinitionQuery) -> Result<Page<Definition>, StoreError> {

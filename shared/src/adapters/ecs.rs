@@ -3,7 +3,9 @@
 //! EventBridge (see [`super::ecs_events`]), not through this type.
 //!
 //! - A task definition is registered once per definition, image and resources
-//!   (its family names all three) and reused.
+//!   (its family names all three) and reused: RunTask names the family, and
+//!   only when ECS answers that it does not know it is it registered (so a
+//!   launch is one request once the family exists).
 //! - RunTask carries `clientToken = <run_id>-<attempt>`, so a retried call
 //!   within ECS's 24 h window cannot start a second task; the submit handler's
 //!   own state check covers the rest.
@@ -21,7 +23,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::operation::run_task::{RunTaskError, RunTaskOutput};
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
     KeyValuePair, LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
@@ -185,30 +188,9 @@ impl EcsExecutionEngine {
         format!("{}{cluster}", self.settings.cluster_prefix)
     }
 
-    /// The task definition ARN for `spec`, registering it the first time.
-    async fn task_definition(&self, spec: &LaunchSpec) -> Result<String, EngineError> {
+    /// Registers the task definition of `spec`'s family and returns its ARN.
+    async fn register(&self, spec: &LaunchSpec) -> Result<String, EngineError> {
         let family = family(spec);
-        if let Some(arn) = self
-            .task_definitions
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&family).cloned())
-        {
-            return Ok(arn);
-        }
-        // Registered by an earlier process? Reuse it.
-        if let Ok(found) = self
-            .client
-            .describe_task_definition()
-            .task_definition(&family)
-            .send()
-            .await
-            && let Some(arn) = found
-                .task_definition()
-                .and_then(|t| t.task_definition_arn())
-        {
-            return Ok(self.remember(family, arn.to_owned()));
-        }
         let s = &self.settings;
         let logs = LogConfiguration::builder()
             .log_driver(LogDriver::Awslogs)
@@ -249,18 +231,12 @@ impl EcsExecutionEngine {
         Ok(self.remember(family, arn.to_owned()))
     }
 
-    fn remember(&self, family: String, arn: String) -> String {
-        if let Ok(mut m) = self.task_definitions.lock() {
-            m.insert(family, arn.clone());
-        }
-        arn
-    }
-}
-
-#[async_trait]
-impl ExecutionEngine for EcsExecutionEngine {
-    async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
-        let task_definition = self.task_definition(spec).await?;
+    /// One RunTask call for `spec` with `task_definition` (a family or an ARN).
+    async fn run_task(
+        &self,
+        spec: &LaunchSpec,
+        task_definition: &str,
+    ) -> Result<RunTaskOutput, RunTaskFailure> {
         let cluster = self.ecs_cluster(&spec.cluster);
         let s = &self.settings;
         let vpc = AwsVpcConfiguration::builder()
@@ -272,7 +248,9 @@ impl ExecutionEngine for EcsExecutionEngine {
                 AssignPublicIp::Disabled
             })
             .build()
-            .map_err(|e| permanent(format!("invalid network configuration: {e}")))?;
+            .map_err(|e| {
+                RunTaskFailure::Engine(permanent(format!("invalid network configuration: {e}")))
+            })?;
         let env = spec
             .env
             .iter()
@@ -301,8 +279,7 @@ impl ExecutionEngine for EcsExecutionEngine {
             .chars()
             .take(MAX_CLIENT_TOKEN_LEN)
             .collect();
-        let out = self
-            .client
+        self.client
             .run_task()
             .cluster(&cluster)
             .task_definition(task_definition)
@@ -319,7 +296,76 @@ impl ExecutionEngine for EcsExecutionEngine {
             .count(1)
             .send()
             .await
-            .map_err(|e| classify(e, "run the task", &cluster))?;
+            .map_err(|e| {
+                if is_missing_task_definition(&e) {
+                    RunTaskFailure::MissingTaskDefinition
+                } else {
+                    RunTaskFailure::Engine(classify(e, "run the task", &cluster))
+                }
+            })
+    }
+}
+
+/// Why a RunTask call failed.
+enum RunTaskFailure {
+    /// The task definition (family) is not registered.
+    MissingTaskDefinition,
+    /// Anything else, classified.
+    Engine(EngineError),
+}
+
+/// ECS's answer to a task definition it does not know.
+fn is_missing_task_definition<R>(e: &SdkError<RunTaskError, R>) -> bool {
+    e.code() == Some("ClientException")
+        && e.message().is_some_and(|m| {
+            m.to_ascii_lowercase()
+                .contains("unable to describe task definition")
+        })
+}
+
+impl EcsExecutionEngine {
+    fn remember(&self, family: String, arn: String) -> String {
+        if let Ok(mut m) = self.task_definitions.lock() {
+            m.insert(family, arn.clone());
+        }
+        arn
+    }
+}
+
+#[async_trait]
+impl ExecutionEngine for EcsExecutionEngine {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
+        let family = family(spec);
+        let known = self
+            .task_definitions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&family).cloned());
+        // A family's content never changes (its name hashes it), so its latest
+        // revision is the one to run: try it before registering anything, which
+        // keeps a launch to one request in the common case.
+        let out = match self
+            .run_task(spec, known.as_deref().unwrap_or(&family))
+            .await
+        {
+            Ok(out) => out,
+            Err(RunTaskFailure::MissingTaskDefinition) => {
+                let arn = self.register(spec).await?;
+                self.run_task(spec, &arn).await.map_err(|e| match e {
+                    RunTaskFailure::Engine(e) => e,
+                    RunTaskFailure::MissingTaskDefinition => EngineError::Retryable {
+                        message: format!(
+                            "task definition {family} was registered but ECS does not find it yet"
+                        ),
+                        source: None,
+                    },
+                })?
+            }
+            Err(RunTaskFailure::Engine(e)) => return Err(e),
+        };
+        if known.is_none() {
+            self.remember(family.clone(), family);
+        }
         if let Some(task_arn) = out.tasks().first().and_then(|t| t.task_arn()) {
             return Ok(Launched {
                 task_id: task_arn.to_owned(),

@@ -201,7 +201,7 @@ async fn delete_definition(State(app): State<AppState>, Path(id): Path<String>) 
 async fn execute(app: &App, by: DefinitionRef<'_>, rule: OwnerRule, body: &[u8]) -> ApiResult {
     let request: LaunchRequest = json_body(body, LAUNCH_NESTED)?;
     let run = app.execute(by, rule, request).await?;
-    ok(RunView::from(&run))
+    run_response(app, &run)
 }
 
 async fn execute_by_alias(
@@ -241,7 +241,7 @@ async fn runs_page(app: &App, q: QueryPairs, definition_id: Option<String>) -> A
     let Page { items, total } = app.list_runs(&query).await?;
     let items = items
         .iter()
-        .map(|r| serde_json::to_value(RunView::from(r)).unwrap_or(Value::Null))
+        .map(|r| serde_json::to_value(run_view(app, r)).unwrap_or(Value::Null))
         .collect();
     let mut body = page_envelope(
         "history",
@@ -273,19 +273,26 @@ async fn list_definition_runs(
     runs_page(&app, QueryPairs::parse(raw.as_deref()), Some(id)).await
 }
 
-fn run_response(run: &Run) -> ApiResult {
-    ok(RunView::from(run))
+/// A run as the API shows it, with the links only the app's adapters know.
+fn run_view(app: &App, run: &Run) -> RunView {
+    let mut view = RunView::from(run);
+    view.log_url = app.logs.link(run);
+    view
+}
+
+fn run_response(app: &App, run: &Run) -> ApiResult {
+    ok(run_view(app, run))
 }
 
 async fn get_run(State(app): State<AppState>, Path(run_id): Path<String>) -> ApiResult {
-    run_response(&app.run(&run_id).await?)
+    run_response(&app, &app.run(&run_id).await?)
 }
 
 async fn get_definition_run(
     State(app): State<AppState>,
     Path((_definition_id, run_id)): Path<(String, String)>,
 ) -> ApiResult {
-    run_response(&app.run(&run_id).await?)
+    run_response(&app, &app.run(&run_id).await?)
 }
 
 /// Who is stopping a run: the value of the last request header whose name

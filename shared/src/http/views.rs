@@ -107,6 +107,10 @@ pub struct RunView {
     pub executable_type: &'static str,
     /// Attempts so far.
     pub attempt_count: u32,
+    /// The run's log in a cloud console (CloudWatch Logs on AWS), once the
+    /// run has a task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
     /// Flotilla's pod events; always present.
     pub pod_events: Vec<Value>,
     /// Flotilla's CloudTrail notifications; always present.
@@ -158,6 +162,7 @@ impl From<&Run> for RunView {
             executable_id: spec.definition_id.clone(),
             executable_type: "task_definition",
             attempt_count: run.attempt,
+            log_url: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
             spark_extension: json!({}),

@@ -9,6 +9,8 @@
 //! - [`retry`]: scheduled sweep: NEEDS_RETRY runs requeued, lost enqueues
 //!   repaired, runs past their deadline stopped.
 //! - The `api` function hands [`crate::http::router`] to `lambda_http`.
+//! - [`serve_api`]: the same router over the same adapters on a local port,
+//!   for `flotilla serve --backend aws` (a deployed stack or an emulator).
 
 pub mod config;
 pub mod retry;
@@ -102,6 +104,28 @@ pub async fn from_env() -> Result<(Config, App), ConfigError> {
     Ok((config, app))
 }
 
+/// Serves the API (the `api` function's router over the AWS adapters) on
+/// `listen` until `shutdown` completes. Launching, status and retries stay with
+/// the deployed `submit`, `status` and `retry` functions.
+pub async fn serve_api(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let clients = AwsClients::new(&crate::adapters::aws::sdk_config(&config.aws).await);
+    let app = Arc::new(build_app(config, &clients));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        table = %config.table,
+        endpoint = config.aws.endpoint_url.as_deref().unwrap_or("AWS"),
+        "flotilla serve (backend aws) is listening"
+    );
+    axum::serve(listener, crate::http::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The use cases over the AWS adapters.
 pub fn build_app(config: &Config, clients: &AwsClients) -> App {
     let store = DynamoStore::new(clients.dynamodb.clone(), &config.table);
@@ -117,6 +141,7 @@ pub fn build_app(config: &Config, clients: &AwsClients) -> App {
         logs: Arc::new(CloudWatchLogs::new(
             clients.logs.clone(),
             &config.ecs.log_group,
+            &config.ecs.log_region,
         )),
         clock: Arc::new(SystemClock),
         publisher: Some(Arc::new(EventBridgePublisher::new(
