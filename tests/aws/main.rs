@@ -23,6 +23,8 @@ use shared::testing::counting::RequestCounter;
 use shared::testing::moto::Moto;
 use tower::ServiceExt;
 
+mod infra;
+
 const OBSERVER: &str = "observer";
 
 struct Stack {
@@ -34,6 +36,9 @@ struct Stack {
     observer_url: String,
     /// The functions' environment for this stack.
     env: Vec<(&'static str, String)>,
+    /// One app per function (api, submit, status, retry), each with its own
+    /// request counter, for the template consistency test.
+    functions: Vec<(Arc<App>, RequestCounter)>,
 }
 
 async fn stack() -> Stack {
@@ -139,6 +144,13 @@ async fn stack() -> Stack {
     let counter = RequestCounter::default();
     let clients = AwsClients::with_interceptor(&sdk, counter.clone());
     let app = Arc::new(build_app(&config, &clients));
+    let functions = (0..4)
+        .map(|_| {
+            let counter = RequestCounter::default();
+            let clients = AwsClients::with_interceptor(&sdk, counter.clone());
+            (Arc::new(build_app(&config, &clients)), counter)
+        })
+        .collect();
     Stack {
         _moto: moto,
         clients: setup,
@@ -147,33 +159,57 @@ async fn stack() -> Stack {
         queue_url,
         observer_url,
         env: env.to_vec(),
+        functions,
     }
+}
+
+/// One request through the api function's router.
+async fn call(app: &Arc<App>, method: Method, path: &str, body: Value) -> (u16, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = shared::http::router(Arc::clone(app))
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Feeds the status handler an `events/` fixture made about a run's task.
+async fn ecs_event(app: &App, fixture: &str, run_id: &str, attempt: u32, task_arn: &str) {
+    let path = format!("{}/../events/{fixture}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["detail"]["group"] = json!(task_group(run_id, attempt));
+    event["detail"]["taskArn"] = json!(task_arn);
+    let event: EcsTaskStateChangeEvent = serde_json::from_value(event).unwrap();
+    status::handle(app, event).await.unwrap();
 }
 
 impl Stack {
     async fn call(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let response = shared::http::router(Arc::clone(&self.app))
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        call(&self.app, method, path, body).await
+    }
+
+    async fn deliver_queue(&self, duplicate: bool) -> usize {
+        self.deliver_queue_to(&self.app, duplicate).await
+    }
+
+    async fn ecs_event(&self, fixture: &str, run_id: &str, attempt: u32, task_arn: &str) {
+        ecs_event(&self.app, fixture, run_id, attempt, task_arn).await;
     }
 
     /// What Lambda's event source mapping does: receive messages, hand them to
     /// submit as one batch (twice when `duplicate`), delete the ones it accepted.
-    async fn deliver_queue(&self, duplicate: bool) -> usize {
+    async fn deliver_queue_to(&self, app: &App, duplicate: bool) -> usize {
         let got = self
             .clients
             .sqs
@@ -199,7 +235,7 @@ impl Stack {
         let event: aws_lambda_events::sqs::SqsEvent =
             serde_json::from_value(json!({ "Records": records })).unwrap();
         for _ in 0..if duplicate { 2 } else { 1 } {
-            let response = submit::handle(&self.app, event.clone()).await;
+            let response = submit::handle(app, event.clone()).await;
             assert!(response.batch_item_failures.is_empty(), "{response:?}");
         }
         for m in &messages {
@@ -213,16 +249,6 @@ impl Stack {
                 .unwrap();
         }
         messages.len()
-    }
-
-    async fn ecs_event(&self, fixture: &str, run_id: &str, attempt: u32, task_arn: &str) {
-        let path = format!("{}/../events/{fixture}.json", env!("CARGO_MANIFEST_DIR"));
-        let mut event: Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        event["detail"]["group"] = json!(task_group(run_id, attempt));
-        event["detail"]["taskArn"] = json!(task_arn);
-        let event: EcsTaskStateChangeEvent = serde_json::from_value(event).unwrap();
-        status::handle(&self.app, event).await.unwrap();
     }
 
     async fn tasks(&self) -> Vec<String> {

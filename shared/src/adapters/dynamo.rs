@@ -77,6 +77,9 @@ pub mod keys {
     pub const INDEX_OWNER: &str = "runs_by_owner";
     /// All definitions, by alias.
     pub const INDEX_DEFINITIONS: &str = "definitions_by_alias";
+    /// The table's time-to-live attribute (epoch seconds): items that carry
+    /// it, such as idempotence keys, expire on their own.
+    pub const EXPIRES_AT: &str = "expires_at";
 }
 
 /// The table's indexes: `(index name, partition attribute, sort attribute)`.

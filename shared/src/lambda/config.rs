@@ -61,6 +61,9 @@ pub const ALL: [&str; 17] = [
     AWS_REGION,
 ];
 
+/// The variables without which a function does not start.
+pub const REQUIRED: [&str; 5] = [TABLE, QUEUE_PREFIX, EVENT_BUS, LOG_GROUP, SUBNETS];
+
 /// A variable missing or unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -179,6 +182,23 @@ mod tests {
         let err = Config::from_lookup(|k| vars.get(k).cloned()).unwrap_err();
         assert_eq!(err, ConfigError::Missing(TABLE));
         assert!(err.to_string().contains("FLOTILLA_TABLE"));
+    }
+
+    #[test]
+    fn exactly_the_required_variables_are_required() {
+        let all: HashMap<String, String> = REQUIRED
+            .iter()
+            .map(|k| (k.to_string(), "x".to_owned()))
+            .collect();
+        assert!(Config::from_lookup(|k| all.get(k).cloned()).is_ok());
+        for name in REQUIRED {
+            let mut vars = all.clone();
+            vars.remove(name);
+            assert_eq!(
+                Config::from_lookup(|k| vars.get(k).cloned()).unwrap_err(),
+                ConfigError::Missing(name)
+            );
+        }
     }
 
     #[test]

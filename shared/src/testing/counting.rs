@@ -22,6 +22,9 @@ pub struct Counted {
     pub items_written: u32,
     /// Write capacity units DynamoDB bills for it, from the items' sizes.
     pub write_units: u32,
+    /// The IAM actions it needs, e.g. `dynamodb:PutItem` for each put of a
+    /// `TransactWriteItems`.
+    pub iam_actions: Vec<String>,
 }
 
 /// Records every request, in order.
@@ -40,6 +43,14 @@ impl RequestCounter {
     /// Every request so far, with what it wrote.
     pub fn counted(&self) -> Vec<Counted> {
         self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Every IAM action the requests so far needed.
+    pub fn iam_actions(&self) -> std::collections::BTreeSet<String> {
+        self.counted()
+            .into_iter()
+            .flat_map(|c| c.iam_actions)
+            .collect()
     }
 
     /// DynamoDB write requests, items written and write units billed, so far.
@@ -92,27 +103,64 @@ impl Intercept for RequestCounter {
             .get("x-amz-target")
             .unwrap_or("unknown.unknown");
         let (service, operation) = target.split_once('.').unwrap_or(("unknown", target));
+        let body = context
+            .request()
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .unwrap_or(Value::Null);
         let (items_written, write_units) = if service.starts_with("DynamoDB") {
-            context
-                .request()
-                .body()
-                .bytes()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .map(|body| write_cost(operation, &body))
-                .unwrap_or((0, 0))
+            write_cost(operation, &body)
         } else {
             (0, 0)
         };
+        let iam_actions = iam_actions(service, operation, &body);
         if let Ok(mut r) = self.0.lock() {
             r.push(Counted {
                 service: service.to_owned(),
                 operation: operation.to_owned(),
                 items_written,
                 write_units,
+                iam_actions,
             });
         }
         Ok(())
     }
+}
+
+/// The IAM actions a request needs: its service's prefix and the operation,
+/// except for a DynamoDB transaction, which needs the action of each item's
+/// write (there is no `TransactWriteItems` action).
+fn iam_actions(service: &str, operation: &str, body: &Value) -> Vec<String> {
+    let prefix = match service {
+        s if s.starts_with("DynamoDB") => "dynamodb",
+        "AmazonSQS" => "sqs",
+        s if s.starts_with("AmazonEC2ContainerService") => "ecs",
+        s if s.starts_with("Logs") => "logs",
+        "AWSEvents" => "events",
+        other => other,
+    };
+    if operation == "TransactWriteItems" {
+        let mut actions: Vec<String> = body["TransactItems"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_object()?.keys().next().cloned())
+                    .map(|kind| match kind.as_str() {
+                        "Put" => "dynamodb:PutItem".to_owned(),
+                        "Update" => "dynamodb:UpdateItem".to_owned(),
+                        "Delete" => "dynamodb:DeleteItem".to_owned(),
+                        _ => "dynamodb:ConditionCheckItem".to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        actions.sort();
+        actions.dedup();
+        return actions;
+    }
+    vec![format!("{prefix}:{operation}")]
 }
 
 /// Items a DynamoDB request writes and the write units billed for them: one
