@@ -5,12 +5,10 @@
 //! adapters use.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::http::Method;
 use serde_json::{Value, json};
 use shared::adapters::dynamo::{TableLayout, keys};
-use shared::app::App;
 use shared::lambda::{config, retry};
 
 use super::{call, ecs_event, stack};
@@ -305,8 +303,7 @@ fn no_function_is_allowed_a_wildcard_action() {
 async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     let s = stack().await;
     let [api, submit, status, retry_fn] = [0, 1, 2, 3].map(|i| s.functions[i].clone());
-    let (api_app, submit_app, status_app, retry_app): (&Arc<App>, &Arc<App>, &Arc<App>, &Arc<App>) =
-        (&api.0, &submit.0, &status.0, &retry_fn.0);
+    let (api_app, submit_app, status_app, retry_app) = (&api.0, &submit.0, &status.0, &retry_fn.0);
 
     // api: definitions, execute (one run to finish, one to time out, one
     // whose image cannot be pulled), lists.

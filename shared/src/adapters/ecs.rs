@@ -18,9 +18,6 @@
 //!   invalid parameter, an unknown cluster) is permanent, with a message that
 //!   says what to fix.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
@@ -69,11 +66,10 @@ pub struct EcsSettings {
 }
 
 /// Launches runs as ECS tasks.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EcsExecutionEngine {
     client: Client,
     settings: EcsSettings,
-    task_definitions: Mutex<HashMap<String, String>>,
 }
 
 /// The ECS cluster name inside a task ARN
@@ -176,11 +172,7 @@ where
 impl EcsExecutionEngine {
     /// An engine launching tasks as `settings` say.
     pub fn new(client: Client, settings: EcsSettings) -> Self {
-        Self {
-            client,
-            settings,
-            task_definitions: Mutex::new(HashMap::new()),
-        }
+        Self { client, settings }
     }
 
     /// The ECS cluster of a Flotilla cluster.
@@ -228,7 +220,7 @@ impl EcsExecutionEngine {
             .task_definition()
             .and_then(|t| t.task_definition_arn())
             .ok_or_else(|| permanent("RegisterTaskDefinition returned no ARN".into()))?;
-        Ok(self.remember(family, arn.to_owned()))
+        Ok(arn.to_owned())
     }
 
     /// One RunTask call for `spec` with `task_definition` (a family or an ARN).
@@ -323,31 +315,14 @@ fn is_missing_task_definition<R>(e: &SdkError<RunTaskError, R>) -> bool {
         })
 }
 
-impl EcsExecutionEngine {
-    fn remember(&self, family: String, arn: String) -> String {
-        if let Ok(mut m) = self.task_definitions.lock() {
-            m.insert(family, arn.clone());
-        }
-        arn
-    }
-}
-
 #[async_trait]
 impl ExecutionEngine for EcsExecutionEngine {
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
         let family = family(spec);
-        let known = self
-            .task_definitions
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&family).cloned());
         // A family's content never changes (its name hashes it), so its latest
         // revision is the one to run: try it before registering anything, which
         // keeps a launch to one request in the common case.
-        let out = match self
-            .run_task(spec, known.as_deref().unwrap_or(&family))
-            .await
-        {
+        let out = match self.run_task(spec, &family).await {
             Ok(out) => out,
             Err(RunTaskFailure::MissingTaskDefinition) => {
                 let arn = self.register(spec).await?;
@@ -363,9 +338,6 @@ impl ExecutionEngine for EcsExecutionEngine {
             }
             Err(RunTaskFailure::Engine(e)) => return Err(e),
         };
-        if known.is_none() {
-            self.remember(family.clone(), family);
-        }
         if let Some(task_arn) = out.tasks().first().and_then(|t| t.task_arn()) {
             return Ok(Launched {
                 task_id: task_arn.to_owned(),
