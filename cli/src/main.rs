@@ -65,6 +65,10 @@ struct ServeArgs {
     /// Seconds between SIGTERM and SIGKILL when a run is stopped.
     #[arg(long, env = "FLOTILLA_STOP_GRACE_SECONDS", default_value_t = 10)]
     stop_grace_seconds: u64,
+    /// Origins a browser may call the API from, comma-separated (CORS), e.g.
+    /// http://localhost:3000; `*` allows any. Default: none.
+    #[arg(long, env = "FLOTILLA_CORS_ALLOWED_ORIGINS")]
+    cors_origins: Option<String>,
 }
 
 async fn shutdown_signal() {
@@ -107,6 +111,9 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.default_cluster = args.default_cluster;
     config.max_attempts = args.max_attempts.max(1);
     config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
+    if let Some(origins) = &args.cors_origins {
+        config.http = shared::http::HttpOptions::with_cors_origins(origins);
+    }
     match serve(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
@@ -128,6 +135,9 @@ async fn serve_aws(args: ServeArgs) -> ExitCode {
     }
     config.default_cluster = args.default_cluster;
     config.max_attempts = args.max_attempts.max(1);
+    if let Some(origins) = &args.cors_origins {
+        config.http = shared::http::HttpOptions::with_cors_origins(origins);
+    }
     match shared::lambda::serve_api(&config, args.listen, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),

@@ -15,6 +15,7 @@ use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::event::RunEvent;
 use crate::domain::launch::{LaunchContext, LaunchRequest, OwnerRule, build_spec, run_id_for};
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
+use crate::domain::report::StatusReport;
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
 use crate::error::{AppError, EngineError, StoreError};
 use crate::ports::{
@@ -168,6 +169,36 @@ impl App {
         Ok(self.definitions.list(query).await?)
     }
 
+    /// Every distinct group and tag of the stored definitions, sorted.
+    pub async fn groups_and_tags(
+        &self,
+    ) -> Result<
+        (
+            std::collections::BTreeSet<String>,
+            std::collections::BTreeSet<String>,
+        ),
+        AppError,
+    > {
+        let mut groups = std::collections::BTreeSet::new();
+        let mut tags = std::collections::BTreeSet::new();
+        let mut query = DefinitionQuery::default();
+        query.paging.limit = crate::domain::query::MAX_LIMIT;
+        loop {
+            let page = self.definitions.list(&query).await?;
+            let seen = page.items.len() as u64;
+            for d in page.items {
+                if !d.group_name.is_empty() {
+                    groups.insert(d.group_name);
+                }
+                tags.extend(d.tags.into_iter().filter(|t| !t.is_empty()));
+            }
+            query.paging.offset += seen;
+            if seen == 0 || query.paging.offset >= page.total {
+                return Ok((groups, tags));
+            }
+        }
+    }
+
     // ----- runs --------------------------------------------------------------
 
     /// Executes a definition: validates, appends `RunQueued`, then enqueues a
@@ -311,6 +342,15 @@ impl App {
                 })
             }
             Err(EngineError::Retryable { message, .. }) => {
+                // Record why the run waits (once per reason), for its timeline.
+                let deferred = RunCommand::RecordLaunchDeferred {
+                    attempt: ticket.attempt,
+                    reason: message.clone(),
+                    now: self.now(),
+                };
+                if let Err(error) = self.apply_from(&ticket.run_id, deferred, Some(state)).await {
+                    warn!(run_id = %ticket.run_id, error = %error, "could not record a launch deferral");
+                }
                 Ok(SubmitOutcome::Deferred { reason: message })
             }
             Err(EngineError::Permanent { message, .. }) => {
@@ -472,6 +512,38 @@ impl App {
             });
         }
         Ok(self.logs.page(&run, last_seen).await?)
+    }
+
+    /// One run with the version of its stream (which changes whenever the
+    /// run does, so it makes an exact ETag).
+    pub async fn run_with_version(&self, run_id: &str) -> Result<(Run, u64), AppError> {
+        let state = self.runs.get(run_id).await?;
+        let version = state.version;
+        state
+            .run
+            .map(|run| (run, version))
+            .ok_or_else(|| run_not_found(run_id))
+    }
+
+    /// Records the status a run reports about itself. Returns the run and
+    /// whether the report changed it (a report that would move the status
+    /// backwards, or repeats it, changes nothing).
+    pub async fn report_status(
+        &self,
+        run_id: &str,
+        report: &StatusReport,
+    ) -> Result<(Run, bool), AppError> {
+        report.status()?;
+        let state = self.runs.get(run_id).await?;
+        let Some(before) = state.run.clone() else {
+            return Err(run_not_found(run_id));
+        };
+        let Some(command) = report.command(&before, self.now())? else {
+            return Ok((before, false));
+        };
+        let after = self.apply_from(run_id, command, Some(state)).await?;
+        let changed = after != before;
+        Ok((after, changed))
     }
 
     /// A run's whole log.

@@ -1,7 +1,7 @@
 //! The `flotilla serve` runtime: the whole service in one process, with no AWS.
 //!
 //! It wires the embedded adapters (SQLite, the local engine, local log files)
-//! into the same [`App`] and [`router`] the Lambda functions use, and runs the
+//! into the same [`App`] and [`router`](crate::http::router) the Lambda functions use, and runs the
 //! two loops that replace SQS, EventBridge and the scheduled retry function:
 //!
 //! - the driver takes tickets off the SQLite queue (round-robin over clusters)
@@ -35,7 +35,7 @@ use crate::domain::launch::DEFAULT_OWNER_VAR;
 use crate::domain::query::RunQuery;
 use crate::domain::run::RunStatus;
 use crate::error::StoreError;
-use crate::http::router;
+use crate::http::router_with;
 use crate::ports::{EngineUpdate, SystemClock};
 
 /// Exit reason of a run that was in flight when the server stopped abruptly.
@@ -64,6 +64,8 @@ pub struct ServeConfig {
     pub retry_interval: Duration,
     /// Age after which a QUEUED run's ticket is enqueued again.
     pub requeue_after: Duration,
+    /// The HTTP edge (CORS).
+    pub http: crate::http::HttpOptions,
 }
 
 impl ServeConfig {
@@ -79,6 +81,7 @@ impl ServeConfig {
             stop_grace: Duration::from_secs(10),
             retry_interval: Duration::from_secs(5),
             requeue_after: Duration::from_secs(60),
+            http: crate::http::HttpOptions::default(),
         }
     }
 }
@@ -198,7 +201,7 @@ pub async fn serve(
         parallelism = config.parallelism,
         "flotilla serve is listening"
     );
-    let served = axum::serve(listener, router(Arc::clone(&app)))
+    let served = axum::serve(listener, router_with(Arc::clone(&app), &config.http))
         .with_graceful_shutdown(shutdown)
         .await;
 

@@ -23,6 +23,7 @@ use shared::testing::counting::RequestCounter;
 use shared::testing::moto::Moto;
 use tower::ServiceExt;
 
+mod api;
 mod infra;
 
 const OBSERVER: &str = "observer";

@@ -4,5 +4,6 @@
 mod support;
 
 mod api_errors;
+mod api_routes;
 mod lifecycle;
 mod restart;

@@ -8,6 +8,6 @@ use lambda_http::Error;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let (_config, app) = shared::lambda::from_env().await?;
-    lambda_http::run(shared::http::router(Arc::new(app))).await
+    let (config, app) = shared::lambda::from_env().await?;
+    lambda_http::run(shared::http::router_with(Arc::new(app), &config.http)).await
 }

@@ -17,10 +17,12 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::adapters::time_key;
+use crate::domain::EnvVar;
 use crate::domain::definition::Definition;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
 use crate::domain::query::{
     DefinitionQuery, DefinitionSortField, Page, RunQuery, RunSortField, SortOrder, TextFilter,
+    TimeRange,
 };
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
@@ -261,6 +263,35 @@ fn push_text_filter(
     }
 }
 
+/// Each variable must be an element of the JSON array at `path` in `body`.
+fn push_env_filter(path: &str, env: &[EnvVar], clauses: &mut Vec<String>, args: &mut Vec<Value>) {
+    for var in env {
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM json_each(body, '{path}') AS e \
+             WHERE json_extract(e.value, '$.name') = ? AND json_extract(e.value, '$.value') = ?)"
+        ));
+        args.push(Value::Text(var.name.clone()));
+        args.push(Value::Text(var.value.clone()));
+    }
+}
+
+/// `since` inclusive, `until` exclusive, on a column holding [`time_key`] text.
+fn push_time_range(
+    column: &str,
+    range: TimeRange,
+    clauses: &mut Vec<String>,
+    args: &mut Vec<Value>,
+) {
+    if let Some(since) = range.since {
+        clauses.push(format!("{column} >= ?"));
+        args.push(Value::Text(time_key(since)));
+    }
+    if let Some(until) = range.until {
+        clauses.push(format!("{column} < ?"));
+        args.push(Value::Text(time_key(until)));
+    }
+}
+
 fn push_in(
     column: &str,
     values: impl ExactSizeIterator<Item = String>,
@@ -488,8 +519,36 @@ impl RunReadModel for SqliteStore {
                 &mut clauses,
                 &mut args,
             );
+            push_in(
+                "owner",
+                query.owners.iter().cloned(),
+                &mut clauses,
+                &mut args,
+            );
             push_text_filter("alias", &query.alias, &mut clauses, &mut args);
             push_text_filter("group_name", &query.group_name, &mut clauses, &mut args);
+            push_text_filter(
+                "json_extract(body, '$.spec.image')",
+                &query.image,
+                &mut clauses,
+                &mut args,
+            );
+            push_text_filter(
+                "json_extract(body, '$.spec.command')",
+                &query.command,
+                &mut clauses,
+                &mut args,
+            );
+            push_text_filter(
+                "json_extract(body, '$.exit_reason')",
+                &query.exit_reason,
+                &mut clauses,
+                &mut args,
+            );
+            push_env_filter("$.spec.env", &query.env, &mut clauses, &mut args);
+            push_time_range("queued_at", query.queued_at, &mut clauses, &mut args);
+            push_time_range("started_at", query.started_at, &mut clauses, &mut args);
+            push_time_range("finished_at", query.finished_at, &mut clauses, &mut args);
             let column = match query.sort_by {
                 RunSortField::RunId => "run_id",
                 RunSortField::ClusterName => "cluster",
@@ -634,6 +693,7 @@ impl DefinitionStore for SqliteStore {
             push_text_filter("alias", &query.alias, &mut clauses, &mut args);
             push_text_filter("group_name", &query.group_name, &mut clauses, &mut args);
             push_text_filter("image", &query.image, &mut clauses, &mut args);
+            push_env_filter("$.env", &query.env, &mut clauses, &mut args);
             let column = match query.sort_by {
                 DefinitionSortField::Alias => "alias",
                 DefinitionSortField::Image => "image",

@@ -90,6 +90,16 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The engine could not take the queued attempt yet (no capacity, throttled)
+    /// and the ticket waits to be tried again. Recorded once per distinct reason.
+    RunLaunchDeferred {
+        /// The attempt that waits.
+        attempt: u32,
+        /// What the engine said.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A NEEDS_RETRY run was queued again as a new attempt.
     RunRequeued {
         /// The new attempt number.
@@ -109,6 +119,7 @@ impl RunEvent {
             Self::RunStopRequested { .. } => "RunStopRequested",
             Self::RunStopped { .. } => "RunStopped",
             Self::RunNeedsRetry { .. } => "RunNeedsRetry",
+            Self::RunLaunchDeferred { .. } => "RunLaunchDeferred",
             Self::RunRequeued { .. } => "RunRequeued",
         }
     }
@@ -122,6 +133,7 @@ impl RunEvent {
             | Self::RunStopRequested { at, .. }
             | Self::RunStopped { at, .. }
             | Self::RunNeedsRetry { at, .. }
+            | Self::RunLaunchDeferred { at, .. }
             | Self::RunRequeued { at, .. } => *at,
         }
     }

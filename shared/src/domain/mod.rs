@@ -10,12 +10,14 @@
 //! - [`definition`]: job definitions and their validation.
 //! - [`launch`]: what an execute request may ask for, validated into a [`run::RunSpec`].
 //! - [`query`]: filters, sort keys and paging for lists, as closed enums.
+//! - [`report`]: status reports from runs that report their own status.
 
 pub mod definition;
 pub mod error;
 pub mod event;
 pub mod launch;
 pub mod query;
+pub mod report;
 pub mod run;
 
 pub use error::{DomainError, ValidationError};

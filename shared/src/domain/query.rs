@@ -1,6 +1,9 @@
 //! List queries as closed types: every filter and sort key a store may be asked
 //! for is named here, so no user text ever becomes a column name or expression.
 
+use chrono::{DateTime, Utc};
+
+use crate::domain::EnvVar;
 use crate::domain::error::ValidationError;
 use crate::domain::run::RunStatus;
 
@@ -144,6 +147,37 @@ impl TextFilter {
     }
 }
 
+/// A time window: `since` inclusive, `until` exclusive. A row without the
+/// time (a run that has not started, say) is outside any window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeRange {
+    /// Earliest time, inclusive.
+    pub since: Option<DateTime<Utc>>,
+    /// Latest time, exclusive.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    /// Whether the window constrains anything.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none() && self.until.is_none()
+    }
+
+    /// Whether `at` falls in the window.
+    pub fn matches(&self, at: Option<DateTime<Utc>>) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let Some(at) = at else { return false };
+        self.since.is_none_or(|s| at >= s) && self.until.is_none_or(|u| at < u)
+    }
+}
+
+/// Env filters: every `name=value` pair must be in the env (AND).
+pub fn env_matches(filters: &[EnvVar], env: &[EnvVar]) -> bool {
+    filters.iter().all(|f| env.contains(f))
+}
+
 /// Paging shared by every list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
@@ -175,6 +209,22 @@ pub struct RunQuery {
     pub group_name: TextFilter,
     /// Cluster (exact, any of).
     pub clusters: Vec<String>,
+    /// Owner (exact, any of).
+    pub owners: Vec<String>,
+    /// Image.
+    pub image: TextFilter,
+    /// Command.
+    pub command: TextFilter,
+    /// Exit reason.
+    pub exit_reason: TextFilter,
+    /// Variables the run's env must hold, all of them.
+    pub env: Vec<EnvVar>,
+    /// Queue time window.
+    pub queued_at: TimeRange,
+    /// Start time window.
+    pub started_at: TimeRange,
+    /// End time window.
+    pub finished_at: TimeRange,
     /// Sort key.
     pub sort_by: RunSortField,
     /// Direction.
@@ -191,6 +241,14 @@ impl Default for RunQuery {
             alias: TextFilter::default(),
             group_name: TextFilter::default(),
             clusters: vec![],
+            owners: vec![],
+            image: TextFilter::default(),
+            command: TextFilter::default(),
+            exit_reason: TextFilter::default(),
+            env: vec![],
+            queued_at: TimeRange::default(),
+            started_at: TimeRange::default(),
+            finished_at: TimeRange::default(),
             sort_by: RunSortField::QueuedAt,
             order: SortOrder::Desc,
             paging: Paging::default(),
@@ -207,6 +265,8 @@ pub struct DefinitionQuery {
     pub group_name: TextFilter,
     /// Image.
     pub image: TextFilter,
+    /// Variables the definition's env must hold, all of them.
+    pub env: Vec<EnvVar>,
     /// Sort key.
     pub sort_by: DefinitionSortField,
     /// Direction.
@@ -221,6 +281,7 @@ impl Default for DefinitionQuery {
             alias: TextFilter::default(),
             group_name: TextFilter::default(),
             image: TextFilter::default(),
+            env: vec![],
             sort_by: DefinitionSortField::GroupName,
             order: SortOrder::Asc,
             paging: Paging::default(),
@@ -244,8 +305,18 @@ impl RunQuery {
         (self.statuses.is_empty() || self.statuses.contains(&run.status))
             && (self.definition_ids.is_empty() || self.definition_ids.contains(&spec.definition_id))
             && (self.clusters.is_empty() || self.clusters.contains(&spec.cluster))
+            && (self.owners.is_empty() || self.owners.contains(&spec.owner))
             && self.alias.matches(&spec.alias)
             && self.group_name.matches(&spec.group_name)
+            && self.image.matches(&spec.image)
+            && self.command.matches(spec.command.as_deref().unwrap_or(""))
+            && self
+                .exit_reason
+                .matches(run.exit_reason.as_deref().unwrap_or(""))
+            && env_matches(&self.env, &spec.env)
+            && self.queued_at.matches(Some(run.queued_at))
+            && self.started_at.matches(run.started_at)
+            && self.finished_at.matches(run.finished_at)
     }
 
     /// Sorts runs as the query asks: the sort field with missing values last,
@@ -278,6 +349,7 @@ impl DefinitionQuery {
         self.alias.matches(&definition.alias)
             && self.group_name.matches(&definition.group_name)
             && self.image.matches(&definition.image)
+            && env_matches(&self.env, &definition.env)
     }
 
     /// Sorts definitions as the query asks: the sort field with missing values

@@ -167,6 +167,9 @@ pub struct Run {
     /// The newest engine version of the current task's state applied so far.
     #[serde(default)]
     pub engine_version: Option<u64>,
+    /// Why the engine has not taken the current attempt yet, while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_deferred: Option<String>,
 }
 
 impl Run {
@@ -249,6 +252,15 @@ pub enum RunCommand {
         /// The engine's version of the state reported, when it has one.
         engine_version: Option<u64>,
         /// What failed.
+        reason: String,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// The engine could not take `attempt` yet; the ticket will be tried again.
+    RecordLaunchDeferred {
+        /// The attempt.
+        attempt: u32,
+        /// What the engine said.
         reason: String,
         /// Now.
         now: DateTime<Utc>,
@@ -388,6 +400,22 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 }]
             }
         }
+        RunCommand::RecordLaunchDeferred {
+            attempt,
+            reason,
+            now,
+        } => {
+            if run.is_launchable(attempt) && run.launch_deferred.as_deref() != Some(reason.as_str())
+            {
+                vec![RunEvent::RunLaunchDeferred {
+                    attempt,
+                    reason,
+                    at: now,
+                }]
+            } else {
+                vec![]
+            }
+        }
         RunCommand::RequestStop { by, now } => match run.status {
             RunStatus::Stopped => vec![],
             RunStatus::Queued | RunStatus::NeedsRetry => vec![
@@ -477,12 +505,17 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 host: None,
                 stop_requested_by: None,
                 engine_version: None,
+                launch_deferred: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
         (Some(run), RunEvent::RunSubmitted { task_id, .. }) => {
             run.status = RunStatus::Pending;
             run.task_id = Some(task_id.clone());
+            run.launch_deferred = None;
+        }
+        (Some(run), RunEvent::RunLaunchDeferred { reason, .. }) => {
+            run.launch_deferred = Some(reason.clone());
         }
         (
             Some(run),
@@ -547,6 +580,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.task_id = None;
             run.host = None;
             run.engine_version = None;
+            run.launch_deferred = None;
         }
     }
     state

@@ -5,9 +5,12 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+use crate::domain::EnvVar;
 use crate::domain::query::{
     DefinitionQuery, DefinitionSortField, MAX_LIMIT, Paging, RunQuery, RunSortField, SortOrder,
-    TextFilter,
+    TextFilter, TimeRange,
 };
 use crate::domain::run::RunStatus;
 use crate::http::error::ApiError;
@@ -140,6 +143,44 @@ impl QueryPairs {
             .map_err(ApiError::from)
     }
 
+    /// The distinct keys present that are not in `known`, in order.
+    pub fn unknown_keys(&self, known: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (k, _) in &self.0 {
+            if !known.contains(&k.as_str()) && !out.contains(k) {
+                out.push(k.clone());
+            }
+        }
+        out
+    }
+
+    /// `env=NAME|VALUE` filters.
+    pub fn env(&self) -> Result<Vec<EnvVar>, ApiError> {
+        self.all("env")
+            .into_iter()
+            .map(|v| match v.split_once('|') {
+                Some((name, value)) if !name.is_empty() && !value.contains('|') => {
+                    Ok(EnvVar::new(name, value))
+                }
+                _ => Err(ApiError::bad_request(format!(
+                    "env filter \"{v}\" is not valid: write it as NAME|VALUE, e.g. env=MODEL|v2"
+                ))),
+            })
+            .collect()
+    }
+
+    /// `<field>_since` and `<field>_until`.
+    pub fn time_range(&self, field: &str) -> Result<TimeRange, ApiError> {
+        let get = |suffix: &str| {
+            let key = format!("{field}_{suffix}");
+            self.one(&key).map(|v| parse_time(&key, &v)).transpose()
+        };
+        Ok(TimeRange {
+            since: get("since")?,
+            until: get("until")?,
+        })
+    }
+
     /// Whether `key` is `true` (any case).
     pub fn flag(&self, key: &str) -> bool {
         self.one(key)
@@ -147,8 +188,64 @@ impl QueryPairs {
     }
 }
 
+/// Parses a time filter value: RFC 3339 (`2026-11-01T09:30:00Z`), a date and
+/// time without zone (taken as UTC, as HTML inputs send it), or a date.
+fn parse_time(key: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    let v = value.trim();
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(v, f).ok())
+                .map(|t| t.and_utc())
+                .ok_or(())
+        })
+        .or_else(|_| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+                .ok_or(())
+        })
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "{key} \"{value}\" is not a time: use RFC 3339 such as 2026-11-01T09:30:00Z, or a date such as 2026-11-01"
+            ))
+        })
+}
+
+/// Query keys every list understands besides its filters.
+pub const PAGING_KEYS: &[&str] = &["limit", "offset", "sort_by", "order"];
+
+/// Filter keys of run lists.
+pub const RUN_FILTER_KEYS: &[&str] = &[
+    "status",
+    "definition_id",
+    "alias",
+    "group_name",
+    "cluster",
+    "cluster_name",
+    "owner_id",
+    "user",
+    "image",
+    "command",
+    "exit_reason",
+    "env",
+    "queued_at_since",
+    "queued_at_until",
+    "started_at_since",
+    "started_at_until",
+    "finished_at_since",
+    "finished_at_until",
+];
+
+/// Filter keys of definition lists.
+pub const DEFINITION_FILTER_KEYS: &[&str] = &["alias", "group_name", "image", "env"];
+
 /// Parses the query of a run list. Keys other than the ones documented are
-/// ignored (Flotilla's UI forwards its own page parameters).
+/// ignored (Flotilla's UI forwards its own page parameters); the envelope
+/// lists them under `ignored`.
 pub fn run_query(q: &QueryPairs) -> Result<RunQuery, ApiError> {
     let defaults = RunQuery::default();
     let mut statuses = Vec::new();
@@ -164,12 +261,22 @@ pub fn run_query(q: &QueryPairs) -> Result<RunQuery, ApiError> {
     }
     let mut clusters = q.all("cluster");
     clusters.extend(q.all("cluster_name"));
+    let mut owners = q.all("owner_id");
+    owners.extend(q.all("user"));
     Ok(RunQuery {
         statuses,
         definition_ids: q.all("definition_id"),
         alias: TextFilter(q.all("alias")),
         group_name: TextFilter(q.all("group_name")),
         clusters,
+        owners,
+        image: TextFilter(q.all("image")),
+        command: TextFilter(q.all("command")),
+        exit_reason: TextFilter(q.all("exit_reason")),
+        env: q.env()?,
+        queued_at: q.time_range("queued_at")?,
+        started_at: q.time_range("started_at")?,
+        finished_at: q.time_range("finished_at")?,
         sort_by: q
             .one("sort_by")
             .map(|s| RunSortField::parse(&s))
@@ -187,6 +294,7 @@ pub fn definition_query(q: &QueryPairs) -> Result<DefinitionQuery, ApiError> {
         alias: TextFilter(q.all("alias")),
         group_name: TextFilter(q.all("group_name")),
         image: TextFilter(q.all("image")),
+        env: q.env()?,
         sort_by: q
             .one("sort_by")
             .map(|s| DefinitionSortField::parse(&s))
@@ -235,6 +343,27 @@ mod tests {
         assert!(run_query(&q).unwrap_err().message().contains("sort_by"));
         let q = QueryPairs::parse(Some("order=up"));
         assert!(run_query(&q).unwrap_err().message().contains("order"));
+    }
+
+    #[test]
+    fn env_filters_need_a_name_and_a_value_and_times_must_parse() {
+        let q = QueryPairs::parse(Some("env=A%7C1&env=B%7Cx"));
+        assert_eq!(run_query(&q).unwrap().env.len(), 2);
+        let q = QueryPairs::parse(Some("env=nobar"));
+        assert!(run_query(&q).unwrap_err().message().contains("NAME|VALUE"));
+        let q = QueryPairs::parse(Some(
+            "started_at_since=2026-11-01&finished_at_until=2026-11-02T10:00:00Z&queued_at_since=2026-11-01T09:30",
+        ));
+        let query = run_query(&q).unwrap();
+        assert!(query.started_at.since.is_some() && query.finished_at.until.is_some());
+        assert!(query.queued_at.since.is_some());
+        let q = QueryPairs::parse(Some("started_at_since=yesterday"));
+        assert!(
+            run_query(&q)
+                .unwrap_err()
+                .message()
+                .contains("started_at_since")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -25,10 +25,14 @@ use crate::app::{App, DefinitionRef};
 use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::launch::{LaunchRequest, OwnerRule};
 use crate::domain::query::Page;
+use crate::domain::report::StatusReport;
 use crate::domain::run::Run;
 use crate::http::error::ApiError;
-use crate::http::input::{QueryPairs, definition_query, json_body, run_query};
-use crate::http::views::RunView;
+use crate::http::input::{
+    DEFINITION_FILTER_KEYS, PAGING_KEYS, QueryPairs, RUN_FILTER_KEYS, definition_query, json_body,
+    run_query,
+};
+use crate::http::views::{RunStatusView, RunView, status_etag, timeline};
 
 /// Handler state: the use cases.
 pub type AppState = Arc<App>;
@@ -40,8 +44,64 @@ const LAUNCH_NESTED: &[&str] = &["run_tags", "env[]"];
 /// Nested objects whose keys are matched case-insensitively in definition bodies.
 const DEFINITION_NESTED: &[&str] = &["env[]"];
 
-/// The whole API.
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// Origins a browser may call the API from (CORS); `*` allows any. Empty:
+    /// same origin only.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl HttpOptions {
+    /// Reads a comma-separated origin list such as
+    /// `https://ui.example.com,http://localhost:3000`.
+    pub fn with_cors_origins(list: &str) -> Self {
+        Self {
+            cors_allowed_origins: list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    fn cors(&self) -> Option<tower_http::cors::CorsLayer> {
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        if self.cors_allowed_origins.is_empty() {
+            return None;
+        }
+        let origin = if self.cors_allowed_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                self.cors_allowed_origins
+                    .iter()
+                    .filter_map(|o| axum::http::HeaderValue::from_str(o).ok()),
+            )
+        };
+        Some(
+            CorsLayer::new()
+                .allow_origin(origin)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::IF_NONE_MATCH,
+                    header::AUTHORIZATION,
+                ])
+                .expose_headers([header::ETAG])
+                .max_age(std::time::Duration::from_secs(600)),
+        )
+    }
+}
+
+/// The whole API with default options (no cross-origin access).
 pub fn router(app: AppState) -> Router {
+    router_with(app, &HttpOptions::default())
+}
+
+/// The whole API.
+pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
     let mut r = Router::new();
     for v in ["v1", "v6"] {
         r = r
@@ -75,15 +135,31 @@ pub fn router(app: AppState) -> Router {
                 get(get_definition_run).delete(stop_run),
             )
             .route(&format!("/api/{v}/{{run_id}}/logs"), get(logs))
+            .route(&format!("/api/{v}/{{run_id}}/events"), get(run_events))
+            .route(
+                &format!("/api/{v}/{{run_id}}/status"),
+                if v == "v6" {
+                    get(run_status).put(report_status)
+                } else {
+                    put(report_status)
+                },
+            )
+            .route(&format!("/api/{v}/groups"), get(groups))
+            .route(&format!("/api/{v}/tags"), get(tags))
             .route(&format!("/api/{v}/health"), get(health));
     }
-    r.route("/api/v1/task/{definition_id}/execute", put(execute_v1))
+    let router = r
+        .route("/api/v1/task/{definition_id}/execute", put(execute_v1))
         .route("/api/v2/task/{definition_id}/execute", put(execute_v2))
         .route("/api/v4/task/{definition_id}/execute", put(execute_v6))
         .route("/api/v6/task/{definition_id}/execute", put(execute_v6))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(app)
+        .with_state(app);
+    match options.cors() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -112,15 +188,22 @@ struct ListMeta<'a> {
 }
 
 /// Flotilla's list envelope: the rows under `list_key`, the total, the paging
-/// and sort used, and every filter given echoed as an array.
+/// and sort used, every filter given echoed as an array (`env` as the
+/// `env_filters` map), and the query keys that were ignored.
 fn page_envelope(
     list_key: &str,
     items: Vec<Value>,
     total: u64,
     q: &QueryPairs,
-    echo: &[&str],
+    filter_keys: &[&str],
     meta: ListMeta<'_>,
 ) -> Value {
+    let env_filters: serde_json::Map<String, Value> = q
+        .env()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| (v.name, Value::String(v.value)))
+        .collect();
     let mut body = json!({
         list_key: items,
         "total": total,
@@ -128,14 +211,19 @@ fn page_envelope(
         "offset": meta.paging.offset,
         "sort_by": meta.sort_by,
         "order": meta.order,
-        "env_filters": {},
+        "env_filters": env_filters,
     });
     if let Value::Object(map) = &mut body {
-        for key in echo {
+        for key in filter_keys.iter().filter(|k| **k != "env") {
             let values = q.all(key);
             if !values.is_empty() {
                 map.insert((*key).to_owned(), json!(values));
             }
+        }
+        let known: Vec<&str> = filter_keys.iter().chain(PAGING_KEYS).copied().collect();
+        let ignored = q.unknown_keys(&known);
+        if !ignored.is_empty() {
+            map.insert("ignored".into(), json!(ignored));
         }
     }
     body
@@ -156,7 +244,7 @@ async fn list_definitions(State(app): State<AppState>, RawQuery(raw): RawQuery) 
         items,
         total,
         &q,
-        &["alias", "group_name", "image"],
+        DEFINITION_FILTER_KEYS,
         ListMeta {
             sort_by: query.sort_by.as_str(),
             order: query.order.as_str(),
@@ -248,7 +336,7 @@ async fn runs_page(app: &App, q: QueryPairs, definition_id: Option<String>) -> A
         items,
         total,
         &q,
-        &["status", "alias", "group_name", "cluster", "cluster_name"],
+        RUN_FILTER_KEYS,
         ListMeta {
             sort_by: query.sort_by.as_str(),
             order: query.order.as_str(),
@@ -330,6 +418,76 @@ async fn logs(
     let last_seen = q.one("last_seen");
     let page = app.log_page(&run_id, last_seen.as_deref()).await?;
     ok(json!({ "log": page.log, "last_seen": page.last_seen }))
+}
+
+/// `GET /api/v6/{run_id}/status`: the run's status with an ETag; a client
+/// that sends the ETag back in `If-None-Match` gets 304 until the run changes.
+async fn run_status(
+    State(app): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (run, version) = app.run_with_version(&run_id).await?;
+    let etag = status_etag(&run, version);
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|candidate| {
+            candidate == etag
+                || candidate == "*"
+                || candidate.strip_prefix("W/") == Some(etag.as_str())
+        });
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, Json(RunStatusView::from(&run))).into_response())
+}
+
+/// `PUT /{run_id}/status`: a run reports its own status.
+async fn report_status(
+    State(app): State<AppState>,
+    Path(run_id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let report: StatusReport = json_body(&body, &[])?;
+    let (run, changed) = app.report_status(&run_id, &report).await?;
+    ok(json!({ "updated": changed, "status": run.status }))
+}
+
+/// `GET /{run_id}/events`: the run's timeline from its event stream.
+async fn run_events(State(app): State<AppState>, Path(run_id): Path<String>) -> ApiResult {
+    let events = app.run_events(&run_id).await?;
+    let entries = timeline(&run_id, &events);
+    ok(json!({ "total": entries.len(), "pod_events": entries }))
+}
+
+/// The values of a name list, filtered by the `name` query (a substring).
+fn name_list(key: &str, values: std::collections::BTreeSet<String>, q: &QueryPairs) -> ApiResult {
+    let name = q.one("name");
+    let values: Vec<String> = values
+        .into_iter()
+        .filter(|v| name.as_deref().is_none_or(|n| v.contains(n)))
+        .collect();
+    ok(json!({ "total": values.len(), key: values }))
+}
+
+/// `GET /groups`: every group a definition uses.
+async fn groups(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
+    let (groups, _) = app.groups_and_tags().await?;
+    name_list("groups", groups, &QueryPairs::parse(raw.as_deref()))
+}
+
+/// `GET /tags`: every tag a definition carries.
+async fn tags(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
+    let (_, tags) = app.groups_and_tags().await?;
+    name_list("tags", tags, &QueryPairs::parse(raw.as_deref()))
 }
 
 async fn health() -> ApiResult {

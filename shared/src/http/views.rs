@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::domain::EnvVar;
 use crate::domain::run::{Run, RunStatus};
+use crate::ports::RecordedEvent;
 
 /// Flotilla's `instance` object, always present on a run.
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +169,185 @@ impl From<&Run> for RunView {
             spark_extension: json!({}),
         }
     }
+}
+
+/// `GET /api/v6/{run_id}/status`: the fields a poller needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatusView {
+    /// Run id.
+    pub run_id: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Accepted.
+    pub queued_at: DateTime<Utc>,
+    /// Started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Why it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<String>,
+    /// Engine.
+    pub engine: String,
+    /// Definition.
+    pub definition_id: String,
+    /// Alias.
+    pub alias: String,
+    /// Cluster (`cluster_name` here, as Flotilla).
+    pub cluster_name: String,
+}
+
+impl From<&Run> for RunStatusView {
+    fn from(run: &Run) -> Self {
+        Self {
+            run_id: run.spec.run_id.clone(),
+            status: run.status,
+            queued_at: run.queued_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            exit_code: run.exit_code,
+            exit_reason: run.exit_reason.clone(),
+            engine: run.spec.engine.clone(),
+            definition_id: run.spec.definition_id.clone(),
+            alias: run.spec.alias.clone(),
+            cluster_name: run.spec.cluster.clone(),
+        }
+    }
+}
+
+/// The ETag of a run's status: its status, exit code and stream version, so
+/// it changes exactly when the run does.
+pub fn status_etag(run: &Run, version: u64) -> String {
+    let exit = run
+        .exit_code
+        .map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+    format!("\"{}-{exit}-{version}\"", run.status)
+}
+
+/// One entry of a run's timeline, in the shape of Flotilla's pod events.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    /// Position in the run's stream, from 1.
+    pub sequence: u64,
+    /// When it happened.
+    pub timestamp: DateTime<Utc>,
+    /// `Normal`, or `Warning` for failures and waits.
+    pub event_type: &'static str,
+    /// The stored event name, e.g. `RunStarted`.
+    pub reason: &'static str,
+    /// The engine task it concerns, or the run.
+    pub source_object: String,
+    /// What happened, in words.
+    pub message: String,
+    /// The attempt it concerns, when it concerns one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+impl TimelineEntry {
+    /// Describes one recorded event of run `run_id`.
+    pub fn of(run_id: &str, recorded: &RecordedEvent, task_id: Option<&str>) -> Self {
+        use crate::domain::event::RunEvent as E;
+        let event = &recorded.event;
+        let (event_type, attempt, message) = match event {
+            E::RunQueued { spec, .. } => (
+                "Normal",
+                Some(1),
+                format!("queued on cluster {} by {}", spec.cluster, spec.owner),
+            ),
+            E::RunSubmitted {
+                attempt, task_id, ..
+            } => (
+                "Normal",
+                Some(*attempt),
+                format!("attempt {attempt} handed to the engine as {task_id}"),
+            ),
+            E::RunStarted { attempt, host, .. } => (
+                "Normal",
+                Some(*attempt),
+                match host {
+                    Some(h) => format!("attempt {attempt} running on {h}"),
+                    None => format!("attempt {attempt} running"),
+                },
+            ),
+            E::RunStopRequested { by, .. } => ("Normal", None, format!("stop requested by {by}")),
+            E::RunStopped {
+                attempt,
+                exit_code,
+                reason,
+                ..
+            } => {
+                let code = exit_code
+                    .map_or_else(|| "no exit code".to_owned(), |c| format!("exit code {c}"));
+                let kind = if *exit_code == Some(0) {
+                    "Normal"
+                } else {
+                    "Warning"
+                };
+                let text = match reason {
+                    Some(r) => format!("attempt {attempt} stopped with {code}: {r}"),
+                    None => format!("attempt {attempt} stopped with {code}"),
+                };
+                (kind, Some(*attempt), text)
+            }
+            E::RunNeedsRetry {
+                attempt, reason, ..
+            } => (
+                "Warning",
+                Some(*attempt),
+                format!(
+                    "attempt {attempt} failed in the infrastructure and will be retried: {reason}"
+                ),
+            ),
+            E::RunLaunchDeferred {
+                attempt, reason, ..
+            } => (
+                "Warning",
+                Some(*attempt),
+                format!("attempt {attempt} waits for the engine: {reason}"),
+            ),
+            E::RunRequeued { attempt, .. } => (
+                "Normal",
+                Some(*attempt),
+                format!("queued again as attempt {attempt}"),
+            ),
+        };
+        Self {
+            sequence: recorded.sequence,
+            timestamp: event.at(),
+            event_type,
+            reason: event.name(),
+            source_object: task_id.unwrap_or(run_id).to_owned(),
+            message,
+            attempt,
+        }
+    }
+}
+
+/// A run's whole timeline, oldest first; each entry names the task of its
+/// attempt once the attempt has one.
+pub fn timeline(run_id: &str, events: &[RecordedEvent]) -> Vec<TimelineEntry> {
+    use crate::domain::event::RunEvent as E;
+    let mut task: Option<String> = None;
+    events
+        .iter()
+        .map(|recorded| {
+            match &recorded.event {
+                E::RunSubmitted { task_id, .. } => task = Some(task_id.clone()),
+                E::RunStarted {
+                    task_id: Some(t), ..
+                } => task = Some(t.clone()),
+                E::RunRequeued { .. } => task = None,
+                _ => {}
+            }
+            TimelineEntry::of(run_id, recorded, task.as_deref())
+        })
+        .collect()
 }
 
 /// Lower-case hex MD5 of a command, as Flotilla's `command_hash`.

@@ -37,11 +37,13 @@ pub const MAX_ATTEMPTS: &str = "FLOTILLA_MAX_ATTEMPTS";
 pub const REQUEUE_AFTER_MINUTES: &str = "FLOTILLA_REQUEUE_AFTER_MINUTES";
 /// An emulator's endpoint (tests, local set-ups); unset on AWS.
 pub const AWS_ENDPOINT_URL: &str = "FLOTILLA_AWS_ENDPOINT_URL";
+/// Origins a browser may call the API from, comma-separated (CORS).
+pub const CORS_ALLOWED_ORIGINS: &str = "FLOTILLA_CORS_ALLOWED_ORIGINS";
 /// Region (set by Lambda).
 pub const AWS_REGION: &str = "AWS_REGION";
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -58,6 +60,7 @@ pub const ALL: [&str; 17] = [
     MAX_ATTEMPTS,
     REQUEUE_AFTER_MINUTES,
     AWS_ENDPOINT_URL,
+    CORS_ALLOWED_ORIGINS,
     AWS_REGION,
 ];
 
@@ -101,6 +104,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// Minutes after which a QUEUED run is enqueued again.
     pub requeue_after_minutes: u32,
+    /// The HTTP edge (CORS).
+    pub http: crate::http::HttpOptions,
 }
 
 impl Config {
@@ -160,6 +165,9 @@ impl Config {
             default_cluster: value(DEFAULT_CLUSTER).unwrap_or_else(|| "default".to_owned()),
             max_attempts: number(MAX_ATTEMPTS, 3)?.max(1),
             requeue_after_minutes: number(REQUEUE_AFTER_MINUTES, 5)?,
+            http: crate::http::HttpOptions::with_cors_origins(
+                &value(CORS_ALLOWED_ORIGINS).unwrap_or_default(),
+            ),
         })
     }
 }

@@ -121,7 +121,7 @@ pub async fn serve_api(
         endpoint = config.aws.endpoint_url.as_deref().unwrap_or("AWS"),
         "flotilla serve (backend aws) is listening"
     );
-    axum::serve(listener, crate::http::router(app))
+    axum::serve(listener, crate::http::router_with(app, &config.http))
         .with_graceful_shutdown(shutdown)
         .await
 }

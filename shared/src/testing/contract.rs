@@ -8,6 +8,7 @@ use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::event::RunEvent;
 use crate::domain::query::{
     DefinitionQuery, DefinitionSortField, Paging, RunQuery, RunSortField, SortOrder, TextFilter,
+    TimeRange,
 };
 use crate::domain::run::{RunCommand, RunState, RunStatus, decide, evolve};
 use crate::error::StoreError;
@@ -290,6 +291,147 @@ pub async fn run_read_model_contract<S: EventStore + RunReadModel>(store: &S) {
         "r-d",
         "runs without the sort value come last"
     );
+
+    // A run with its own owner, image, command and env, started and failed.
+    let mut s = spec("r-e");
+    s.alias = "epsilon".into();
+    s.owner = "ana".into();
+    s.image = "python:3.12".into();
+    s.command = Some("python train.py --epochs 3".into());
+    s.env.push(crate::domain::EnvVar::new("MODEL", "v2"));
+    s.env.push(crate::domain::EnvVar::new("STAGE", "dev"));
+    let events = [
+        RunEvent::RunQueued {
+            spec: Box::new(s),
+            at: t(20),
+        },
+        RunEvent::RunStarted {
+            attempt: 1,
+            task_id: Some("task-e".into()),
+            host: None,
+            engine_version: None,
+            at: t(30),
+        },
+        RunEvent::RunStopped {
+            attempt: 1,
+            exit_code: Some(137),
+            reason: Some("OutOfMemoryError: container killed".into()),
+            engine_version: None,
+            at: t(40),
+        },
+    ];
+    append(store, "r-e", &events).await;
+    let env = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(n, v)| crate::domain::EnvVar::new(*n, *v))
+            .collect::<Vec<_>>()
+    };
+    let only_e = [
+        (
+            "owner",
+            RunQuery {
+                owners: vec!["ana".into()],
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "image substring",
+            RunQuery {
+                image: TextFilter(vec!["python".into()]),
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "command substring",
+            RunQuery {
+                command: TextFilter(vec!["train.py".into()]),
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "exit reason substring",
+            RunQuery {
+                exit_reason: TextFilter(vec!["OutOfMemory".into()]),
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "two env filters, both held",
+            RunQuery {
+                env: env(&[("MODEL", "v2"), ("STAGE", "dev")]),
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "started since",
+            RunQuery {
+                started_at: TimeRange {
+                    since: Some(t(30)),
+                    until: None,
+                },
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "finished in a window",
+            RunQuery {
+                finished_at: TimeRange {
+                    since: Some(t(39)),
+                    until: Some(t(41)),
+                },
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "queued since",
+            RunQuery {
+                queued_at: TimeRange {
+                    since: Some(t(20)),
+                    until: None,
+                },
+                ..RunQuery::default()
+            },
+        ),
+    ];
+    for (what, q) in only_e {
+        assert_eq!(ids(list(q).await), ["r-e"], "{what} filter");
+    }
+    let none = [
+        (
+            "env filters are ANDed",
+            RunQuery {
+                env: env(&[("MODEL", "v2"), ("STAGE", "prod")]),
+                ..RunQuery::default()
+            },
+        ),
+        (
+            "until is exclusive",
+            RunQuery {
+                started_at: TimeRange {
+                    since: None,
+                    until: Some(t(30)),
+                },
+                owners: vec!["ana".into()],
+                ..RunQuery::default()
+            },
+        ),
+    ];
+    for (what, q) in none {
+        assert!(ids(list(q).await).is_empty(), "{what}");
+    }
+    let q = RunQuery {
+        queued_at: TimeRange {
+            since: None,
+            until: Some(t(3)),
+        },
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        ids(list(q).await),
+        ["r-b", "r-a"],
+        "queued until, exclusive"
+    );
 }
 
 fn definition(alias: &str, group: &str, image: &str, memory: u64) -> Definition {
@@ -386,6 +528,38 @@ pub async fn definition_store_contract<S: DefinitionStore>(store: &S) {
         page.items[0].alias, "world",
         "image filter matches a substring"
     );
+    let mut c = definition("trainer", "g4", "python", 2048);
+    c.env = vec![
+        crate::domain::EnvVar::new("MODEL", "v2"),
+        crate::domain::EnvVar::new("STAGE", "dev"),
+    ];
+    store.create(&c).await.unwrap_or_else(|e| panic!("{e}"));
+    let q = DefinitionQuery {
+        env: vec![crate::domain::EnvVar::new("STAGE", "dev")],
+        ..DefinitionQuery::default()
+    };
+    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        page.items,
+        [c.clone()],
+        "env filter matches a held variable"
+    );
+    let q = DefinitionQuery {
+        env: vec![
+            crate::domain::EnvVar::new("STAGE", "dev"),
+            crate::domain::EnvVar::new("MODEL", "v1"),
+        ],
+        ..DefinitionQuery::default()
+    };
+    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(page.items.is_empty(), "env filters are ANDed");
+    assert!(
+        store
+            .delete(&c.definition_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+
     let q = DefinitionQuery {
         sort_by: DefinitionSortField::Memory,
         order: SortOrder::Desc,

@@ -18,6 +18,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     port: u16,
     parallelism: usize,
+    extra_args: Vec<String>,
     log_path: PathBuf,
     http: reqwest::Client,
 }
@@ -25,12 +26,18 @@ pub struct Server {
 impl Server {
     /// Starts a server with `parallelism` and waits until it answers.
     pub async fn start(data_dir: &Path, parallelism: usize) -> Self {
+        Self::start_with(data_dir, parallelism, &[]).await
+    }
+
+    /// [`Server::start`] with more `flotilla serve` arguments.
+    pub async fn start_with(data_dir: &Path, parallelism: usize, args: &[&str]) -> Self {
         let mut server = Self {
             child: None,
             base: String::new(),
             data_dir: data_dir.to_owned(),
             port: free_port(),
             parallelism,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             log_path: data_dir.with_extension("server.log"),
             http: reqwest::Client::new(),
         };
@@ -53,6 +60,7 @@ impl Server {
             .arg(&self.data_dir)
             .args(["--parallelism", &self.parallelism.to_string()])
             .args(["--stop-grace-seconds", "2"])
+            .args(&self.extra_args)
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()
@@ -96,6 +104,11 @@ impl Server {
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
+    }
+
+    /// The HTTP client, for requests the helpers do not cover.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// A full URL.
