@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::EnvVar;
+use crate::domain::cluster::Cluster;
 use crate::domain::definition::Definition;
+use crate::domain::template::Template;
 use crate::domain::event::RunEvent;
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState};
@@ -69,6 +71,51 @@ pub trait DefinitionStore: Send + Sync {
     async fn get_by_alias(&self, alias: &str) -> Result<Option<Definition>, StoreError>;
     /// Definitions matching a query, with the total count.
     async fn list(&self, query: &DefinitionQuery) -> Result<Page<Definition>, StoreError>;
+}
+
+/// The registered clusters. Clusters are few; the whole registry is read and
+/// written at once, with a version for optimistic concurrency.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Every registered cluster, by name, and the registry's version (0 when
+    /// nothing was ever registered).
+    async fn clusters(&self) -> Result<(Vec<Cluster>, u64), StoreError>;
+
+    /// Replaces the registry if its version is still `expected`, else
+    /// [`StoreError::Conflict`].
+    async fn save_clusters(&self, clusters: &[Cluster], expected: u64) -> Result<(), StoreError>;
+}
+
+/// Idempotence keys: which run a key names, for a while.
+#[async_trait]
+pub trait IdempotenceKeys: Send + Sync {
+    /// The run `key` names, unless it expired before `now`.
+    async fn find(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
+
+    /// Points `key` at `run_id` until `expires_at`, if the key names nothing
+    /// (or has expired), or names `replacing`. `false`: another request got it first.
+    async fn claim(
+        &self,
+        key: &str,
+        run_id: &str,
+        replacing: Option<&str>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Job templates, one item per version.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Stores a new version; [`StoreError::Duplicate`] when that name and
+    /// version exist.
+    async fn create(&self, template: &Template) -> Result<(), StoreError>;
+    /// One version by id.
+    async fn get(&self, template_id: &str) -> Result<Option<Template>, StoreError>;
+    /// Every version of a name, oldest first.
+    async fn versions(&self, name: &str) -> Result<Vec<Template>, StoreError>;
+    /// Every version of every template.
+    async fn all(&self) -> Result<Vec<Template>, StoreError>;
 }
 
 /// A request to launch one attempt of a run, as carried by a cluster's queue.

@@ -26,7 +26,12 @@ use crate::domain::query::{
 };
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
-use crate::ports::{DefinitionStore, EventStore, RecordedEvent, RunQueue, RunReadModel, RunTicket};
+use crate::domain::cluster::Cluster;
+use crate::domain::template::Template;
+use crate::ports::{
+    ClusterStore, DefinitionStore, EventStore, IdempotenceKeys, RecordedEvent, RunQueue,
+    RunReadModel, RunTicket, TemplateStore,
+};
 
 /// Schema version kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -76,6 +81,23 @@ CREATE TABLE IF NOT EXISTS queue (
     UNIQUE (run_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS queue_by_cluster ON queue (cluster, claimed, seq);
+CREATE TABLE IF NOT EXISTS cluster_registry (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotence_keys (
+    key        TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    template_id   TEXT PRIMARY KEY,
+    template_name TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT NOT NULL,
+    UNIQUE (template_name, version)
+);
 "#;
 
 /// A ticket taken off the queue, to be acknowledged or released.
@@ -711,6 +733,173 @@ impl DefinitionStore for SqliteStore {
                 query.paging.limit,
                 query.paging.offset,
             )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ClusterStore for SqliteStore {
+    async fn clusters(&self) -> Result<(Vec<Cluster>, u64), StoreError> {
+        self.with(|conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT version, body FROM cluster_registry WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            match row {
+                None => Ok((vec![], 0)),
+                Some((version, body)) => Ok((decode(&body)?, version as u64)),
+            }
+        })
+        .await
+    }
+
+    async fn save_clusters(&self, clusters: &[Cluster], expected: u64) -> Result<(), StoreError> {
+        let body = encode(&clusters)?;
+        self.with(move |conn| {
+            let next = expected as i64 + 1;
+            let changed = if expected == 0 {
+                conn.execute(
+                    "INSERT OR IGNORE INTO cluster_registry (id, version, body) VALUES (1, ?1, ?2)",
+                    params![next, body],
+                )
+            } else {
+                conn.execute(
+                    "UPDATE cluster_registry SET version = ?1, body = ?2 WHERE id = 1 AND version = ?3",
+                    params![next, body, expected as i64],
+                )
+            }
+            .map_err(backend)?;
+            if changed == 1 {
+                return Ok(());
+            }
+            let actual: Option<i64> = conn
+                .query_row("SELECT version FROM cluster_registry WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            Err(StoreError::Conflict {
+                expected,
+                actual: actual.unwrap_or(0) as u64,
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl IdempotenceKeys for SqliteStore {
+    async fn find(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT run_id FROM idempotence_keys WHERE key = ?1 AND expires_at > ?2",
+                params![key, time_key(now)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        run_id: &str,
+        replacing: Option<&str>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (key, run_id, replacing) = (key.to_owned(), run_id.to_owned(), replacing.map(str::to_owned));
+        self.with(move |conn| {
+            let changed = conn
+                .execute(
+                    "INSERT INTO idempotence_keys (key, run_id, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
+                     WHERE idempotence_keys.expires_at <= ?4 OR idempotence_keys.run_id = ?5",
+                    params![key, run_id, time_key(expires_at), time_key(now), replacing],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TemplateStore for SqliteStore {
+    async fn create(&self, template: &Template) -> Result<(), StoreError> {
+        let t = template.clone();
+        let body = encode(template)?;
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO templates (template_id, template_name, version, body) VALUES (?1, ?2, ?3, ?4)",
+                params![t.template_id, t.template_name, t.version, body],
+            )
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::Duplicate(format!(
+                        "template {} version {}",
+                        t.template_name, t.version
+                    ))
+                } else {
+                    backend(e)
+                }
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, template_id: &str) -> Result<Option<Template>, StoreError> {
+        let id = template_id.to_owned();
+        self.with(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM templates WHERE template_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<Template>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM templates WHERE template_name = ?1 ORDER BY version")
+                .map_err(backend)?;
+            let bodies = stmt
+                .query_map([name], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            bodies.iter().map(|b| decode(b)).collect()
+        })
+        .await
+    }
+
+    async fn all(&self) -> Result<Vec<Template>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM templates ORDER BY template_name, version")
+                .map_err(backend)?;
+            let bodies = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            bodies.iter().map(|b| decode(b)).collect()
         })
         .await
     }

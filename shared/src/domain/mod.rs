@@ -8,10 +8,13 @@
 //! - [`run`]: the run aggregate: [`run::decide`] holds every rule, [`run::evolve`] folds.
 //! - [`event`]: the stored run events, whose names are forever.
 //! - [`definition`]: job definitions and their validation.
+//! - [`cluster`]: clusters, their status and tiers, and routing a launch to one.
+//! - [`template`]: versioned job templates: schema, defaults, Go-template commands.
 //! - [`launch`]: what an execute request may ask for, validated into a [`run::RunSpec`].
 //! - [`query`]: filters, sort keys and paging for lists, as closed enums.
 //! - [`report`]: status reports from runs that report their own status.
 
+pub mod cluster;
 pub mod definition;
 pub mod error;
 pub mod event;
@@ -19,6 +22,7 @@ pub mod launch;
 pub mod query;
 pub mod report;
 pub mod run;
+pub mod template;
 
 pub use error::{DomainError, ValidationError};
 
