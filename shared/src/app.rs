@@ -11,17 +11,23 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::domain::cluster::{Cluster, ClusterInput};
 use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::event::RunEvent;
 use crate::domain::launch::{LaunchContext, LaunchRequest, OwnerRule, build_spec, run_id_for};
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::report::StatusReport;
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
+use crate::domain::template::{Template, TemplateInput};
 use crate::error::{AppError, EngineError, StoreError};
 use crate::ports::{
-    Clock, DefinitionStore, EngineUpdate, EventPublisher, EventStore, ExecutionEngine, LaunchSpec,
-    LogPage, LogSource, RecordedEvent, RunQueue, RunReadModel, RunStateChange, RunTicket,
+    Clock, ClusterStore, DefinitionStore, EngineUpdate, EventPublisher, EventStore,
+    ExecutionEngine, IdempotenceKeys, LaunchSpec, LogPage, LogSource, RecordedEvent, RunQueue,
+    RunReadModel, RunStateChange, RunTicket, TemplateStore,
 };
+
+/// How long an idempotence key names its run.
+pub const IDEMPOTENCE_WINDOW_DAYS: i64 = 7;
 
 /// How often a command is retried after losing an optimistic-concurrency race.
 const MAX_CONFLICT_RETRIES: usize = 8;
@@ -41,6 +47,9 @@ pub struct AppSettings {
     pub requires_command: bool,
     /// Attempts allowed per run, the first included.
     pub max_attempts: u32,
+    /// The clusters this deployment has queues for (on AWS, the stack's
+    /// `Clusters`); empty when any name will do (local queues).
+    pub clusters: Vec<String>,
 }
 
 /// The ports, built once per process.
@@ -52,6 +61,12 @@ pub struct App {
     pub runs: Arc<dyn RunReadModel>,
     /// Definitions.
     pub definitions: Arc<dyn DefinitionStore>,
+    /// Registered clusters.
+    pub clusters: Arc<dyn ClusterStore>,
+    /// Idempotence keys.
+    pub idempotence: Arc<dyn IdempotenceKeys>,
+    /// Job templates.
+    pub templates: Arc<dyn TemplateStore>,
     /// Per-cluster queues.
     pub queue: Arc<dyn RunQueue>,
     /// Engine.
@@ -203,7 +218,9 @@ impl App {
 
     /// Executes a definition: validates, appends `RunQueued`, then enqueues a
     /// ticket. If the enqueue fails the run is still recorded and the retry sweep
-    /// enqueues it again, so the run is never lost.
+    /// enqueues it again, so the run is never lost. With an idempotence key
+    /// that names a run of the last 7 days that did not fail, that run is
+    /// returned instead.
     pub async fn execute(
         &self,
         by: DefinitionRef<'_>,
@@ -212,19 +229,91 @@ impl App {
     ) -> Result<Run, AppError> {
         let definition = self.definition(by).await?;
         let owner = rule.owner(request.run_tags.as_ref())?;
+        self.launch(&definition, owner, request, None, false).await
+    }
+
+    /// The run an idempotence key still names, if it did not fail.
+    async fn idempotent_run(&self, key: &str) -> Result<Option<Run>, AppError> {
+        let now = self.now();
+        let Some(run_id) = self.idempotence.find(key, now).await? else {
+            return Ok(None);
+        };
+        let run = self.runs.get(&run_id).await?.run;
+        let window = chrono::Duration::days(IDEMPOTENCE_WINDOW_DAYS);
+        Ok(run.filter(|r| {
+            let failed = r.status == RunStatus::Stopped && r.exit_code != Some(0);
+            !failed && r.queued_at + window > now
+        }))
+    }
+
+    /// Validates and records a run of `definition` (a stored definition, or
+    /// one made from a template), unless `dry_run`.
+    async fn launch(
+        &self,
+        definition: &Definition,
+        owner: String,
+        request: LaunchRequest,
+        template: Option<crate::domain::run::TemplateUse>,
+        dry_run: bool,
+    ) -> Result<Run, AppError> {
+        let key = request
+            .idempotence_key
+            .clone()
+            .filter(|k| !k.trim().is_empty());
+        let mut replacing = None;
+        if let Some(key) = &key
+            && !dry_run
+        {
+            if let Some(run) = self.idempotent_run(key).await? {
+                return Ok(run);
+            }
+            replacing = self.idempotence.find(key, self.now()).await?;
+        }
+        let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        let clusters = if named(&request.cluster) || named(&request.tier) {
+            self.known_clusters().await?
+        } else {
+            vec![]
+        };
         let ctx = LaunchContext {
             run_id: run_id_for(&self.settings.engine, &uuid::Uuid::new_v4().to_string()),
             engine: self.settings.engine.clone(),
             server_mode: self.settings.server_mode.clone(),
             owner_var: self.settings.owner_var.clone(),
             default_cluster: self.settings.default_cluster.clone(),
+            clusters,
             requires_command: self.settings.requires_command,
         };
-        let spec = build_spec(&definition, request, owner, &ctx)?;
+        let mut spec = build_spec(definition, request, owner, &ctx)?;
+        spec.template = template;
         let run_id = spec.run_id.clone();
+        let now = self.now();
+        if dry_run {
+            let state = crate::domain::run::replay(&[RunEvent::RunQueued {
+                spec: Box::new(spec),
+                at: now,
+            }]);
+            return state.run.ok_or_else(|| run_not_found(&run_id));
+        }
+        if let Some(key) = &key {
+            let expires = now + chrono::Duration::days(IDEMPOTENCE_WINDOW_DAYS);
+            let claimed = self
+                .idempotence
+                .claim(key, &run_id, replacing.as_deref(), now, expires)
+                .await?;
+            if !claimed {
+                // Another request with the same key got there first.
+                return match self.idempotent_run(key).await? {
+                    Some(run) => Ok(run),
+                    None => Err(AppError::Conflict(format!(
+                        "another run with idempotence_key \"{key}\" is being created; try again"
+                    ))),
+                };
+            }
+        }
         let command = RunCommand::Queue {
             spec: Box::new(spec),
-            now: self.now(),
+            now,
         };
         // A fresh id: its stream is empty, so there is nothing to read first.
         let run = self
@@ -239,6 +328,233 @@ impl App {
             warn!(run_id = %run_id, error = %error, "enqueue failed; the retry sweep will enqueue the run again");
         }
         Ok(run)
+    }
+
+    // ----- clusters ----------------------------------------------------------
+
+    /// Every cluster: the registered ones, and those the deployment has
+    /// without registration (the default cluster, the stack's clusters).
+    pub async fn known_clusters(&self) -> Result<Vec<Cluster>, AppError> {
+        let (mut clusters, _) = self.clusters.clusters().await?;
+        let now = self.now();
+        let implied =
+            std::iter::once(&self.settings.default_cluster).chain(&self.settings.clusters);
+        for name in implied {
+            if !clusters.iter().any(|c| &c.name == name) {
+                clusters.push(Cluster::implicit(name, now));
+            }
+        }
+        clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(clusters)
+    }
+
+    /// One cluster, registered or implied.
+    pub async fn cluster(&self, name: &str) -> Result<Cluster, AppError> {
+        self.known_clusters()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| cluster_not_found(name))
+    }
+
+    /// Registers a cluster (or registers settings for an implied one).
+    pub async fn create_cluster(&self, input: ClusterInput) -> Result<Cluster, AppError> {
+        let cluster = Cluster::create(input, self.now())?;
+        if !self.settings.clusters.is_empty()
+            && !self.settings.clusters.contains(&cluster.name)
+            && cluster.name != self.settings.default_cluster
+        {
+            return Err(crate::domain::ValidationError::new(format!(
+                "cluster \"{}\" has no queue in this deployment (it has: {}): add it to the stack's Clusters parameter and deploy first",
+                cluster.name,
+                self.settings.clusters.join(", ")
+            ))
+            .into());
+        }
+        self.change_clusters(|registered| {
+            if registered.iter().any(|c| c.name == cluster.name) {
+                return Err(AppError::Conflict(format!(
+                    "cluster {} already exists: update it with PUT /api/v6/clusters/{}",
+                    cluster.name, cluster.name
+                )));
+            }
+            registered.push(cluster.clone());
+            Ok(())
+        })
+        .await?;
+        Ok(cluster)
+    }
+
+    /// Updates a cluster's settings (an implied cluster becomes registered).
+    pub async fn update_cluster(
+        &self,
+        name: &str,
+        input: ClusterInput,
+    ) -> Result<Cluster, AppError> {
+        let current = self.cluster(name).await?;
+        let next = current.updated(input, self.now())?;
+        let saved = next.clone();
+        self.change_clusters(move |registered| {
+            registered.retain(|c| c.name != saved.name);
+            registered.push(saved.clone());
+            Ok(())
+        })
+        .await?;
+        Ok(next)
+    }
+
+    /// Removes a registered cluster's settings. Its runs stay.
+    pub async fn delete_cluster(&self, name: &str) -> Result<(), AppError> {
+        let name = name.to_owned();
+        self.change_clusters(|registered| {
+            let before = registered.len();
+            registered.retain(|c| c.name != name);
+            if registered.len() == before {
+                Err(cluster_not_found(&name))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Read, change and save the registry, again on a concurrent change.
+    async fn change_clusters(
+        &self,
+        change: impl Fn(&mut Vec<Cluster>) -> Result<(), AppError>,
+    ) -> Result<(), AppError> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (mut registered, version) = self.clusters.clusters().await?;
+            change(&mut registered)?;
+            registered.sort_by(|a, b| a.name.cmp(&b.name));
+            match self.clusters.save_clusters(&registered, version).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict(
+            "the cluster registry is being changed by many writers at once; try again".into(),
+        ))
+    }
+
+    // ----- templates ---------------------------------------------------------
+
+    /// Creates a template, or its next version when the content differs from
+    /// the latest version of that name. Returns it and whether it was created.
+    pub async fn create_template(
+        &self,
+        input: TemplateInput,
+    ) -> Result<(Template, bool), AppError> {
+        let name = input.template_name.clone().unwrap_or_default();
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let latest = if name.is_empty() {
+                None
+            } else {
+                self.templates
+                    .versions(&name)
+                    .await?
+                    .into_iter()
+                    .max_by_key(|t| t.version)
+            };
+            let id = format!("tpl-{}", &uuid::Uuid::new_v4().simple().to_string()[..28]);
+            let version = latest.as_ref().map_or(1, |t| t.version + 1);
+            let candidate = Template::create(id, version, input.clone())?;
+            if let Some(latest) = latest
+                && latest.same_content(&candidate)
+            {
+                return Ok((latest, false));
+            }
+            match self.templates.create(&candidate).await {
+                Ok(()) => return Ok((candidate, true)),
+                Err(StoreError::Duplicate(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict(format!(
+            "template {name} is being changed by many writers at once; try again"
+        )))
+    }
+
+    /// One template version by id.
+    pub async fn template(&self, template_id: &str) -> Result<Template, AppError> {
+        self.templates
+            .get(template_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("Template with ID {template_id} not found")))
+    }
+
+    /// A template by name and version (the latest when `None`).
+    pub async fn template_by_name(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Template, AppError> {
+        let versions = self.templates.versions(name).await?;
+        let found = match version {
+            Some(v) => versions.into_iter().find(|t| t.version == v),
+            None => versions.into_iter().max_by_key(|t| t.version),
+        };
+        found.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "template {name} version {} not found",
+                version.map_or_else(|| "latest".to_owned(), |v| v.to_string())
+            ))
+        })
+    }
+
+    /// Every template version, or only each name's latest.
+    pub async fn list_templates(&self, latest_only: bool) -> Result<Vec<Template>, AppError> {
+        let mut all = self.templates.all().await?;
+        if latest_only {
+            all.sort_by(|a, b| {
+                a.template_name
+                    .cmp(&b.template_name)
+                    .then(b.version.cmp(&a.version))
+            });
+            all.dedup_by(|later, first| later.template_name == first.template_name);
+        }
+        Ok(all)
+    }
+
+    /// Executes a template version: the payload merged over its defaults,
+    /// validated against its schema and rendered into the command (a request
+    /// `command` wins). `dry_run` returns the run without recording it.
+    pub async fn execute_template(
+        &self,
+        template: &Template,
+        owner: String,
+        request: LaunchRequest,
+        payload: Option<serde_json::Value>,
+        dry_run: bool,
+    ) -> Result<Run, AppError> {
+        let rendered = template.command_for(payload.as_ref())?;
+        let definition = Definition {
+            definition_id: template.template_id.clone(),
+            alias: template.template_name.clone(),
+            group_name: TEMPLATE_GROUP.to_owned(),
+            image: template.image.clone(),
+            command: Some(rendered).filter(|c| !c.trim().is_empty()),
+            memory: Some(template.memory),
+            cpu: Some(template.cpu),
+            gpu: template.gpu,
+            ephemeral_storage: template.ephemeral_storage,
+            env: template.env.clone(),
+            tags: template.tags.clone(),
+            ports: vec![],
+            adaptive_resource_allocation: None,
+            requires_docker: None,
+            target_cluster: None,
+            task_type: None,
+        };
+        let used = crate::domain::run::TemplateUse {
+            template_id: template.template_id.clone(),
+            template_name: template.template_name.clone(),
+            version: template.version,
+            payload: payload.unwrap_or(serde_json::Value::Null),
+        };
+        self.launch(&definition, owner, request, Some(used), dry_run)
+            .await
     }
 
     /// One run.
@@ -649,6 +965,13 @@ fn definition_not_found(by: DefinitionRef<'_>) -> AppError {
             AppError::NotFound(format!("Definition with alias {alias} not found"))
         }
     }
+}
+
+/// Group of the runs made from templates.
+pub const TEMPLATE_GROUP: &str = "templates";
+
+fn cluster_not_found(name: &str) -> AppError {
+    AppError::NotFound(format!("Cluster with ID {name} not found"))
 }
 
 fn run_not_found(run_id: &str) -> AppError {

@@ -162,6 +162,9 @@ pub async fn serve(
         events: Arc::new(store.clone()),
         runs: Arc::new(store.clone()),
         definitions: Arc::new(store.clone()),
+        clusters: Arc::new(store.clone()),
+        idempotence: Arc::new(store.clone()),
+        templates: Arc::new(store.clone()),
         queue: Arc::new(store.clone()),
         engine: engine.clone(),
         logs: Arc::new(LocalLogs::new(runs_dir)),
@@ -174,6 +177,7 @@ pub async fn serve(
             default_cluster: config.default_cluster.clone(),
             requires_command: true,
             max_attempts: config.max_attempts,
+            clusters: vec![],
         },
     });
 

@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use crate::domain::EnvVar;
 use crate::domain::cluster::Cluster;
 use crate::domain::definition::Definition;
-use crate::domain::template::Template;
 use crate::domain::event::RunEvent;
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState};
+use crate::domain::template::Template;
 use crate::error::{EngineError, LogError, PublishError, StoreError};
 
 /// One event as stored in a run's stream.

@@ -135,3 +135,84 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
         assert_eq!(list["total"], total, "{query}: {list}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn clusters_templates_and_idempotence_keys_work_over_dynamodb() {
+    let s = stack().await;
+    let (status, created) = s
+        .call(
+            Method::POST,
+            "/api/v6/clusters",
+            json!({"name": "default", "allowed_tiers": ["2"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let (status, _) = s
+        .call(Method::POST, "/api/v6/clusters", json!({"name": "default"}))
+        .await;
+    assert_eq!(status, 409);
+    let (_, names) = s.call(Method::GET, "/api/v1/clusters", Value::Null).await;
+    assert_eq!(names["clusters"], json!(["default"]));
+
+    let (status, template) = s
+        .call(
+            Method::POST,
+            "/api/v7/template",
+            json!({
+                "template_name": "report",
+                "image": "ubuntu:latest",
+                "command_template": "make report MONTH={{ .month }}",
+                "schema": {"type": "object", "required": ["month"], "properties": {"month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}}}
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{template}");
+    let body = json!({"owner_id": "ana", "tier": "2", "idempotence_key": "report-2026-10", "template_payload": {"month": "2026-10"}});
+    let (status, run) = s
+        .call(
+            Method::PUT,
+            "/api/v7/template/name/report/version/1/execute",
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["command"], "make report MONTH=2026-10");
+    assert_eq!(
+        run["cluster"], "default",
+        "tier 2 routes to the registered cluster"
+    );
+    let (_, again) = s
+        .call(
+            Method::PUT,
+            "/api/v7/template/name/report/version/1/execute",
+            body,
+        )
+        .await;
+    assert_eq!(
+        again["run_id"], run["run_id"],
+        "the same idempotence key, the same run"
+    );
+    assert_eq!(s.deliver_queue(false).await, 1, "one run was queued, once");
+    let (status, answer) = s
+        .call(
+            Method::PUT,
+            "/api/v7/template/name/report/version/1/execute",
+            json!({"owner_id": "ana", "template_payload": {"month": "October"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("/month"),
+        "{answer}"
+    );
+    let template_id = template["template"]["template_id"].as_str().unwrap();
+    let (_, history) = s
+        .call(
+            Method::GET,
+            &format!("/api/v7/template/{template_id}/history"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(history["total"], 1, "{history}");
+}

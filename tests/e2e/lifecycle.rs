@@ -370,6 +370,14 @@ async fn history_lists_filter_by_repeated_status_and_echo_the_filters() {
     let server = Server::start(&dir.path().join("data"), 2).await;
     let ok = server.define("ok-job", "true").await;
     server.define("bad-job", "false").await;
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v6/clusters",
+            r#"{"name":"team-b"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
     let a = server.execute("ok-job", json!({})).await;
     let b = server
         .execute("bad-job", json!({"cluster": "team-b"}))

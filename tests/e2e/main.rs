@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api_catalog;
 mod api_errors;
 mod api_routes;
 mod lifecycle;

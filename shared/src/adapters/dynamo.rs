@@ -7,6 +7,10 @@
 //! | run projection | `RUN#<run_id>` | `STATE` | `runs_pk`, `def_pk`, `status_pk`, `cluster_pk`, `owner_pk`, all sorted by `queued_key` |
 //! | definition | `DEF#<definition_id>` | `DEF` | `defs_pk` sorted by `alias` |
 //! | alias guard (with a copy of the definition) | `ALIAS#<alias>` | `ALIAS` | |
+//! | cluster registry (every cluster, one item) | `CLUSTERS` | `CLUSTERS` | |
+//! | idempotence key | `IDEM#<key>` | `IDEM` | `expires_at` (TTL) |
+//! | template version | `TPL#<template_id>` | `TPL` | `catalog_pk` sorted by `catalog_sk` |
+//! | template version guard | `TPLVER#<name>#<version>` | `TPLVER` | |
 //!
 //! An append is one `TransactWriteItems`: each event `Put` with
 //! `attribute_not_exists(SK)`, and the projection `Put` conditioned on the
@@ -29,12 +33,17 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem,
 };
 
+use crate::domain::cluster::Cluster;
 use crate::domain::definition::Definition;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
 use crate::domain::query::{DefinitionQuery, Page, RunQuery, page_of};
 use crate::domain::run::{Run, RunState};
+use crate::domain::template::Template;
 use crate::error::StoreError;
-use crate::ports::{DefinitionStore, EventStore, RecordedEvent, RunReadModel};
+use crate::ports::{
+    ClusterStore, DefinitionStore, EventStore, IdempotenceKeys, RecordedEvent, RunReadModel,
+    TemplateStore,
+};
 
 /// Items one `TransactWriteItems` call may hold
 /// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html>).
@@ -80,6 +89,12 @@ pub mod keys {
     /// The table's time-to-live attribute (epoch seconds): items that carry
     /// it, such as idempotence keys, expire on their own.
     pub const EXPIRES_AT: &str = "expires_at";
+    /// Partition of the catalog index (templates).
+    pub const CATALOG_PK: &str = "catalog_pk";
+    /// Sort key of the catalog index: `<template_name>#<version, 10 digits>`.
+    pub const CATALOG_SK: &str = "catalog_sk";
+    /// Templates, by name and version.
+    pub const INDEX_CATALOG: &str = "catalog";
 }
 
 /// The table's indexes: `(index name, partition attribute, sort attribute)`.
@@ -87,13 +102,14 @@ pub struct TableLayout;
 
 impl TableLayout {
     /// Every global secondary index the code queries.
-    pub const INDEXES: [(&'static str, &'static str, &'static str); 6] = [
+    pub const INDEXES: [(&'static str, &'static str, &'static str); 7] = [
         (keys::INDEX_NEWEST, keys::RUNS_PK, keys::QUEUED_KEY),
         (keys::INDEX_DEFINITION, keys::DEF_PK, keys::QUEUED_KEY),
         (keys::INDEX_STATUS, keys::STATUS_PK, keys::QUEUED_KEY),
         (keys::INDEX_CLUSTER, keys::CLUSTER_PK, keys::QUEUED_KEY),
         (keys::INDEX_OWNER, keys::OWNER_PK, keys::QUEUED_KEY),
         (keys::INDEX_DEFINITIONS, keys::DEFS_PK, keys::ALIAS),
+        (keys::INDEX_CATALOG, keys::CATALOG_PK, keys::CATALOG_SK),
     ];
 }
 
@@ -650,6 +666,175 @@ impl DefinitionStore for DynamoStore {
     }
 }
 
+/// Whether a single conditional write failed its condition.
+fn condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+const CLUSTERS_KEY: &str = "CLUSTERS";
+
+#[async_trait]
+impl ClusterStore for DynamoStore {
+    async fn clusters(&self) -> Result<(Vec<Cluster>, u64), StoreError> {
+        match self.get_item(CLUSTERS_KEY.to_owned(), CLUSTERS_KEY).await? {
+            None => Ok((vec![], 0)),
+            Some(item) => Ok((body_of(&item)?, get_n(&item, "version").unwrap_or(0))),
+        }
+    }
+
+    async fn save_clusters(&self, clusters: &[Cluster], expected: u64) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert(keys::PK.into(), s(CLUSTERS_KEY));
+        item.insert(keys::SK.into(), s(CLUSTERS_KEY));
+        item.insert(
+            "version".into(),
+            AttributeValue::N((expected + 1).to_string()),
+        );
+        item.insert("body".into(), to_av(&clusters)?);
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        put = if expected == 0 {
+            put.condition_expression("attribute_not_exists(PK)")
+        } else {
+            put.condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(StoreError::Conflict {
+                expected,
+                actual: expected + 1,
+            }),
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotenceKeys for DynamoStore {
+    async fn find(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        // TTL deletes expired items late, so the expiry is checked here too.
+        let Some(item) = self.get_item(format!("IDEM#{key}"), "IDEM").await? else {
+            return Ok(None);
+        };
+        let live = get_n(&item, keys::EXPIRES_AT).is_some_and(|t| t as i64 > now.timestamp());
+        Ok(get_s(&item, "run_id").filter(|_| live).map(str::to_owned))
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        run_id: &str,
+        replacing: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut item = Item::new();
+        item.insert(keys::PK.into(), s(format!("IDEM#{key}")));
+        item.insert(keys::SK.into(), s("IDEM"));
+        item.insert("run_id".into(), s(run_id));
+        item.insert(
+            keys::EXPIRES_AT.into(),
+            AttributeValue::N(expires_at.timestamp().to_string()),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK) OR #exp <= :now OR run_id = :prev")
+            .expression_attribute_names("#exp", keys::EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .expression_attribute_values(":prev", s(replacing.unwrap_or("")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl TemplateStore for DynamoStore {
+    async fn create(&self, template: &Template) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert(keys::PK.into(), s(format!("TPL#{}", template.template_id)));
+        item.insert(keys::SK.into(), s("TPL"));
+        item.insert(keys::CATALOG_PK.into(), s("TEMPLATES"));
+        item.insert(
+            keys::CATALOG_SK.into(),
+            s(format!(
+                "{}#{:010}",
+                template.template_name, template.version
+            )),
+        );
+        item.insert("body".into(), to_av(template)?);
+        let mut guard = Item::new();
+        guard.insert(
+            keys::PK.into(),
+            s(format!(
+                "TPLVER#{}#{}",
+                template.template_name, template.version
+            )),
+        );
+        guard.insert(keys::SK.into(), s("TPLVER"));
+        guard.insert("template_id".into(), s(template.template_id.clone()));
+        let items = vec![
+            self.put(item, Some("attribute_not_exists(PK)"))?,
+            self.put(guard, Some("attribute_not_exists(PK)"))?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(TransactError::Condition(_)) => Err(StoreError::Duplicate(format!(
+                "template {} version {}",
+                template.template_name, template.version
+            ))),
+            Err(TransactError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn get(&self, template_id: &str) -> Result<Option<Template>, StoreError> {
+        self.get_item(format!("TPL#{template_id}"), "TPL")
+            .await?
+            .map(|item| body_of(&item))
+            .transpose()
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<Template>, StoreError> {
+        Ok(TemplateStore::all(self)
+            .await?
+            .into_iter()
+            .filter(|t| t.template_name == name)
+            .collect())
+    }
+
+    async fn all(&self) -> Result<Vec<Template>, StoreError> {
+        self.query_index(
+            keys::INDEX_CATALOG,
+            keys::CATALOG_PK,
+            "TEMPLATES".to_owned(),
+        )
+        .await?
+        .iter()
+        .map(body_of)
+        .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The port contracts on DynamoDB, against moto's server mode.
@@ -687,6 +872,16 @@ mod tests {
     async fn dynamodb_passes_the_run_read_model_contract() {
         let moto = Moto::start();
         contract::run_read_model_contract(&store(&moto).await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn dynamodb_passes_the_cluster_idempotence_and_template_contracts() {
+        let moto = Moto::start();
+        let store = store(&moto).await;
+        contract::cluster_store_contract(&store).await;
+        contract::idempotence_contract(&store).await;
+        contract::template_store_contract(&store).await;
     }
 
     #[tokio::test]

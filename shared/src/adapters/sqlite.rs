@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::adapters::time_key;
 use crate::domain::EnvVar;
+use crate::domain::cluster::Cluster;
 use crate::domain::definition::Definition;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
 use crate::domain::query::{
@@ -25,9 +26,8 @@ use crate::domain::query::{
     TimeRange,
 };
 use crate::domain::run::{Run, RunState};
-use crate::error::StoreError;
-use crate::domain::cluster::Cluster;
 use crate::domain::template::Template;
+use crate::error::StoreError;
 use crate::ports::{
     ClusterStore, DefinitionStore, EventStore, IdempotenceKeys, RecordedEvent, RunQueue,
     RunReadModel, RunTicket, TemplateStore,
@@ -816,7 +816,11 @@ impl IdempotenceKeys for SqliteStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (key, run_id, replacing) = (key.to_owned(), run_id.to_owned(), replacing.map(str::to_owned));
+        let (key, run_id, replacing) = (
+            key.to_owned(),
+            run_id.to_owned(),
+            replacing.map(str::to_owned),
+        );
         self.with(move |conn| {
             let changed = conn
                 .execute(
@@ -951,6 +955,14 @@ mod tests {
     async fn sqlite_passes_the_run_read_model_contract() {
         let (_dir, store) = store();
         contract::run_read_model_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_cluster_idempotence_and_template_contracts() {
+        let (_dir, store) = store();
+        contract::cluster_store_contract(&store).await;
+        contract::idempotence_contract(&store).await;
+        contract::template_store_contract(&store).await;
     }
 
     #[tokio::test]

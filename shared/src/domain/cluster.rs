@@ -124,9 +124,7 @@ pub fn is_cluster_name(name: &str) -> bool {
 }
 
 fn name_problem(name: &str) -> String {
-    format!(
-        "cluster name \"{name}\" is not valid: use up to 64 letters, digits, '-' or '_'"
-    )
+    format!("cluster name \"{name}\" is not valid: use up to 64 letters, digits, '-' or '_'")
 }
 
 impl Cluster {
@@ -168,7 +166,11 @@ impl Cluster {
 
     /// This cluster with a full update applied (fields left out keep their
     /// value; the name cannot change).
-    pub fn updated(&self, input: ClusterInput, now: DateTime<Utc>) -> Result<Self, ValidationError> {
+    pub fn updated(
+        &self,
+        input: ClusterInput,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ValidationError> {
         if let Some(name) = input.name.as_deref().filter(|n| *n != self.name) {
             return Err(ValidationError::new(format!(
                 "a cluster cannot be renamed (from \"{}\" to \"{name}\"): create a new one",
@@ -331,7 +333,9 @@ mod tests {
         assert_eq!(route(&all, req(Some("prod"), None)).unwrap(), "prod");
         let e = route(&all, req(Some("old"), None)).unwrap_err().to_string();
         assert!(e.contains("maintenance") && e.contains("prod"), "{e}");
-        let e = route(&all, req(Some("nope"), None)).unwrap_err().to_string();
+        let e = route(&all, req(Some("nope"), None))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not exist"), "{e}");
     }
 

@@ -5,12 +5,14 @@
 //! request's env; the request's command and resources override the definition's;
 //! `description` defaults to the alias; `node_lifecycle` is `spot` or `ondemand`.
 //! Unlike Flotilla, a request may not set a reserved variable itself (it would
-//! silently lose), and the request's `cluster` is honoured.
+//! silently lose), and the request's `cluster` is honoured (see
+//! [`crate::domain::cluster`] for routing).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::domain::cluster::{Cluster, RouteRequest, route};
 use crate::domain::definition::Definition;
 use crate::domain::error::ValidationError;
 use crate::domain::run::RunSpec;
@@ -127,6 +129,9 @@ pub struct LaunchContext {
     pub owner_var: String,
     /// Cluster used when neither request nor definition names one.
     pub default_cluster: String,
+    /// The known clusters (registered and implied), when the request names a
+    /// cluster or a tier; empty otherwise.
+    pub clusters: Vec<Cluster>,
     /// Whether the engine needs a command (a local process does; a container has
     /// its image's default command).
     pub requires_command: bool,
@@ -134,14 +139,6 @@ pub struct LaunchContext {
 
 /// Engines a client may name; the server's own engine runs the run.
 const KNOWN_ENGINES: [&str; 3] = ["eks", "ecs", "local"];
-
-fn is_cluster_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 /// Validates a request against its definition and builds the run's spec.
 /// Every problem is reported at once.
@@ -183,16 +180,23 @@ pub fn build_spec(
             KNOWN_ENGINES.join(", ")
         ));
     }
-    let cluster = request
-        .cluster
-        .filter(|c| !c.is_empty())
-        .or_else(|| definition.target_cluster.clone())
-        .unwrap_or_else(|| ctx.default_cluster.clone());
-    if !is_cluster_name(&cluster) {
-        problems.push(format!(
-            "cluster \"{cluster}\" is not a valid cluster name: use up to 64 letters, digits, '-' or '_'"
-        ));
-    }
+    let routed = route(
+        &ctx.clusters,
+        RouteRequest {
+            cluster: request.cluster.as_deref(),
+            tier: request.tier.as_deref(),
+            target_cluster: definition.target_cluster.as_deref(),
+            default_cluster: &ctx.default_cluster,
+            spread_key: &ctx.run_id,
+        },
+    );
+    let cluster = match routed {
+        Ok(c) => c,
+        Err(e) => {
+            problems.extend(e.problems);
+            String::new()
+        }
+    };
     let command = request
         .command
         .filter(|c| !c.trim().is_empty())
@@ -251,6 +255,7 @@ pub fn build_spec(
         arch: non_empty(request.arch),
         service_account: non_empty(request.service_account),
         idempotence_key: non_empty(request.idempotence_key),
+        template: None,
     })
 }
 
@@ -289,6 +294,7 @@ mod tests {
             server_mode: "local".into(),
             owner_var: DEFAULT_OWNER_VAR.into(),
             default_cluster: "default".into(),
+            clusters: vec![Cluster::implicit("default", chrono::DateTime::UNIX_EPOCH)],
             requires_command: true,
         }
     }

@@ -137,6 +137,22 @@ pub struct RunSpec {
     pub service_account: Option<String>,
     /// Idempotence key, when given.
     pub idempotence_key: Option<String>,
+    /// The template version and payload it was made from, for template runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateUse>,
+}
+
+/// Which template version a run was made from, with what payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateUse {
+    /// Template version id.
+    pub template_id: String,
+    /// Template name.
+    pub template_name: String,
+    /// Version.
+    pub version: u32,
+    /// The payload as sent (before defaults).
+    pub payload: serde_json::Value,
 }
 
 /// The run aggregate's state for one existing run, which is also its projection.

@@ -421,9 +421,14 @@ mod tests {
         let t = template();
         assert_eq!(t.memory, DEFAULT_MEMORY);
         let cmd = t
-            .command_for(Some(&json!({"epochs": 3, "gpu": true, "tags": ["a", "b"], "name": "x"})))
+            .command_for(Some(
+                &json!({"epochs": 3, "gpu": true, "tags": ["a", "b"], "name": "x"}),
+            ))
             .unwrap();
-        assert_eq!(cmd, "python train.py --epochs 3 --gpu --tag a --tag b --name X");
+        assert_eq!(
+            cmd,
+            "python train.py --epochs 3 --gpu --tag a --tag b --name X"
+        );
         let cmd = t.command_for(Some(&json!({"epochs": 1}))).unwrap();
         assert_eq!(cmd, "python train.py --epochs 1 --name ANON");
     }

@@ -77,6 +77,55 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8], nested: &[&str]) -> Result<T,
     })
 }
 
+/// A v7 template execute body: the launch fields at the top level (the
+/// cluster as `cluster_name`, the owner as `owner_id`), the payload and
+/// `dry_run`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct TemplateExecution {
+    /// Who launches it (required).
+    pub owner_id: Option<String>,
+    /// Cluster to run on.
+    pub cluster_name: Option<String>,
+    /// The payload, merged over the template's defaults.
+    pub template_payload: Option<serde_json::Value>,
+    /// Return the run without recording or queueing it.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Every other launch field.
+    #[serde(flatten)]
+    pub launch: crate::domain::launch::LaunchRequest,
+}
+
+impl TemplateExecution {
+    /// The owner and the launch request, or what is missing.
+    pub fn into_parts(
+        self,
+    ) -> Result<
+        (
+            String,
+            crate::domain::launch::LaunchRequest,
+            Option<serde_json::Value>,
+            bool,
+        ),
+        ApiError,
+    > {
+        let owner = self
+            .owner_id
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "request payload must contain [owner_id]; the run_tags field is deprecated for the v7 endpoint, e.g. {\"owner_id\": \"jane\", \"template_payload\": {…}}",
+                )
+            })?;
+        let mut launch = self.launch;
+        if self.cluster_name.as_deref().is_some_and(|c| !c.is_empty()) {
+            launch.cluster = self.cluster_name;
+        }
+        Ok((owner, launch, self.template_payload, self.dry_run))
+    }
+}
+
 /// A parsed query string: repeated keys keep every value, in order.
 #[derive(Debug, Default, Clone)]
 pub struct QueryPairs(Vec<(String, String)>);

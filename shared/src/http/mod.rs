@@ -22,15 +22,17 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::{App, DefinitionRef};
+use crate::domain::cluster::ClusterInput;
 use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::launch::{LaunchRequest, OwnerRule};
 use crate::domain::query::Page;
 use crate::domain::report::StatusReport;
 use crate::domain::run::Run;
+use crate::domain::template::{Template, TemplateInput};
 use crate::http::error::ApiError;
 use crate::http::input::{
-    DEFINITION_FILTER_KEYS, PAGING_KEYS, QueryPairs, RUN_FILTER_KEYS, definition_query, json_body,
-    run_query,
+    DEFINITION_FILTER_KEYS, PAGING_KEYS, QueryPairs, RUN_FILTER_KEYS, TemplateExecution,
+    definition_query, json_body, run_query,
 };
 use crate::http::views::{RunStatusView, RunView, status_etag, timeline};
 
@@ -149,6 +151,35 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
             .route(&format!("/api/{v}/health"), get(health));
     }
     let router = r
+        .route("/api/v1/clusters", get(list_cluster_names))
+        .route("/api/v6/clusters", get(list_clusters).post(create_cluster))
+        .route(
+            "/api/v6/clusters/{cluster_id}",
+            get(get_cluster).put(update_cluster).delete(delete_cluster),
+        )
+        .route(
+            "/api/v7/template",
+            get(list_templates).post(create_template),
+        )
+        .route("/api/v7/template/{template_id}", get(get_template))
+        .route(
+            "/api/v7/template/{template_id}/execute",
+            put(execute_template_by_id),
+        )
+        .route(
+            "/api/v7/template/name/{template_name}/version/{template_version}/execute",
+            put(execute_template_by_name),
+        )
+        .route(
+            "/api/v7/template/name/{template_name}/history",
+            get(template_name_runs),
+        )
+        .route("/api/v7/template/history/{run_id}", get(get_run))
+        .route("/api/v7/template/{template_id}/history", get(template_runs))
+        .route(
+            "/api/v7/template/{template_id}/history/{run_id}",
+            get(get_definition_run).delete(stop_run),
+        )
         .route("/api/v1/task/{definition_id}/execute", put(execute_v1))
         .route("/api/v2/task/{definition_id}/execute", put(execute_v2))
         .route("/api/v4/task/{definition_id}/execute", put(execute_v6))
@@ -318,13 +349,164 @@ async fn execute_v6(State(app): State<AppState>, Path(id): Path<String>, body: B
     execute(&app, DefinitionRef::Id(&id), OwnerRule::OwnerId, &body).await
 }
 
+// ----- clusters --------------------------------------------------------------
+
+/// `GET /api/v1/clusters`: the names of the clusters that take new runs, as
+/// strings (the shape Flotilla's UI reads for its cluster select).
+async fn list_cluster_names(State(app): State<AppState>) -> ApiResult {
+    let names: Vec<String> = app
+        .known_clusters()
+        .await?
+        .into_iter()
+        .filter(|c| c.is_active())
+        .map(|c| c.name)
+        .collect();
+    ok(json!({ "total": names.len(), "clusters": names }))
+}
+
+/// `GET /api/v6/clusters`: every cluster with its status and tiers.
+async fn list_clusters(State(app): State<AppState>) -> ApiResult {
+    let clusters = app.known_clusters().await?;
+    ok(json!({ "total": clusters.len(), "clusters": clusters }))
+}
+
+async fn create_cluster(State(app): State<AppState>, body: Bytes) -> ApiResult {
+    let input: ClusterInput = json_body(&body, &[])?;
+    let cluster = app.create_cluster(input).await?;
+    ok(json!({ "created": true, "cluster": cluster }))
+}
+
+async fn get_cluster(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    ok(app.cluster(&id).await?)
+}
+
+async fn update_cluster(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let input: ClusterInput = json_body(&body, &[])?;
+    let cluster = app.update_cluster(&id, input).await?;
+    ok(json!({ "updated": true, "cluster": cluster }))
+}
+
+async fn delete_cluster(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    app.delete_cluster(&id).await?;
+    ok(json!({ "deleted": true }))
+}
+
+// ----- templates -------------------------------------------------------------
+
+async fn list_templates(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
+    let q = QueryPairs::parse(raw.as_deref());
+    let latest_only = q
+        .one("latest_only")
+        .is_none_or(|v| v.eq_ignore_ascii_case("true"));
+    let paging = q.paging()?;
+    let sort_by = q
+        .one("sort_by")
+        .unwrap_or_else(|| "template_name".to_owned());
+    if !["template_name", "version"].contains(&sort_by.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "sort_by \"{sort_by}\" is not a field you can sort templates by: use template_name or version"
+        )));
+    }
+    let order = q.order(crate::domain::query::SortOrder::Asc)?;
+    let mut templates = app.list_templates(latest_only).await?;
+    templates.sort_by(|a, b| {
+        let primary = if sort_by == "version" {
+            a.version.cmp(&b.version)
+        } else {
+            a.template_name.cmp(&b.template_name)
+        };
+        order.apply(primary.then(a.version.cmp(&b.version)))
+    });
+    let page = crate::domain::query::page_of(templates, paging);
+    ok(json!({
+        "templates": page.items,
+        "total": page.total,
+        "limit": paging.limit,
+        "offset": paging.offset,
+        "sort_by": sort_by,
+        "order": order.as_str(),
+        "latest_only": latest_only,
+    }))
+}
+
+async fn create_template(State(app): State<AppState>, body: Bytes) -> ApiResult {
+    let input: TemplateInput = json_body(&body, &["env[]"])?;
+    let (template, did_create) = app.create_template(input).await?;
+    ok(json!({ "did_create": did_create, "template": template }))
+}
+
+async fn get_template(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    ok(app.template(&id).await?)
+}
+
+async fn run_template(app: &App, template: &Template, body: &[u8]) -> ApiResult {
+    let request: TemplateExecution = json_body(body, &["env[]"])?;
+    let (owner, launch, payload, dry_run) = request.into_parts()?;
+    let run = app
+        .execute_template(template, owner, launch, payload, dry_run)
+        .await?;
+    run_response(app, &run)
+}
+
+async fn execute_template_by_id(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let template = app.template(&id).await?;
+    run_template(&app, &template, &body).await
+}
+
+/// `{template_version}` is a number, or anything else (`latest`) for the
+/// newest version.
+async fn execute_template_by_name(
+    State(app): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let template = app
+        .template_by_name(&name, version.trim().parse::<u32>().ok())
+        .await?;
+    run_template(&app, &template, &body).await
+}
+
+async fn template_runs(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    app.template(&id).await?;
+    runs_page(&app, QueryPairs::parse(raw.as_deref()), Some(vec![id])).await
+}
+
+async fn template_name_runs(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let ids: Vec<String> = app
+        .list_templates(false)
+        .await?
+        .into_iter()
+        .filter(|t| t.template_name == name)
+        .map(|t| t.template_id)
+        .collect();
+    if ids.is_empty() {
+        return Err(ApiError::not_found(format!("template {name} not found")));
+    }
+    runs_page(&app, QueryPairs::parse(raw.as_deref()), Some(ids)).await
+}
+
 // ----- runs ------------------------------------------------------------------
 
-async fn runs_page(app: &App, q: QueryPairs, definition_id: Option<String>) -> ApiResult {
+async fn runs_page(app: &App, q: QueryPairs, executables: Option<Vec<String>>) -> ApiResult {
     let mut query = run_query(&q)?;
-    if let Some(id) = &definition_id {
-        app.definition(DefinitionRef::Id(id)).await?;
-        query.definition_ids = vec![id.clone()];
+    if let Some(ids) = &executables {
+        query.definition_ids = ids.clone();
     }
     let Page { items, total } = app.list_runs(&query).await?;
     let items = items
@@ -343,8 +525,8 @@ async fn runs_page(app: &App, q: QueryPairs, definition_id: Option<String>) -> A
             paging: query.paging,
         },
     );
-    if let (Some(id), Value::Object(map)) = (definition_id, &mut body) {
-        map.insert("definition_id".into(), json!([id]));
+    if let (Some(ids), Value::Object(map)) = (executables, &mut body) {
+        map.insert("definition_id".into(), json!(ids));
     }
     ok(body)
 }
@@ -358,7 +540,8 @@ async fn list_definition_runs(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    runs_page(&app, QueryPairs::parse(raw.as_deref()), Some(id)).await
+    app.definition(DefinitionRef::Id(&id)).await?;
+    runs_page(&app, QueryPairs::parse(raw.as_deref()), Some(vec![id])).await
 }
 
 /// A run as the API shows it, with the links only the app's adapters know.

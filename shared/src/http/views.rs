@@ -102,10 +102,13 @@ pub struct RunView {
     /// Idempotence key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotence_key: Option<String>,
-    /// The definition it ran.
+    /// The definition (or template version) it ran.
     pub executable_id: String,
-    /// "task_definition".
+    /// "task_definition" or "template".
     pub executable_type: &'static str,
+    /// For template runs: `{"template_payload": …}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_request_custom: Option<Value>,
     /// Attempts so far.
     pub attempt_count: u32,
     /// The run's log in a cloud console (CloudWatch Logs on AWS), once the
@@ -161,7 +164,15 @@ impl From<&Run> for RunView {
             service_account: spec.service_account.clone(),
             idempotence_key: spec.idempotence_key.clone(),
             executable_id: spec.definition_id.clone(),
-            executable_type: "task_definition",
+            executable_type: if spec.template.is_some() {
+                "template"
+            } else {
+                "task_definition"
+            },
+            execution_request_custom: spec
+                .template
+                .as_ref()
+                .map(|t| json!({ "template_payload": t.payload, "template_name": t.template_name, "template_version": t.version })),
             attempt_count: run.attempt,
             log_url: None,
             pod_events: vec![],

@@ -37,13 +37,15 @@ pub const MAX_ATTEMPTS: &str = "FLOTILLA_MAX_ATTEMPTS";
 pub const REQUEUE_AFTER_MINUTES: &str = "FLOTILLA_REQUEUE_AFTER_MINUTES";
 /// An emulator's endpoint (tests, local set-ups); unset on AWS.
 pub const AWS_ENDPOINT_URL: &str = "FLOTILLA_AWS_ENDPOINT_URL";
+/// The clusters the stack has queues for, comma-separated.
+pub const CLUSTERS: &str = "FLOTILLA_CLUSTERS";
 /// Origins a browser may call the API from, comma-separated (CORS).
 pub const CORS_ALLOWED_ORIGINS: &str = "FLOTILLA_CORS_ALLOWED_ORIGINS";
 /// Region (set by Lambda).
 pub const AWS_REGION: &str = "AWS_REGION";
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -61,6 +63,7 @@ pub const ALL: [&str; 18] = [
     REQUEUE_AFTER_MINUTES,
     AWS_ENDPOINT_URL,
     CORS_ALLOWED_ORIGINS,
+    CLUSTERS,
     AWS_REGION,
 ];
 
@@ -106,6 +109,8 @@ pub struct Config {
     pub requeue_after_minutes: u32,
     /// The HTTP edge (CORS).
     pub http: crate::http::HttpOptions,
+    /// The clusters the stack has queues for.
+    pub clusters: Vec<String>,
 }
 
 impl Config {
@@ -165,6 +170,7 @@ impl Config {
             default_cluster: value(DEFAULT_CLUSTER).unwrap_or_else(|| "default".to_owned()),
             max_attempts: number(MAX_ATTEMPTS, 3)?.max(1),
             requeue_after_minutes: number(REQUEUE_AFTER_MINUTES, 5)?,
+            clusters: list(CLUSTERS),
             http: crate::http::HttpOptions::with_cors_origins(
                 &value(CORS_ALLOWED_ORIGINS).unwrap_or_default(),
             ),

@@ -132,7 +132,10 @@ pub fn build_app(config: &Config, clients: &AwsClients) -> App {
     App {
         events: Arc::new(store.clone()),
         runs: Arc::new(store.clone()),
-        definitions: Arc::new(store),
+        definitions: Arc::new(store.clone()),
+        clusters: Arc::new(store.clone()),
+        idempotence: Arc::new(store.clone()),
+        templates: Arc::new(store),
         queue: Arc::new(SqsRunQueue::new(clients.sqs.clone(), &config.queue_prefix)),
         engine: Arc::new(EcsExecutionEngine::new(
             clients.ecs.clone(),
@@ -155,6 +158,7 @@ pub fn build_app(config: &Config, clients: &AwsClients) -> App {
             default_cluster: config.default_cluster.clone(),
             requires_command: false,
             max_attempts: config.max_attempts,
+            clusters: config.clusters.clone(),
         },
     }
 }

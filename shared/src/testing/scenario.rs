@@ -46,6 +46,7 @@ pub fn spec(run_id: &str) -> RunSpec {
         arch: None,
         service_account: None,
         idempotence_key: None,
+        template: None,
     }
 }
 
