@@ -232,18 +232,20 @@ impl App {
         self.launch(&definition, owner, request, None, false).await
     }
 
-    /// The run an idempotence key still names, if it did not fail.
-    async fn idempotent_run(&self, key: &str) -> Result<Option<Run>, AppError> {
+    /// What an idempotence key names now: the run id, and the run itself
+    /// when it is within the window and did not fail.
+    async fn idempotent_run(&self, key: &str) -> Result<(Option<String>, Option<Run>), AppError> {
         let now = self.now();
         let Some(run_id) = self.idempotence.find(key, now).await? else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let run = self.runs.get(&run_id).await?.run;
         let window = chrono::Duration::days(IDEMPOTENCE_WINDOW_DAYS);
-        Ok(run.filter(|r| {
+        let reusable = run.filter(|r| {
             let failed = r.status == RunStatus::Stopped && r.exit_code != Some(0);
             !failed && r.queued_at + window > now
-        }))
+        });
+        Ok((Some(run_id), reusable))
     }
 
     /// Validates and records a run of `definition` (a stored definition, or
@@ -264,10 +266,11 @@ impl App {
         if let Some(key) = &key
             && !dry_run
         {
-            if let Some(run) = self.idempotent_run(key).await? {
+            let (named, reusable) = self.idempotent_run(key).await?;
+            if let Some(run) = reusable {
                 return Ok(run);
             }
-            replacing = self.idempotence.find(key, self.now()).await?;
+            replacing = named;
         }
         let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
         let clusters = if named(&request.cluster) || named(&request.tier) {
@@ -303,7 +306,7 @@ impl App {
                 .await?;
             if !claimed {
                 // Another request with the same key got there first.
-                return match self.idempotent_run(key).await? {
+                return match self.idempotent_run(key).await?.1 {
                     Some(run) => Ok(run),
                     None => Err(AppError::Conflict(format!(
                         "another run with idempotence_key \"{key}\" is being created; try again"
