@@ -5,6 +5,7 @@ mod support;
 
 mod api_catalog;
 mod api_errors;
+mod api_openapi;
 mod api_routes;
 mod lifecycle;
 mod restart;

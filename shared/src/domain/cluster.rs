@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::error::ValidationError;
 
 /// Whether a cluster takes new runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterStatus {
     /// Takes new runs.
@@ -57,7 +59,7 @@ impl ClusterStatus {
 }
 
 /// A cluster, in Flotilla's ClusterMetadata shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cluster {
     /// Same as `name`.
     pub id: String,
@@ -94,7 +96,7 @@ pub struct Cluster {
 
 /// A cluster create or update body. Unknown fields (Flotilla's EMR and Spark
 /// settings) are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct ClusterInput {
     /// Name (create; on update it must match).
     pub name: Option<String>,

@@ -10,7 +10,7 @@ use crate::domain::error::ValidationError;
 use crate::domain::{EnvVar, validate_env};
 
 /// A stored job definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Definition {
     /// `<group_name>-<uuid>`, assigned on create.
     pub definition_id: String,
@@ -61,7 +61,7 @@ pub struct Definition {
 
 /// The body of a create or update: every field optional; on update only the
 /// fields given change.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct DefinitionInput {
     /// See [`Definition::alias`].
     pub alias: Option<String>,

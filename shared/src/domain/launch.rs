@@ -30,7 +30,7 @@ pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: u64 = 172_800;
 pub const V1_OWNER: &str = "v1-unknown";
 
 /// `run_tags` of an execute body.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct RunTags {
     /// Owner (v4/v6 and the alias route).
     pub owner_id: Option<String>,
@@ -41,7 +41,7 @@ pub struct RunTags {
 }
 
 /// An execute body (Flotilla's LaunchRequestV2; v1's `{cluster, env, tier}` is a subset).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct LaunchRequest {
     /// Cluster to run on; the default cluster when absent.
     pub cluster: Option<String>,

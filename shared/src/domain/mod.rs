@@ -29,7 +29,7 @@ pub use error::{DomainError, ValidationError};
 use serde::{Deserialize, Serialize};
 
 /// One environment variable, as Flotilla's API spells it: `{"name": …, "value": …}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvVar {
     /// Variable name.
     pub name: String,

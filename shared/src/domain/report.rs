@@ -16,7 +16,7 @@ use crate::domain::error::ValidationError;
 use crate::domain::run::{Run, RunCommand, RunStatus};
 
 /// The body of a status report (a run JSON; only these fields are read).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct StatusReport {
     /// The new status.
     pub status: Option<String>,

@@ -28,7 +28,7 @@ pub const DEFAULT_MEMORY: u64 = 512;
 pub const DEFAULT_CPU: u64 = 256;
 
 /// One version of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Template {
     /// `tpl-<uuid tail>`.
     pub template_id: String,
@@ -66,7 +66,7 @@ pub struct Template {
 }
 
 /// A template create body.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct TemplateInput {
     /// Name (required).
     pub template_name: Option<String>,

@@ -80,7 +80,7 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8], nested: &[&str]) -> Result<T,
 /// A v7 template execute body: the launch fields at the top level (the
 /// cluster as `cluster_name`, the owner as `owner_id`), the payload and
 /// `dry_run`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 pub struct TemplateExecution {
     /// Who launches it (required).
     pub owner_id: Option<String>,

@@ -9,6 +9,8 @@
 
 pub mod error;
 pub mod input;
+pub mod openapi;
+pub mod routes;
 pub mod views;
 
 use std::sync::Arc;
@@ -104,86 +106,19 @@ pub fn router(app: AppState) -> Router {
 
 /// The whole API.
 pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
-    let mut r = Router::new();
-    for v in ["v1", "v6"] {
-        r = r
-            .route(
-                &format!("/api/{v}/task"),
-                get(list_definitions).post(create_definition),
-            )
-            .route(
-                &format!("/api/{v}/task/{{definition_id}}"),
-                get(get_definition)
-                    .put(update_definition)
-                    .delete(delete_definition),
-            )
-            .route(
-                &format!("/api/{v}/task/alias/{{alias}}"),
-                get(get_definition_by_alias),
-            )
-            .route(
-                &format!("/api/{v}/task/alias/{{alias}}/execute"),
-                put(execute_by_alias),
-            )
-            .route(&format!("/api/{v}/history"), get(list_runs))
-            .route(&format!("/api/{v}/history/{{run_id}}"), get(get_run))
-            .route(&format!("/api/{v}/task/history/{{run_id}}"), get(get_run))
-            .route(
-                &format!("/api/{v}/task/{{definition_id}}/history"),
-                get(list_definition_runs),
-            )
-            .route(
-                &format!("/api/{v}/task/{{definition_id}}/history/{{run_id}}"),
-                get(get_definition_run).delete(stop_run),
-            )
-            .route(&format!("/api/{v}/{{run_id}}/logs"), get(logs))
-            .route(&format!("/api/{v}/{{run_id}}/events"), get(run_events))
-            .route(
-                &format!("/api/{v}/{{run_id}}/status"),
-                if v == "v6" {
-                    get(run_status).put(report_status)
-                } else {
-                    put(report_status)
-                },
-            )
-            .route(&format!("/api/{v}/groups"), get(groups))
-            .route(&format!("/api/{v}/tags"), get(tags))
-            .route(&format!("/api/{v}/health"), get(health));
+    let mut router: Router<AppState> = Router::new();
+    let mut paths: Vec<(String, axum::routing::MethodRouter<AppState>)> = Vec::new();
+    for op in routes::operations() {
+        match paths.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, handlers)) => *handlers = std::mem::take(handlers).merge(op.handler),
+            None => paths.push((op.path, op.handler)),
+        }
     }
-    let router = r
-        .route("/api/v1/clusters", get(list_cluster_names))
-        .route("/api/v6/clusters", get(list_clusters).post(create_cluster))
-        .route(
-            "/api/v6/clusters/{cluster_id}",
-            get(get_cluster).put(update_cluster).delete(delete_cluster),
-        )
-        .route(
-            "/api/v7/template",
-            get(list_templates).post(create_template),
-        )
-        .route("/api/v7/template/{template_id}", get(get_template))
-        .route(
-            "/api/v7/template/{template_id}/execute",
-            put(execute_template_by_id),
-        )
-        .route(
-            "/api/v7/template/name/{template_name}/version/{template_version}/execute",
-            put(execute_template_by_name),
-        )
-        .route(
-            "/api/v7/template/name/{template_name}/history",
-            get(template_name_runs),
-        )
-        .route("/api/v7/template/history/{run_id}", get(get_run))
-        .route("/api/v7/template/{template_id}/history", get(template_runs))
-        .route(
-            "/api/v7/template/{template_id}/history/{run_id}",
-            get(get_definition_run).delete(stop_run),
-        )
-        .route("/api/v1/task/{definition_id}/execute", put(execute_v1))
-        .route("/api/v2/task/{definition_id}/execute", put(execute_v2))
-        .route("/api/v4/task/{definition_id}/execute", put(execute_v6))
-        .route("/api/v6/task/{definition_id}/execute", put(execute_v6))
+    for (path, handlers) in paths {
+        router = router.route(&path, handlers);
+    }
+    let router = router
+        .route("/api/openapi.json", get(openapi_document))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app);
@@ -191,6 +126,11 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// `GET /api/openapi.json`: the OpenAPI 3.1 document of every route.
+async fn openapi_document() -> ApiResult {
+    ok(openapi::document())
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

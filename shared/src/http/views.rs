@@ -11,7 +11,7 @@ use crate::domain::run::{Run, RunStatus};
 use crate::ports::RecordedEvent;
 
 /// Flotilla's `instance` object, always present on a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstanceView {
     /// Host (local) or container instance.
     pub instance_id: String,
@@ -20,7 +20,7 @@ pub struct InstanceView {
 }
 
 /// A run as Flotilla's API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunView {
     /// Run id.
     pub run_id: String,
@@ -183,7 +183,7 @@ impl From<&Run> for RunView {
 }
 
 /// `GET /api/v6/{run_id}/status`: the fields a poller needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunStatusView {
     /// Run id.
     pub run_id: String,
@@ -241,7 +241,7 @@ pub fn status_etag(run: &Run, version: u64) -> String {
 }
 
 /// One entry of a run's timeline, in the shape of Flotilla's pod events.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     /// Position in the run's stream, from 1.
     pub sequence: u64,
