@@ -3,7 +3,9 @@
 //! `flotilla serve` serves it with hyper; the `api` Lambda will hand the same
 //! router to `lambda_http::run`. Routes keep Flotilla's paths and version
 //! prefixes (v1 and v6 for definitions, history, logs and health; v2/v4/v6
-//! execute bodies) and its JSON field names. Handlers only translate: they parse
+//! execute bodies) and its JSON field names. Every operation is listed once,
+//! in [`routes`], from which both the router and the OpenAPI document
+//! ([`openapi`]) are built. Handlers only translate: they parse
 //! the request, call one use case, and shape the answer. Errors become responses
 //! in [`error`] and nowhere else.
 
