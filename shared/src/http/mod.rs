@@ -1,6 +1,6 @@
 //! Flotilla's REST API as one axum [`Router`], built by [`router`].
 //!
-//! `flotilla serve` serves it with hyper; the `api` Lambda will hand the same
+//! `flotilla serve` serves it with hyper; the `api` Lambda hands the same
 //! router to `lambda_http::run`. Routes keep Flotilla's paths and version
 //! prefixes (v1 and v6 for definitions, history, logs and health; v2/v4/v6
 //! execute bodies) and its JSON field names. Every operation is listed once,
