@@ -130,9 +130,11 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
     }
 }
 
-/// `GET /api/openapi.json`: the OpenAPI 3.1 document of every route.
+/// `GET /api/openapi.json`: the OpenAPI 3.1 document of every route, built
+/// once per process.
 async fn openapi_document() -> ApiResult {
-    ok(openapi::document())
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    ok(DOCUMENT.get_or_init(openapi::document))
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -155,6 +157,7 @@ fn ok<T: serde::Serialize>(value: T) -> ApiResult {
 
 /// How a list was asked for, echoed in its envelope.
 struct ListMeta<'a> {
+    env: &'a [crate::domain::EnvVar],
     sort_by: &'a str,
     order: &'a str,
     paging: crate::domain::query::Paging,
@@ -171,11 +174,10 @@ fn page_envelope(
     filter_keys: &[&str],
     meta: ListMeta<'_>,
 ) -> Value {
-    let env_filters: serde_json::Map<String, Value> = q
-        .env()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| (v.name, Value::String(v.value)))
+    let env_filters: serde_json::Map<String, Value> = meta
+        .env
+        .iter()
+        .map(|v| (v.name.clone(), Value::String(v.value.clone())))
         .collect();
     let mut body = json!({
         list_key: items,
@@ -219,6 +221,7 @@ async fn list_definitions(State(app): State<AppState>, RawQuery(raw): RawQuery) 
         &q,
         DEFINITION_FILTER_KEYS,
         ListMeta {
+            env: &query.env,
             sort_by: query.sort_by.as_str(),
             order: query.order.as_str(),
             paging: query.paging,
@@ -462,6 +465,7 @@ async fn runs_page(app: &App, q: QueryPairs, executables: Option<Vec<String>>) -
         &q,
         RUN_FILTER_KEYS,
         ListMeta {
+            env: &query.env,
             sort_by: query.sort_by.as_str(),
             order: query.order.as_str(),
             paging: query.paging,

@@ -28,7 +28,7 @@ pub struct Operation {
     /// Group in the document.
     pub tag: &'static str,
     /// Query parameters it reads.
-    pub query: &'static [&'static str],
+    pub query: Vec<&'static str>,
     /// Its JSON body, if it takes one.
     pub body: Option<SchemaFn>,
     /// Its 200 answer.
@@ -37,40 +37,14 @@ pub struct Operation {
     pub handler: MethodRouter<AppState>,
 }
 
-const RUN_LIST_QUERY: &[&str] = &[
-    "limit",
-    "offset",
-    "sort_by",
-    "order",
-    "status",
-    "definition_id",
-    "alias",
-    "group_name",
-    "cluster",
-    "cluster_name",
-    "owner_id",
-    "user",
-    "image",
-    "command",
-    "exit_reason",
-    "env",
-    "queued_at_since",
-    "queued_at_until",
-    "started_at_since",
-    "started_at_until",
-    "finished_at_since",
-    "finished_at_until",
-];
-const DEFINITION_LIST_QUERY: &[&str] = &[
-    "limit",
-    "offset",
-    "sort_by",
-    "order",
-    "alias",
-    "group_name",
-    "image",
-    "env",
-];
+/// The query keys of a list: paging and sort, then its filters.
+fn list_query(filters: &[&'static str]) -> Vec<&'static str> {
+    super::input::PAGING_KEYS
+        .iter()
+        .chain(filters)
+        .copied()
+        .collect()
+}
 
 struct Table(Vec<Operation>);
 
@@ -82,7 +56,7 @@ impl Table {
         path: &str,
         summary: &str,
         tag: &'static str,
-        query: &'static [&'static str],
+        query: &[&'static str],
         body: Option<SchemaFn>,
         response: SchemaFn,
         handler: MethodRouter<AppState>,
@@ -92,7 +66,7 @@ impl Table {
             path: path.to_owned(),
             summary: summary.to_owned(),
             tag,
-            query,
+            query: query.to_vec(),
             body,
             response,
             handler,
@@ -112,7 +86,7 @@ pub fn operations() -> Vec<Operation> {
             &p("/task"),
             "List definitions",
             "definitions",
-            DEFINITION_LIST_QUERY,
+            &list_query(super::input::DEFINITION_FILTER_KEYS),
             None,
             any,
             get(list_definitions),
@@ -182,7 +156,7 @@ pub fn operations() -> Vec<Operation> {
             &p("/history"),
             "List runs",
             "runs",
-            RUN_LIST_QUERY,
+            &list_query(super::input::RUN_FILTER_KEYS),
             None,
             any,
             get(list_runs),
@@ -212,7 +186,7 @@ pub fn operations() -> Vec<Operation> {
             &p("/task/{definition_id}/history"),
             "List the runs of a definition",
             "runs",
-            RUN_LIST_QUERY,
+            &list_query(super::input::RUN_FILTER_KEYS),
             None,
             any,
             get(list_definition_runs),
@@ -455,7 +429,7 @@ pub fn operations() -> Vec<Operation> {
         "/api/v7/template/name/{template_name}/history",
         "Runs of every version of a template",
         "templates",
-        RUN_LIST_QUERY,
+        &list_query(super::input::RUN_FILTER_KEYS),
         None,
         any,
         get(template_name_runs),
@@ -475,7 +449,7 @@ pub fn operations() -> Vec<Operation> {
         "/api/v7/template/{template_id}/history",
         "Runs of a template version",
         "templates",
-        RUN_LIST_QUERY,
+        &list_query(super::input::RUN_FILTER_KEYS),
         None,
         any,
         get(template_runs),
