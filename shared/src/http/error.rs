@@ -3,6 +3,8 @@
 //! Every error answers `{"error": "<message>"}`: a 400 for an invalid request, a
 //! 404 for something missing, a 409 for a conflict, and a 5xx for our own
 //! failures, whose cause is logged here (once) and never sent to the client.
+//! A 400 also lists its problems one by one under `problems`, each starting
+//! with the field it is about, so a form can show each beside its field.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -18,6 +20,7 @@ use crate::error::AppError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    problems: Vec<String>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            problems: Vec::new(),
         }
     }
 
@@ -34,6 +38,7 @@ impl ApiError {
         Self {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
+            problems: Vec::new(),
         }
     }
 
@@ -42,6 +47,7 @@ impl ApiError {
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,
             message: message.into(),
+            problems: Vec::new(),
         }
     }
 
@@ -58,7 +64,11 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
-        Self::bad_request(e.to_string())
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: e.to_string(),
+            problems: e.problems,
+        }
     }
 }
 
@@ -76,7 +86,7 @@ fn cause_chain(e: &dyn std::error::Error) -> String {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         let (status, message) = match &e {
-            AppError::Invalid(v) => (StatusCode::BAD_REQUEST, v.to_string()),
+            AppError::Invalid(v) => return Self::from(v.clone()),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             AppError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
             AppError::Engine(_) => (
@@ -92,12 +102,26 @@ impl From<AppError> for ApiError {
         if status.is_server_error() {
             error!(error.message = %e, error.cause_chain = %cause_chain(&e), "request failed");
         }
-        Self { status, message }
+        Self {
+            status,
+            message,
+            problems: Vec::new(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let body = if self.status == StatusCode::BAD_REQUEST {
+            let problems = if self.problems.is_empty() {
+                vec![self.message.clone()]
+            } else {
+                self.problems
+            };
+            json!({ "error": self.message, "problems": problems })
+        } else {
+            json!({ "error": self.message })
+        };
+        (self.status, Json(body)).into_response()
     }
 }

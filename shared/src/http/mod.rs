@@ -5,7 +5,7 @@
 //! prefixes (v1 and v6 for definitions, history, logs and health; v2/v4/v6
 //! execute bodies) and its JSON field names. Every operation is listed once,
 //! in [`routes`], from which both the router and the OpenAPI document
-//! ([`openapi`]) are built. Handlers only translate: they parse
+//! ([`openapi`]) are built. The web UI ([`ui`]) is served by the same router. Handlers only translate: they parse
 //! the request, call one use case, and shape the answer. Errors become responses
 //! in [`error`] and nowhere else.
 
@@ -13,6 +13,7 @@ pub mod error;
 pub mod input;
 pub mod openapi;
 pub mod routes;
+pub mod ui;
 pub mod views;
 
 use std::sync::Arc;
@@ -121,6 +122,8 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
     }
     let router = router
         .route("/api/openapi.json", get(openapi_document))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app);

@@ -70,7 +70,10 @@ pub fn document() -> Value {
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     schemas.insert(
         "Error".into(),
-        json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "string", "description": "What went wrong and what to change"}}}),
+        json!({"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "string", "description": "What went wrong and what to change"},
+            "problems": {"type": "array", "items": {"type": "string"}, "description": "A 400's problems one by one, each starting with the field it is about"},
+        }}),
     );
     json!({
         "openapi": "3.1.0",

@@ -1,0 +1,437 @@
+//! What a data scientist does in the UI, end to end: define a task, launch
+//! it, watch it finish with its log, stop a long run, find runs, read the
+//! API's refusals beside the fields, launch a template from its schema.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Ui, WAIT};
+use crate::webdriver::{KEY_ENTER, KEY_TAB};
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_task_defined_in_the_form_launches_and_its_run_reaches_success_with_its_log_shown() {
+    let ui = Ui::start("define-and-launch").await;
+    ui.open("#/tasks").await;
+    ui.wait_text("main", "No tasks yet").await;
+    ui.shot("tasks-empty").await;
+
+    ui.find("#new-task").await.click().await;
+    ui.wait_heading("New task").await;
+    ui.fill("#task-form [name=alias]", "hello-ui").await;
+    ui.fill("#task-form [name=group_name]", "demos").await;
+    ui.fill("#task-form [name=image]", "python:3.12").await;
+    ui.fill(
+        "#task-form [name=command]",
+        "for i in 1 2 3; do echo \"line $i for $GREETING\"; done",
+    )
+    .await;
+    ui.fill("#task-form [name=memory]", "256").await;
+    ui.find("#task-form .add-env").await.click().await;
+    ui.fill("#task-form .env-row:last-child .env-name", "GREETING")
+        .await;
+    ui.fill("#task-form .env-row:last-child .env-value", "the ui")
+        .await;
+    ui.shot("task-form").await;
+    ui.find("#save-task").await.click().await;
+
+    ui.wait_heading("hello-ui").await;
+    ui.wait_text("#task-attrs", "python:3.12").await;
+    ui.wait_text("#task-attrs", "GREETING").await;
+    ui.wait_text("main", "No runs yet").await;
+    ui.shot("task-detail").await;
+
+    ui.find("#launch-task").await.click().await;
+    ui.wait_heading("Launch hello-ui").await;
+    ui.fill("#launch-form [name=owner]", "ada").await;
+    ui.find("#launch-form [name=cluster]")
+        .await
+        .select("default")
+        .await;
+    ui.shot("launch-form").await;
+    ui.find("#launch-run").await.click().await;
+
+    ui.wait_text("#run-status", "SUCCESS").await;
+    ui.wait_text("#run-log", "line 3 for the ui").await;
+    ui.wait_text("#log-state", "whole log").await;
+    let log = ui.find("#run-log").await.text().await;
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "line 1 for the ui",
+            "line 2 for the ui",
+            "line 3 for the ui"
+        ],
+        "the run view shows the run's output, line by line"
+    );
+    for event in ["Queued", "Launched", "Started", "Stopped"] {
+        ui.wait_text("#run-timeline", event).await;
+    }
+    assert!(
+        ui.browser.find_all("#stop-run").await.is_empty(),
+        "a finished run offers no stop button"
+    );
+    let run_id = ui.run_id_in_url().await;
+    let run = ui.run(&run_id).await;
+    assert_eq!(run["status"], "STOPPED");
+    assert_eq!(run["exit_code"], 0);
+    assert_eq!(run["user"], "ada");
+    assert_eq!(run["alias"], "hello-ui");
+    ui.wait_text("#run-attrs", "ada").await;
+    let shot = ui.shot("run-view").await;
+    if std::env::var_os("FLOTILLA_UPDATE_README_SCREENSHOT").is_some() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/run-view.png");
+        std::fs::copy(&shot, &docs).unwrap_or_else(|e| panic!("{}: {e}", docs.display()));
+    }
+
+    ui.fill("#log-search", "line 2").await;
+    ui.wait_text("#log-matches", "1 of 1 matches").await;
+    let marked = ui.find("#run-log mark.current").await.text().await;
+    assert_eq!(marked, "line 2");
+    ui.fill("#log-search", "nowhere").await;
+    ui.wait_text("#log-matches", "No match").await;
+
+    // The owner is remembered for the next launch.
+    ui.find("#launch-again").await.click().await;
+    ui.wait_heading("Launch hello-ui").await;
+    assert_eq!(
+        ui.find("#launch-form [name=owner]").await.value().await,
+        "ada"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_long_run_is_stopped_from_the_run_view_only_after_confirmation() {
+    let ui = Ui::start("stop").await;
+    let def = ui
+        .server
+        .define("sleeper", "echo started; sleep 300; echo never")
+        .await;
+    let id = def["definition_id"].as_str().unwrap_or_default().to_owned();
+    ui.open(&format!("#/tasks/{id}/launch")).await;
+    ui.fill("#launch-form [name=owner]", "bob").await;
+    ui.find("#launch-run").await.click().await;
+
+    ui.wait_text("#run-status", "RUNNING").await;
+    ui.wait_text("#run-log", "started").await;
+    ui.wait_text("#log-state", "Following").await;
+    let run_id = ui.run_id_in_url().await;
+
+    ui.find("#stop-run").await.click().await;
+    ui.wait_text("#confirm-dialog", "Stop run").await;
+    ui.shot("confirm-stop").await;
+    ui.find("#dialog-cancel").await.click().await;
+    ui.browser.wait_gone("#confirm-dialog", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ui.run(&run_id).await["status"],
+        "RUNNING",
+        "cancelling the dialog leaves the run running"
+    );
+
+    ui.find("#stop-run").await.click().await;
+    ui.find("#dialog-confirm").await.click().await;
+    ui.wait_text("#run-status", "FAILED").await;
+    ui.wait_text("#run-attrs", "stopped by").await;
+    ui.wait_text("#run-timeline", "Stop requested").await;
+    ui.wait_text("#log-state", "whole log").await;
+    let run = ui.run(&run_id).await;
+    assert_eq!(run["status"], "STOPPED");
+    assert_ne!(run["exit_code"], 0);
+    assert!(
+        !ui.find("#run-log").await.text().await.contains("never"),
+        "the run was stopped before its command finished"
+    );
+    ui.shot("stopped-run").await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn the_runs_list_shows_active_runs_first_and_filters_by_status_owner_alias_and_time() {
+    let ui = Ui::start("runs-list").await;
+    ui.server.define("alpha", "echo alpha").await;
+    ui.server.define("alpha-fails", "exit 3").await;
+    ui.server.define("beta", "sleep 300").await;
+    let ok = ui
+        .server
+        .execute("alpha", json!({"run_tags": {"owner_id": "ada"}}))
+        .await;
+    let failed = ui
+        .server
+        .execute("alpha-fails", json!({"run_tags": {"owner_id": "ada"}}))
+        .await;
+    let running = ui
+        .server
+        .execute("beta", json!({"run_tags": {"owner_id": "bob"}}))
+        .await;
+    let id = |run: &serde_json::Value| run["run_id"].as_str().unwrap_or_default().to_owned();
+    ui.server.wait_stopped(&id(&ok)).await;
+    ui.server.wait_stopped(&id(&failed)).await;
+    ui.server
+        .wait_for(&id(&running), "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+
+    ui.open("#/runs").await;
+    ui.wait_heading("Runs").await;
+    ui.wait_text("#runs-table", "beta").await;
+    let rows = ui.rows("#runs-table").await;
+    assert_eq!(rows.len(), 1, "by default only active runs show: {rows:?}");
+    assert_eq!(rows[0][1], "beta");
+    assert_eq!(rows[0][2], "RUNNING");
+    ui.shot("active").await;
+
+    // Tick STOPPED too, and ask for ada's runs only.
+    ui.find("#status-STOPPED").await.click().await;
+    ui.fill("#runs-filters [name=owner_id]", "ada").await;
+    ui.find("#apply-filters").await.click().await;
+    ui.wait_text("#runs-table", "alpha-fails").await;
+    let rows = ui.wait_rows("#runs-table", 2).await;
+    let mut summary: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[1].as_str(), r[2].as_str(), r[4].as_str()))
+        .collect();
+    summary.sort();
+    assert_eq!(
+        summary,
+        [
+            ("alpha", "SUCCESS", "ada"),
+            ("alpha-fails", "FAILED", "ada")
+        ],
+        "STOPPED runs show SUCCESS or FAILED by their exit code"
+    );
+    assert_eq!(
+        ui.find("#runs-filters [name=owner_id]").await.value().await,
+        "ada",
+        "the filters stay filled in"
+    );
+    ui.shot("stopped-by-owner").await;
+
+    // An alias narrows further.
+    ui.fill("#runs-filters [name=alias]", "fails").await;
+    ui.find("#runs-filters [name=alias]")
+        .await
+        .send_keys(KEY_ENTER)
+        .await;
+    let rows = ui.wait_rows("#runs-table", 1).await;
+    assert_eq!(rows[0][1], "alpha-fails");
+
+    // A time range before any run was queued matches nothing.
+    ui.open("#/runs?status=any&until=2001-01-01T00:00").await;
+    ui.wait_text("main", "No run matches these filters").await;
+    ui.open("#/runs?status=any").await;
+    ui.wait_text("#runs-table", "alpha-fails").await;
+    assert_eq!(ui.rows("#runs-table").await.len(), 3);
+
+    // Readable on a narrow screen: nothing scrolls sideways but the table itself.
+    ui.browser.set_viewport_size(390, 844).await;
+    ui.open(&format!("#/runs/{}", id(&running))).await;
+    ui.wait_text("#run-status", "RUNNING").await;
+    ui.shot("narrow-run-view").await;
+    ui.open("#/runs?status=any").await;
+    ui.wait_text("#runs-table", "alpha").await;
+    ui.shot("narrow-runs").await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn an_invalid_form_shows_the_apis_message_beside_the_field_and_saves_nothing() {
+    let ui = Ui::start("invalid").await;
+    ui.open("#/tasks/new").await;
+    ui.wait_heading("New task").await;
+    ui.fill("#task-form [name=alias]", "has space").await;
+    ui.fill("#task-form [name=memory]", "0").await;
+    ui.find("#save-task").await.click().await;
+
+    ui.wait_text("#form-problems", "image is required").await;
+    ui.wait_text("#form-problems", "memory must be greater than 0")
+        .await;
+    let image = ui.find("#task-form [name=image]").await;
+    assert_eq!(image.attr("aria-invalid").await.as_deref(), Some("true"));
+    let described = image.attr("aria-describedby").await.unwrap_or_default();
+    let error_id = described
+        .split(' ')
+        .find(|i| i.ends_with("-error"))
+        .unwrap_or_default()
+        .to_owned();
+    ui.wait_text(&format!("#{error_id}"), "image is required")
+        .await;
+    let alias = ui.find("#task-form [name=alias]").await;
+    assert_eq!(alias.attr("aria-invalid").await.as_deref(), Some("true"));
+    let focused = ui.browser.active_element().await;
+    assert_eq!(
+        focused.attr("name").await.as_deref(),
+        Some("image"),
+        "focus moves to the first field in error"
+    );
+    ui.shot("task-form-errors").await;
+    let (_, list) = ui.server.get("/api/v6/task").await;
+    assert_eq!(list["total"], 0, "a refused form saves nothing");
+
+    // A launch with a reserved variable is refused with the API's words.
+    let def = ui.server.define("ok-task", "true").await;
+    let id = def["definition_id"].as_str().unwrap_or_default().to_owned();
+    ui.open(&format!("#/tasks/{id}/launch")).await;
+    ui.fill("#launch-form [name=owner]", "ada").await;
+    ui.find("#launch-form .add-env").await.click().await;
+    ui.fill("#launch-form .env-name", "FLOTILLA_RUN_ID").await;
+    ui.fill("#launch-form .env-value", "mine").await;
+    ui.find("#launch-run").await.click().await;
+    ui.wait_text("#form-problems", "FLOTILLA_RUN_ID is reserved")
+        .await;
+    ui.wait_text("#launch-form fieldset.env .field-error", "reserved")
+        .await;
+    ui.shot("launch-form-errors").await;
+    let (_, runs) = ui.server.get("/api/v6/history").await;
+    assert_eq!(runs["total"], 0, "a refused launch queues nothing");
+
+    // A view that cannot load says why instead of going blank.
+    ui.open("#/runs/no-such-run").await;
+    ui.wait_heading("Something went wrong").await;
+    ui.wait_text("main .problem", "no-such-run").await;
+    ui.open("#/nowhere").await;
+    ui.wait_heading("Not found").await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn the_launch_form_works_with_the_keyboard_alone() {
+    let ui = Ui::start("keyboard").await;
+    let def = ui
+        .server
+        .define("keys", "echo typed by $FLOTILLA_RUN_OWNER_ID")
+        .await;
+    let id = def["definition_id"].as_str().unwrap_or_default().to_owned();
+    ui.open(&format!("#/tasks/{id}/launch")).await;
+    ui.wait_heading("Launch keys").await;
+    let mut reached = false;
+    for _ in 0..30 {
+        ui.browser.active_element().await.send_keys(KEY_TAB).await;
+        if ui
+            .browser
+            .active_element()
+            .await
+            .attr("name")
+            .await
+            .as_deref()
+            == Some("owner")
+        {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab reaches the owner field");
+    let owner = ui.browser.active_element().await;
+    owner.send_keys("kay").await;
+    owner.send_keys(KEY_ENTER).await;
+    ui.wait_text("#run-status", "SUCCESS").await;
+    ui.wait_text("#run-log", "typed by kay").await;
+    let focused = ui
+        .browser
+        .execute("return document.activeElement.id;", vec![])
+        .await;
+    assert_eq!(
+        focused,
+        json!("main"),
+        "a new view moves the focus to its content, so Tab continues from there"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_template_launches_from_a_form_generated_from_its_schema() {
+    let ui = Ui::start("template").await;
+    let template = json!({
+        "template_name": "train",
+        "image": "python:3.12",
+        "memory": 512,
+        "cpu": 256,
+        "command_template": "echo training {{ .model }} for {{ .epochs }} epochs",
+        "schema": {
+            "type": "object",
+            "required": ["epochs", "model"],
+            "properties": {
+                "epochs": {"type": "integer", "minimum": 1, "maximum": 100, "description": "Passes over the data"},
+                "model": {"type": "string", "enum": ["small", "large"]},
+                "verbose": {"type": "boolean"}
+            }
+        },
+        "defaults": {"model": "small", "epochs": 3}
+    });
+    let (status, created) = ui
+        .server
+        .send(
+            reqwest::Method::POST,
+            "/api/v7/template",
+            &template.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+
+    ui.open("#/templates").await;
+    ui.wait_text("#templates-table", "train").await;
+    ui.shot("templates").await;
+    ui.find("#templates-table a").await.click().await;
+    ui.wait_heading("train").await;
+    assert_eq!(
+        ui.find("#template-launch [name=p-epochs]")
+            .await
+            .value()
+            .await,
+        "3",
+        "the form starts from the template's defaults"
+    );
+    ui.fill("#template-launch [name=owner]", "ada").await;
+    ui.fill("#template-launch [name=p-epochs]", "0").await;
+    ui.find("#preview-template").await.click().await;
+    ui.wait_text("#form-problems", "template_payload/epochs")
+        .await;
+    let epochs = ui.find("#template-launch [name=p-epochs]").await;
+    assert_eq!(epochs.attr("aria-invalid").await.as_deref(), Some("true"));
+    ui.shot("template-errors").await;
+
+    ui.fill("#template-launch [name=p-epochs]", "5").await;
+    ui.find("#template-launch [name=p-model]")
+        .await
+        .select("large")
+        .await;
+    ui.find("#preview-template").await.click().await;
+    ui.wait_text("#preview-command", "echo training large for 5 epochs")
+        .await;
+    let (_, runs) = ui.server.get("/api/v6/history").await;
+    assert_eq!(runs["total"], 0, "a preview queues nothing");
+    ui.shot("template-preview").await;
+
+    ui.find("#launch-template").await.click().await;
+    ui.wait_text("#run-status", "SUCCESS").await;
+    ui.wait_text("#run-log", "training large for 5 epochs")
+        .await;
+    ui.wait_text("#run-details", "\"epochs\": 5").await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn the_clusters_page_lists_each_cluster_with_its_status() {
+    let ui = Ui::start("clusters").await;
+    let (status, body) = ui
+        .server
+        .send(
+            reqwest::Method::POST,
+            "/api/v6/clusters",
+            &json!({"name": "gpu", "status": "maintenance", "status_reason": "driver upgrade", "allowed_tiers": ["gpu"]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ui.open("#/clusters").await;
+    ui.wait_text("#clusters-table", "gpu").await;
+    let mut rows = ui.rows("#clusters-table").await;
+    rows.sort();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][..3], ["default", "active", "—"]);
+    assert_eq!(
+        rows[1][..4],
+        ["gpu", "maintenance", "driver upgrade", "gpu"]
+    );
+    ui.shot("clusters").await;
+}

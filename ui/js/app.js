@@ -1,0 +1,100 @@
+// The page's entry point: maps the URL fragment to a view, renders it into
+// <main>, and gives each view a scope whose timers stop when the user moves
+// on. A view that fails shows what went wrong, never a blank page.
+
+import { h, replace, currentRoute, problemBox } from './dom.js';
+import { tasksView, taskView, taskFormView, launchView } from './tasks.js';
+import { runsView } from './runs.js';
+import { runView } from './run.js';
+import { templatesView, templateView } from './templates.js';
+import { clustersView } from './clusters.js';
+
+const routes = [
+  [/^\/tasks$/, 'tasks', tasksView],
+  [/^\/tasks\/new$/, 'tasks', (scope) => taskFormView(scope, { mode: 'create' })],
+  [/^\/tasks\/([^/]+)\/edit$/, 'tasks', (scope, id) => taskFormView(scope, { mode: 'edit', id })],
+  [/^\/tasks\/([^/]+)\/copy$/, 'tasks', (scope, id) => taskFormView(scope, { mode: 'copy', id })],
+  [/^\/tasks\/([^/]+)\/launch$/, 'tasks', launchView],
+  [/^\/tasks\/([^/]+)$/, 'tasks', taskView],
+  [/^\/runs$/, 'runs', runsView],
+  [/^\/runs\/([^/]+)$/, 'runs', runView],
+  [/^\/templates$/, 'templates', templatesView],
+  [/^\/templates\/([^/]+)$/, 'templates', templateView],
+  [/^\/clusters$/, 'clusters', clustersView],
+];
+
+/** What a view may ask of the page while it is shown. */
+class Scope {
+  constructor(params) {
+    this.params = params;
+    this.alive = true;
+    this.timers = new Set();
+  }
+
+  /** Calls `fn` after `ms` unless the view has been left. */
+  later(ms, fn) {
+    if (!this.alive) return;
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (this.alive) fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  close() {
+    this.alive = false;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}
+
+const main = () => document.getElementById('main');
+let scope = null;
+let lastPath = null;
+
+async function render() {
+  const { path, params } = currentRoute();
+  if (path === '/' || path === '') {
+    location.replace('#/tasks');
+    return;
+  }
+  const focusedId = document.activeElement && document.activeElement.id;
+  const samePage = path === lastPath;
+  lastPath = path;
+  if (scope) scope.close();
+  scope = new Scope(params);
+  const mine = scope;
+  const match = routes.find(([re]) => re.test(path));
+  for (const link of document.querySelectorAll('header nav a')) {
+    if (match && link.dataset.section === match[1]) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  const host = main();
+  if (!match) {
+    replace(host, h('h1', {}, 'Not found'), h('p', {}, `There is no page at #${path}. `, h('a', { href: '#/tasks' }, 'Go to the tasks.')));
+    return;
+  }
+  const [re, , view] = match;
+  const args = re.exec(path).slice(1).map(decodeURIComponent);
+  try {
+    const content = await view(mine, ...args);
+    if (!mine.alive) return;
+    replace(host, content);
+    const heading = host.querySelector('h1');
+    document.title = heading ? `${heading.textContent.trim()} · Flotilla` : 'Flotilla';
+    const again = samePage && focusedId && document.getElementById(focusedId);
+    if (again) again.focus();
+    else if (!samePage) host.focus({ preventScroll: true });
+    if (!samePage) window.scrollTo(0, 0);
+  } catch (e) {
+    if (!mine.alive) return;
+    replace(host, h('h1', {}, 'Something went wrong'),
+      problemBox(e),
+      h('p', {}, h('button', { type: 'button', onclick: render }, 'Try again'), ' or ', h('a', { href: '#/tasks' }, 'go to the tasks'), '.'));
+    host.focus({ preventScroll: true });
+  }
+}
+
+window.addEventListener('hashchange', render);
+// Module scripts run once the document is parsed.
+render();
