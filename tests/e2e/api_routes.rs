@@ -1,6 +1,7 @@
 //! Flotilla's routes beyond the life cycle: list filters and envelopes, the
 //! status ETag, runs reporting their own status, a run's timeline, groups and
-//! tags, and CORS, over the real binary on the embedded backend.
+//! tags, CORS and the web UI's files, over the real binary on the embedded
+//! backend.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -322,4 +323,64 @@ async fn a_browser_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(get.status().as_u16(), 200);
     assert!(get.headers().get("access-control-allow-origin").is_some());
+}
+
+#[tokio::test]
+async fn the_web_ui_is_served_at_the_root_and_revalidates_by_etag() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 1).await;
+    let page = server
+        .http()
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()["content-type"].to_str().unwrap_or_default(),
+        "text/html; charset=utf-8"
+    );
+    let body = page.text().await.unwrap_or_default();
+    assert!(body.contains("ui/js/app.js"), "{body}");
+
+    let script = server
+        .http()
+        .get(server.url("/ui/js/run.js"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/javascript")
+    );
+    let etag = script.headers()["etag"].clone();
+    let again = server
+        .http()
+        .get(server.url("/ui/js/run.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.status(), 304, "an unchanged asset is not sent again");
+
+    let (status, missing) = server.get("/ui/js/nothing.js").await;
+    assert_eq!(status, 404);
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing.js")
+    );
+    let (status, refused) = server
+        .send(Method::POST, "/api/v6/task", r#"{"memory": 0}"#)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        refused["problems"].as_array().map(Vec::len),
+        Some(3),
+        "a 400 lists each problem: {refused}"
+    );
 }

@@ -435,3 +435,58 @@ async fn the_clusters_page_lists_each_cluster_with_its_status() {
     );
     ui.shot("clusters").await;
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_task_is_edited_and_copied_from_its_page_and_the_list_filters_and_sorts_tasks() {
+    let ui = Ui::start("edit-copy").await;
+    let def = ui.server.define("report", "echo v1").await;
+    let id = def["definition_id"].as_str().unwrap_or_default().to_owned();
+    ui.open(&format!("#/tasks/{id}")).await;
+    ui.wait_heading("report").await;
+
+    ui.find("#edit-task").await.click().await;
+    ui.wait_heading("Edit report").await;
+    assert_eq!(
+        ui.find("#task-form [name=command]").await.value().await,
+        "echo v1",
+        "the form starts from the task's settings"
+    );
+    ui.fill("#task-form [name=command]", "echo v2").await;
+    ui.fill("#task-form [name=cpu]", "512").await;
+    ui.find("#save-task").await.click().await;
+    ui.wait_heading("report").await;
+    ui.wait_text("#task-attrs", "echo v2").await;
+    let (_, saved) = ui.server.get(&format!("/api/v6/task/{id}")).await;
+    assert_eq!(saved["command"], "echo v2");
+    assert_eq!(saved["cpu"], 512);
+
+    ui.find("#copy-task").await.click().await;
+    ui.wait_heading("Copy of report").await;
+    assert_eq!(
+        ui.find("#task-form [name=alias]").await.value().await,
+        "report-copy"
+    );
+    ui.find("#save-task").await.click().await;
+    ui.wait_heading("report-copy").await;
+    ui.wait_text("#task-attrs", "echo v2").await;
+    let (_, list) = ui.server.get("/api/v6/task").await;
+    assert_eq!(list["total"], 2, "the copy is a new task beside the first");
+
+    ui.open("#/tasks").await;
+    ui.wait_rows("#tasks-table", 2).await;
+    ui.fill("form.filters [name=alias]", "copy").await;
+    ui.find("#apply-filters").await.click().await;
+    let rows = ui.wait_rows("#tasks-table", 1).await;
+    assert_eq!(rows[0][0], "report-copy");
+    ui.open("#/tasks?sort_by=alias&order=desc").await;
+    ui.wait_text("#tasks-table", "report-copy").await;
+    let rows = ui.wait_rows("#tasks-table", 2).await;
+    let aliases: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(aliases, ["report-copy", "report"]);
+    assert_eq!(
+        ui.find("form.filters [name=order]").await.value().await,
+        "desc"
+    );
+    ui.shot("tasks-sorted").await;
+}
