@@ -103,8 +103,9 @@ export function table(columns, rows, { empty = 'Nothing here yet.', label, id } 
       }))))));
 }
 
-/** Previous/next paging for a list envelope; `go(offset)` moves. */
+/** Previous/next paging for a list envelope; `go(offset)` moves. Nothing for an empty list. */
 export function pager(total, offset, limit, go) {
+  if (total === 0 && offset === 0) return null;
   const first = total === 0 ? 0 : offset + 1;
   const last = Math.min(offset + limit, total);
   return h('nav', { class: 'pager', 'aria-label': 'Pages' },
