@@ -5,9 +5,9 @@
 //! prefixes (v1 and v6 for definitions, history, logs and health; v2/v4/v6
 //! execute bodies) and its JSON field names. Every operation is listed once,
 //! in [`routes`], from which both the router and the OpenAPI document
-//! ([`openapi`]) are built. The web UI ([`ui`]) is served by the same router. Handlers only translate: they parse
-//! the request, call one use case, and shape the answer. Errors become responses
-//! in [`error`] and nowhere else.
+//! ([`openapi`]) are built; the web UI ([`ui`]) is served by the same router.
+//! Handlers only translate: they parse the request, call one use case, and
+//! shape the answer. Errors become responses in [`error`] and nowhere else.
 
 pub mod error;
 pub mod input;
