@@ -103,6 +103,15 @@ export function table(columns, rows, { empty = 'Nothing here yet.', label, id } 
       }))))));
 }
 
+/** A table of environment variables, or a dash when there are none. */
+export function envTable(env, label = 'Environment') {
+  if (!env || !env.length) return '—';
+  return table([
+    ['Name', (v) => h('span', { class: 'mono' }, v.name)],
+    ['Value', (v) => h('span', { class: 'mono' }, v.value)],
+  ], env, { label });
+}
+
 /** Previous/next paging for a list envelope; `go(offset)` moves. Nothing for an empty list. */
 export function pager(total, offset, limit, go) {
   if (total === 0 && offset === 0) return null;

@@ -4,7 +4,7 @@
 // stopped and its log is drained, and whenever the user leaves the view.
 
 import { api, get, query } from './api.js';
-import { h, attrs, statusBadge, timeEl, duration, replace, problemBox, confirmDialog, table } from './dom.js';
+import { h, attrs, statusBadge, timeEl, duration, replace, problemBox, confirmDialog, envTable } from './dom.js';
 
 const POLL_MS = 1000;
 /** Log pages read per poll at most, so a huge log cannot stall the page. */
@@ -34,14 +34,10 @@ function consoleLink(taskId) {
   return `https://${region}.console.aws.amazon.com/ecs/v2/clusters/${enc(cluster)}/tasks/${enc(task)}/configuration?region=${region}`;
 }
 
-function envTable(env) {
-  if (!env || !env.length) return '—';
-  return table([['Name', (v) => h('span', { class: 'mono' }, v.name)], ['Value', (v) => h('span', { class: 'mono' }, v.value)]], env, { label: 'Run environment' });
-}
 
 export async function runView(scope, runId) {
-  let run = await get(`api/v6/history/${enc(runId)}`);
   const runPath = `api/v6/history/${enc(runId)}`;
+  let run = await get(runPath);
 
   const heading = h('h1', {});
   const actions = h('div', { class: 'bar' });
@@ -217,7 +213,7 @@ export async function runView(scope, runId) {
       isTemplate && run.execution_request_custom
         ? ['Template payload', h('pre', { class: 'block' }, JSON.stringify(run.execution_request_custom.template_payload, null, 2)), true]
         : null,
-      ['Environment', envTable(run.env), true],
+      ['Environment', envTable(run.env, 'Run environment'), true],
     ], 'run-details'));
   };
 

@@ -3,7 +3,7 @@
 // and the launch form.
 
 import { api, get, query, clusterNames } from './api.js';
-import { h, table, pager, attrs, problemBox, confirmDialog, navigate, replace } from './dom.js';
+import { h, envTable, table, pager, attrs, problemBox, confirmDialog, navigate, replace } from './dom.js';
 import { field, text, number, envEditor, showProblems, clearProblems, busy } from './forms.js';
 import { runsTable } from './runs.js';
 
@@ -77,10 +77,6 @@ export async function tasksView(scope) {
     pager(data.total || 0, offset, PAGE, (o) => go({ offset: o })));
 }
 
-function envTable(env) {
-  if (!env || !env.length) return '—';
-  return table([['Name', (v) => h('span', { class: 'mono' }, v.name)], ['Value', (v) => h('span', { class: 'mono' }, v.value)]], env, { label: 'Environment' });
-}
 
 export async function taskView(scope, id) {
   const offset = Number(scope.params.get('offset')) || 0;

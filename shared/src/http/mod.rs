@@ -565,21 +565,23 @@ async fn run_status(
         (header::ETAG, etag.clone()),
         (header::CACHE_CONTROL, "no-cache".to_owned()),
     ];
-    let matches = headers
+    if etag_matches(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, Json(RunStatusView::from(&run))).into_response())
+}
+
+/// Whether a request's `If-None-Match` names `etag` (weak or strong) or `*`.
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|candidate| {
-            candidate == etag
-                || candidate == "*"
-                || candidate.strip_prefix("W/") == Some(etag.as_str())
-        });
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
-    }
-    Ok((cache, Json(RunStatusView::from(&run))).into_response())
+            candidate == etag || candidate == "*" || candidate.strip_prefix("W/") == Some(etag)
+        })
 }
 
 /// `PUT /{run_id}/status`: a run reports its own status.

@@ -64,12 +64,7 @@ fn etags() -> &'static [String] {
 fn serve(index: usize, headers: &HeaderMap) -> Response {
     let asset = &ASSETS[index];
     let etag = etags()[index].clone();
-    let fresh = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|candidate| candidate.trim().trim_start_matches("W/") == etag);
+    let fresh = super::etag_matches(headers, &etag);
     let cache = [
         (header::ETAG, etag),
         (header::CACHE_CONTROL, "no-cache".to_owned()),
