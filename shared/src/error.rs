@@ -2,9 +2,10 @@
 //!
 //! Adapters return [`StoreError`], [`EngineError`] or [`LogError`], each keeping
 //! its cause. The use cases return [`AppError`], which says what kind of failure
-//! it is (the caller's mistake, a missing thing, a conflict, or our
-//! infrastructure). The HTTP edge (`http::error`) is the one place an `AppError`
-//! becomes a response.
+//! it is (the caller's mistake, a missing thing, a conflict, a refusal, a
+//! dependency unavailable for now, or our own failure) and carries the facts
+//! (which run, which alias), not sentences. The HTTP edge (`http::error`) is
+//! the one place an `AppError` becomes a response and its words.
 
 use crate::domain::{DomainError, ValidationError};
 
@@ -28,6 +29,16 @@ pub enum StoreError {
     /// The thing to change does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The thing to store is larger than the store can hold.
+    #[error("{what} is {bytes} bytes, more than the {limit} bytes the store holds in one item")]
+    TooLarge {
+        /// What was to be stored, e.g. "run local-1234".
+        what: String,
+        /// Its size.
+        bytes: usize,
+        /// The store's limit.
+        limit: usize,
+    },
     /// The storage itself failed.
     #[error("storage failure")]
     Backend(#[source] BoxError),
@@ -92,38 +103,162 @@ pub enum PublishError {
     Backend(#[source] BoxError),
 }
 
-/// What a use case can fail with.
+/// What a use case can fail with: the kind of failure, with the facts an
+/// edge needs to word it. Wording for a client (Flotilla's messages, routes to
+/// call instead, the stack's parameters) belongs to the edges, `http::error`
+/// and `lambda`; here are only the kinds.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The request is invalid; the message says what to fix.
+    /// The request is invalid; each problem says what to fix.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(Missing),
+    /// The request conflicts with the state it would change.
     #[error("{0}")]
-    NotFound(String),
-    /// The request conflicts with existing state.
-    #[error("{0}")]
-    Conflict(String),
-    /// Storage failed.
-    #[error("storage failure")]
-    Store(#[source] StoreError),
-    /// The engine failed.
-    #[error("engine failure")]
-    Engine(#[source] EngineError),
-    /// The log store failed.
-    #[error("log failure")]
-    Logs(#[source] LogError),
-    /// A domain refusal that the use case did not expect.
-    #[error(transparent)]
-    Domain(DomainError),
+    Conflict(Conflict),
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Something the request needs (the engine, say) is unavailable for now;
+    /// the same request may succeed later.
+    #[error("{what} is unavailable")]
+    Unavailable {
+        /// What is unavailable.
+        what: Dependency,
+        /// Cause.
+        #[source]
+        source: BoxError,
+    },
+    /// Our own failure (storage, logs, a broken invariant).
+    #[error("internal failure in {what}")]
+    Internal {
+        /// Where.
+        what: Dependency,
+        /// Cause.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// What a [`AppError::NotFound`] names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    /// A definition, by id.
+    #[error("definition {0}")]
+    Definition(String),
+    /// A definition, by alias.
+    #[error("definition with alias {0}")]
+    DefinitionAlias(String),
+    /// A run.
+    #[error("run {0}")]
+    Run(String),
+    /// A cluster.
+    #[error("cluster {0}")]
+    Cluster(String),
+    /// A template version, by id.
+    #[error("template {0}")]
+    Template(String),
+    /// A template name with no version at all.
+    #[error("template {0}")]
+    TemplateName(String),
+    /// A template by name, at a version (the latest when `None`).
+    #[error("template {name} version {}", version.map_or_else(|| "latest".to_owned(), |v| v.to_string()))]
+    TemplateVersion {
+        /// Name.
+        name: String,
+        /// Version asked for.
+        version: Option<u32>,
+    },
+}
+
+/// What a [`AppError::Conflict`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Another definition has this alias.
+    #[error("alias {0} is taken")]
+    AliasTaken(String),
+    /// The cluster is registered already.
+    #[error("cluster {0} exists")]
+    ClusterExists(String),
+    /// A run with this id exists.
+    #[error("run {0} exists")]
+    RunExists(String),
+    /// Another request with this idempotence key is creating its run now.
+    #[error("idempotence key {0} is being claimed")]
+    IdempotenceKeyBusy(String),
+    /// Too many writers changed the same thing at once; try again.
+    #[error("{0} is contended")]
+    Contended(Contended),
+}
+
+/// What many writers were changing at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Contended {
+    /// A run's stream.
+    #[error("run {0}")]
+    Run(String),
+    /// The cluster registry.
+    #[error("the cluster registry")]
+    Clusters,
+    /// A template's versions.
+    #[error("template {0}")]
+    Template(String),
+}
+
+/// The parts of the service an [`AppError`] can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Dependency {
+    /// The run, definition and template stores.
+    #[error("storage")]
+    Storage,
+    /// The run queue.
+    #[error("the run queue")]
+    Queue,
+    /// The execution engine.
+    #[error("the execution engine")]
+    Engine,
+    /// The log store.
+    #[error("the log store")]
+    Logs,
+    /// The domain's own rules (a refusal the use case did not expect).
+    #[error("the run rules")]
+    Rules,
+}
+
+impl AppError {
+    /// An internal failure of `what`.
+    pub fn internal(what: Dependency, e: impl Into<BoxError>) -> Self {
+        Self::Internal {
+            what,
+            source: e.into(),
+        }
+    }
 }
 
 impl From<StoreError> for AppError {
+    /// Store failures a use case did not handle itself: a conflict left after
+    /// its own retries, or a backend failure.
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Duplicate(what) => Self::Conflict(format!("{what} already exists")),
-            StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
-            other => Self::Store(other),
+            StoreError::TooLarge { what, bytes, limit } => {
+                Self::Invalid(ValidationError::new(format!(
+                    "{what} would be {} KB, more than the {} KB one record may hold: shorten its command, env or payload",
+                    bytes.div_ceil(1024),
+                    limit / 1024
+                )))
+            }
+            other => Self::internal(Dependency::Storage, other),
+        }
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        Self::Unavailable {
+            what: Dependency::Engine,
+            source: Box::new(e),
         }
     }
 }
@@ -132,10 +267,8 @@ impl From<DomainError> for AppError {
     fn from(e: DomainError) -> Self {
         match e {
             DomainError::Invalid(v) => Self::Invalid(v),
-            DomainError::RunAlreadyExists { run_id } => {
-                Self::Conflict(format!("run {run_id} already exists"))
-            }
-            other => Self::Domain(other),
+            DomainError::RunAlreadyExists { run_id } => Self::Conflict(Conflict::RunExists(run_id)),
+            other => Self::internal(Dependency::Rules, other),
         }
     }
 }
@@ -144,7 +277,7 @@ impl From<LogError> for AppError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::BadCursor(msg) => Self::Invalid(ValidationError::new(msg)),
-            other => Self::Logs(other),
+            other => Self::internal(Dependency::Logs, other),
         }
     }
 }

@@ -4,23 +4,26 @@
 //! # Layout
 //!
 //! - [`domain`]: pure rules. The run aggregate (`decide`/`evolve` over versioned
-//!   events), definitions, launch validation, list queries. No IO, no clock, no
-//!   async, no AWS.
-//! - [`ports`]: the narrow traits the use cases need (event store, run read
-//!   model, definition store, run queue, execution engine, log source, clock).
+//!   events), run specs and their resources, definitions, launch validation,
+//!   list queries. No IO, no clock, no async, no AWS.
+//! - [`ports`]: the narrow traits the use cases need (the run store of event
+//!   streams and projections, definitions, clusters, idempotence keys,
+//!   templates, run queue, execution engine, log source, publisher, clock).
 //! - [`error`]: typed errors of the ports and use cases.
-//! - [`app`]: the use cases, over the ports.
-//! - [`http`]: the axum router serving Flotilla's REST API; errors become
-//!   responses there and nowhere else.
-//! - [`adapters`]: implementations of the ports. `embedded` (default feature):
-//!   SQLite storage, the local process engine and local log files.
+//! - [`app`]: the use cases over the ports, a file per family.
+//! - [`http`]: the axum router serving Flotilla's REST API, a file per
+//!   resource; errors become responses there and nowhere else.
+//! - [`adapters`]: implementations of the ports, a file per port. `embedded`
+//!   (default feature): SQLite storage, the local process engine and local log
+//!   files; `aws` (default feature): DynamoDB, SQS, ECS, CloudWatch Logs,
+//!   EventBridge.
 //! - [`lambda`] (feature `aws`): configuration, clients and handlers of the
 //!   four Lambda functions (api, submit, status, retry).
 //! - [`local`]: the `flotilla serve` runtime that wires the embedded adapters to
 //!   the router, the queue consumer and the retry sweep.
 //! - [`telemetry`]: tracing set-up, in one place.
-//! - `testing` (feature `test-support`): scenario harness and port contract
-//!   suites, shared by this crate's tests and `tests/`.
+//! - `testing` (feature `test-support`): scenario harness, port contract
+//!   suites and a test `App`, shared by this crate's tests and `tests/`.
 
 #![warn(missing_docs)]
 

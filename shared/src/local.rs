@@ -23,20 +23,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::adapters::local::{LocalEngine, LocalLogs, reap_orphan};
 use crate::adapters::sqlite::{ClaimedTicket, SqliteStore};
-use crate::app::{App, AppSettings, SubmitOutcome};
+use crate::app::{App, AppSettings, Runtime, SubmitOutcome};
 use crate::domain::launch::DEFAULT_OWNER_VAR;
 use crate::domain::query::RunQuery;
 use crate::domain::run::RunStatus;
+use crate::domain::spec::Engine;
 use crate::error::StoreError;
 use crate::http::router_with;
-use crate::ports::{EngineUpdate, SystemClock};
+use crate::ports::{Clock, EngineUpdate, SystemClock};
 
 /// Exit reason of a run that was in flight when the server stopped abruptly.
 pub const RESTART_REASON: &str = "flotilla serve restarted while this run was in flight; it was stopped (not relaunched, so it never runs twice): launch it again";
@@ -150,36 +150,34 @@ pub async fn serve(
         source,
     })?;
 
-    let store = SqliteStore::open(&config.data_dir.join("flotilla.db"))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = SqliteStore::open(&config.data_dir.join("flotilla.db"), Arc::clone(&clock))?;
     let runs_dir = config.data_dir.join("runs");
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     let engine = Arc::new(LocalEngine::new(
         runs_dir.clone(),
         config.stop_grace,
         updates_tx,
+        Arc::clone(&clock),
     ));
-    let app = Arc::new(App {
-        events: Arc::new(store.clone()),
-        runs: Arc::new(store.clone()),
-        definitions: Arc::new(store.clone()),
-        clusters: Arc::new(store.clone()),
-        idempotence: Arc::new(store.clone()),
-        templates: Arc::new(store.clone()),
+    let runtime = Runtime {
         queue: Arc::new(store.clone()),
         engine: engine.clone(),
         logs: Arc::new(LocalLogs::new(runs_dir)),
-        clock: Arc::new(SystemClock),
+        clock,
         publisher: None,
-        settings: AppSettings {
-            engine: "local".to_owned(),
-            server_mode: config.mode.clone(),
-            owner_var: DEFAULT_OWNER_VAR.to_owned(),
-            default_cluster: config.default_cluster.clone(),
-            requires_command: true,
-            max_attempts: config.max_attempts,
-            clusters: vec![],
-        },
-    });
+    };
+    let settings = AppSettings {
+        engine: Engine::Local,
+        server_mode: config.mode.clone(),
+        owner_var: DEFAULT_OWNER_VAR.to_owned(),
+        default_cluster: config.default_cluster.clone(),
+        requires_command: true,
+        max_attempts: config.max_attempts,
+        clusters: vec![],
+        add_cluster_hint: String::new(),
+    };
+    let app = Arc::new(App::new(Arc::new(store.clone()), runtime, settings));
 
     recover(&app, &store).await?;
 
@@ -255,7 +253,9 @@ async fn recover(app: &App, store: &SqliteStore) -> Result<(), ServeError> {
             "released queue claims left by the previous server"
         );
     }
-    app.retry_tick(Utc::now()).await.map_err(app_store_error)?;
+    app.retry_tick(chrono::Duration::zero())
+        .await
+        .map_err(app_store_error)?;
     Ok(())
 }
 
@@ -282,7 +282,7 @@ async fn drive(
             return;
         }
         if !*stop.borrow() && engine.running() < parallelism {
-            match store.claim(last_cluster.clone(), Utc::now()).await {
+            match store.claim(last_cluster.clone(), app.now()).await {
                 Ok(Some(claimed)) => {
                     last_cluster = Some(claimed.ticket.cluster.clone());
                     handle_ticket(&app, &store, claimed).await;
@@ -327,7 +327,7 @@ async fn handle_ticket(app: &App, store: &SqliteStore, claimed: ClaimedTicket) {
     };
     let done = match retry_in {
         None => store.ack(seq).await,
-        Some(delay) => store.release(seq, Utc::now() + delay).await,
+        Some(delay) => store.release(seq, app.now() + delay).await,
     };
     if let Err(e) = done {
         error!(run_id = %ticket.run_id, error = %e, "could not update the run queue");
@@ -347,7 +347,7 @@ async fn sweep(
             () = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        match app.retry_tick(Utc::now() - requeue_after).await {
+        match app.retry_tick(requeue_after).await {
             Ok(outcome) => {
                 if !(outcome.requeued.is_empty() && outcome.gave_up.is_empty()) {
                     info!(requeued = ?outcome.requeued, gave_up = ?outcome.gave_up, "retry sweep");

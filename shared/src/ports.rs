@@ -1,8 +1,10 @@
 //! The ports: narrow traits the use cases need, named for what they do.
 //!
 //! Ports take and return domain types only; no SDK or SQL type crosses them.
-//! Every port has an embedded adapter (`adapters::sqlite`, `adapters::local`) and
-//! will have an AWS one; both pass the same contract suites in `testing`.
+//! Every storage port has an embedded adapter (`adapters::sqlite`) and an AWS
+//! one (`adapters::dynamo`, `adapters::sqs`), and both pass the same contract
+//! suites in `testing::contract`; the engines and log sources are
+//! `adapters::local` and `adapters::{ecs, cloudwatch}`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +15,7 @@ use crate::domain::definition::Definition;
 use crate::domain::event::RunEvent;
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState};
+use crate::domain::spec::{Engine, Resources};
 use crate::domain::template::Template;
 use crate::error::{EngineError, LogError, PublishError, StoreError};
 
@@ -27,9 +30,13 @@ pub struct RecordedEvent {
     pub event: RunEvent,
 }
 
-/// Run event streams, with optimistic concurrency in the signature.
+/// Runs: each run's event stream and its projection (the fold of the stream,
+/// kept beside it for reads and lists). One port, because one write holds
+/// both: an append stores the events and the new projection atomically, with
+/// the stream's version as condition, so the projection can never disagree
+/// with the events it was folded from.
 #[async_trait]
-pub trait EventStore: Send + Sync {
+pub trait RunStore: Send + Sync {
     /// Appends `events` to the stream of `run_id` if it holds exactly `expected`
     /// events, and stores `projection` (the fold after them) in the same atomic
     /// write. Returns the new version. `StoreError::Conflict` when another writer
@@ -44,13 +51,10 @@ pub trait EventStore: Send + Sync {
 
     /// The whole stream, in order; empty when the run does not exist.
     async fn load(&self, run_id: &str) -> Result<Vec<RecordedEvent>, StoreError>;
-}
 
-/// The run projection: current state of each run, for reads and lists.
-#[async_trait]
-pub trait RunReadModel: Send + Sync {
     /// A run's current state (version 0 and no run when it does not exist).
     async fn get(&self, run_id: &str) -> Result<RunState, StoreError>;
+
     /// Runs matching a query, with the total count.
     async fn list(&self, query: &RunQuery) -> Result<Page<Run>, StoreError>;
 }
@@ -86,11 +90,20 @@ pub trait ClusterStore: Send + Sync {
     async fn save_clusters(&self, clusters: &[Cluster], expected: u64) -> Result<(), StoreError>;
 }
 
+/// What an idempotence key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    /// The run.
+    pub run_id: String,
+    /// Until when (the claim's time plus the idempotence window).
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Idempotence keys: which run a key names, for a while.
 #[async_trait]
 pub trait IdempotenceKeys: Send + Sync {
-    /// The run `key` names, unless it expired before `now`.
-    async fn find(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError>;
+    /// What `key` names, unless it expired before `now`.
+    async fn find(&self, key: &str, now: DateTime<Utc>) -> Result<Option<KeyClaim>, StoreError>;
 
     /// Points `key` at `run_id` until `expires_at`, if the key names nothing
     /// (or has expired), or names `replacing`. `false`: another request got it first.
@@ -129,6 +142,17 @@ pub struct RunTicket {
     pub cluster: String,
 }
 
+impl RunTicket {
+    /// The ticket of `run`'s current attempt.
+    pub fn of(run: &Run) -> Self {
+        Self {
+            run_id: run.spec.run_id.clone(),
+            attempt: run.attempt,
+            cluster: run.spec.cluster.clone(),
+        }
+    }
+}
+
 /// One queue per cluster. Delivery is at least once: consumers must check the
 /// run's state before launching, so a duplicate ticket is harmless.
 #[async_trait]
@@ -155,12 +179,8 @@ pub struct LaunchSpec {
     /// Environment in the order it applies: definition env, then the run's env
     /// (reserved variables and the request's); a later entry wins.
     pub env: Vec<EnvVar>,
-    /// Memory in MB.
-    pub memory: Option<u64>,
-    /// CPU units.
-    pub cpu: Option<u64>,
-    /// GPUs.
-    pub gpu: Option<u64>,
+    /// Memory, cpu, gpu and ephemeral storage.
+    pub resources: Resources,
     /// Timeout.
     pub active_deadline_seconds: Option<u64>,
 }
@@ -181,9 +201,7 @@ impl LaunchSpec {
             image: spec.image.clone(),
             command: spec.command.clone(),
             env,
-            memory: spec.memory,
-            cpu: spec.cpu,
-            gpu: spec.gpu,
+            resources: spec.resources,
             active_deadline_seconds: spec.active_deadline_seconds,
         }
     }
@@ -236,9 +254,10 @@ impl EngineUpdate {
             ..
         } = self;
         match change {
-            EngineChange::Submitted { task_id } => RunCommand::RecordSubmitted {
+            EngineChange::Submitted { task_id } => RunCommand::RecordLaunched {
                 attempt,
                 task_id,
+                running_on: None,
                 now: at,
             },
             EngineChange::Started { task_id, host } => RunCommand::RecordStarted {
@@ -335,7 +354,7 @@ pub struct RunStateChange {
     /// Owner.
     pub owner: String,
     /// Engine.
-    pub engine: String,
+    pub engine: Engine,
     /// Status now.
     pub status: crate::domain::run::RunStatus,
     /// Status before the change.
@@ -365,7 +384,7 @@ impl RunStateChange {
             alias: run.spec.alias.clone(),
             cluster: run.spec.cluster.clone(),
             owner: run.spec.owner.clone(),
-            engine: run.spec.engine.clone(),
+            engine: run.spec.engine,
             status: run.status,
             previous_status: previous,
             attempt: run.attempt,
@@ -399,5 +418,39 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// A clock that moves only when told, for tests: every "now" of an [`App`]
+/// built with it (and of the adapters sharing it) is this clock's reading.
+///
+/// [`App`]: crate::app::App
+#[cfg(any(test, feature = "test-support"))]
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+#[cfg(any(test, feature = "test-support"))]
+impl ManualClock {
+    /// A clock reading `at`.
+    pub fn at(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    /// Moves the clock on by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+
+    /// Sets the clock to `at`.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

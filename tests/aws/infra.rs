@@ -409,8 +409,11 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     assert_eq!(code, 200, "{stopped}");
 
     // retry: a NEEDS_RETRY run requeued, a run past its deadline stopped.
-    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
-    let tick = retry::tick(retry_app, later, 5).await.unwrap();
+    // Five seconds after the fixtures' tasks started: past the 1 s deadline,
+    // far within the default 48 h one.
+    let started = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:20.500Z").unwrap();
+    s.clock.set(started.to_utc() + chrono::Duration::seconds(5));
+    let tick = retry::tick(retry_app, 5).await.unwrap();
     assert_eq!(
         (tick.requeued.len(), tick.timed_out.len()),
         (1, 1),

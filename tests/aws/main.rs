@@ -19,6 +19,7 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::ecs_events::{EcsTaskStateChangeEvent, task_group};
 use shared::app::App;
 use shared::lambda::{AwsClients, Config, build_app, retry, status, submit};
+use shared::ports::ManualClock;
 use shared::testing::counting::RequestCounter;
 use shared::testing::moto::Moto;
 use tower::ServiceExt;
@@ -30,6 +31,8 @@ const OBSERVER: &str = "observer";
 
 struct Stack {
     _moto: Moto,
+    /// Every function's clock; it starts at [`fixture_time`].
+    clock: Arc<ManualClock>,
     clients: AwsClients,
     app: Arc<App>,
     counter: RequestCounter,
@@ -42,11 +45,21 @@ struct Stack {
     functions: Vec<(Arc<App>, RequestCounter)>,
 }
 
+/// When the `events/` fixtures happened (their tasks were created a second
+/// later): the stack's clock starts here, so what the tests compare (a run's
+/// deadline against its fixture start time, say) never depends on today's date.
+fn fixture_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
 async fn stack() -> Stack {
     let moto = Moto::start();
+    let clock = Arc::new(ManualClock::at(fixture_time()));
     let sdk = moto.sdk_config().await;
     let setup = AwsClients::new(&sdk);
-    DynamoStore::new(setup.dynamodb.clone(), "flotilla")
+    DynamoStore::new(setup.dynamodb.clone(), "flotilla", clock.clone())
         .create_table()
         .await
         .unwrap();
@@ -144,16 +157,20 @@ async fn stack() -> Stack {
         Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
     let counter = RequestCounter::default();
     let clients = AwsClients::with_interceptor(&sdk, counter.clone());
-    let app = Arc::new(build_app(&config, &clients));
+    let app = Arc::new(build_app(&config, &clients, clock.clone()));
     let functions = (0..4)
         .map(|_| {
             let counter = RequestCounter::default();
             let clients = AwsClients::with_interceptor(&sdk, counter.clone());
-            (Arc::new(build_app(&config, &clients)), counter)
+            (
+                Arc::new(build_app(&config, &clients, clock.clone())),
+                counter,
+            )
         })
         .collect();
     Stack {
         _moto: moto,
+        clock,
         clients: setup,
         app,
         counter,
@@ -526,7 +543,7 @@ async fn an_image_pull_failure_needs_a_retry_and_the_retry_tick_relaunches_it_as
         .await;
     assert_eq!(failed["status"], "NEEDS_RETRY", "{failed}");
 
-    let tick = retry::tick(&s.app, chrono::Utc::now(), 5).await.unwrap();
+    let tick = retry::tick(&s.app, 5).await.unwrap();
     assert_eq!(tick.requeued, std::slice::from_ref(&run_id));
     let (_, requeued) = s
         .call(

@@ -10,9 +10,7 @@ async fn main() -> Result<(), Error> {
     let (app, minutes) = (&app, config.requeue_after_minutes);
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
-            retry::tick(app, chrono::Utc::now(), minutes)
-                .await
-                .map_err(Error::from)
+            retry::tick(app, minutes).await.map_err(Error::from)
         },
     ))
     .await

@@ -87,9 +87,9 @@ pub fn family(spec: &LaunchSpec) -> String {
     let resources = format!(
         "{}|{}|{}|{}",
         spec.image,
-        spec.cpu.unwrap_or(DEFAULT_CPU),
-        spec.memory.unwrap_or(DEFAULT_MEMORY),
-        spec.gpu.unwrap_or(0)
+        spec.resources.cpu.unwrap_or(DEFAULT_CPU),
+        spec.resources.memory.unwrap_or(DEFAULT_MEMORY),
+        spec.resources.gpu.unwrap_or(0)
     );
     let digest = hex::encode(Md5::digest(resources.as_bytes()));
     let definition: String = spec
@@ -191,8 +191,8 @@ impl EcsExecutionEngine {
             .options("awslogs-stream-prefix", "flotilla")
             .build()
             .map_err(|e| permanent(format!("invalid log configuration: {e}")))?;
-        let cpu = spec.cpu.unwrap_or(DEFAULT_CPU);
-        let memory = spec.memory.unwrap_or(DEFAULT_MEMORY);
+        let cpu = spec.resources.cpu.unwrap_or(DEFAULT_CPU);
+        let memory = spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
         // The one container may use the whole task.
         let container = ContainerDefinition::builder()
             .name(CONTAINER_NAME)
@@ -264,8 +264,8 @@ impl EcsExecutionEngine {
             .build();
         let overrides = TaskOverride::builder()
             .container_overrides(container)
-            .cpu(spec.cpu.unwrap_or(DEFAULT_CPU).to_string())
-            .memory(spec.memory.unwrap_or(DEFAULT_MEMORY).to_string())
+            .cpu(spec.resources.cpu.unwrap_or(DEFAULT_CPU).to_string())
+            .memory(spec.resources.memory.unwrap_or(DEFAULT_MEMORY).to_string())
             .build();
         let token: String = format!("{}-{}", spec.run_id, spec.attempt)
             .chars()
@@ -400,9 +400,11 @@ mod tests {
                 EnvVar::new("USERNAME", "me"),
                 EnvVar::new("FLOTILLA_RUN_ID", run_id),
             ],
-            memory: Some(1024),
-            cpu: Some(512),
-            gpu: None,
+            resources: crate::domain::spec::Resources {
+                memory: Some(1024),
+                cpu: Some(512),
+                ..Default::default()
+            },
             active_deadline_seconds: Some(60),
         }
     }
@@ -428,7 +430,7 @@ mod tests {
         let a = spec("r", 1);
         let mut b = a.clone();
         assert_eq!(family(&a), family(&b));
-        b.memory = Some(2048);
+        b.resources.memory = Some(2048);
         assert_ne!(family(&a), family(&b));
         assert!(family(&a).starts_with("flotilla-examples-1234-"));
         assert_eq!(

@@ -313,7 +313,7 @@ mod tests {
 
     fn final_status(names: &[&str]) -> (RunStatus, Option<i64>) {
         let mut s = spec(RUN_ID);
-        s.engine = "ecs".into();
+        s.engine = crate::domain::spec::Engine::Ecs;
         let mut state = replay(&[crate::domain::event::RunEvent::RunQueued {
             spec: Box::new(s),
             at: t(0),

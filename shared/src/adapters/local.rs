@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{Notify, mpsc};
@@ -30,7 +29,7 @@ use tracing::warn;
 use crate::domain::run::Run;
 use crate::error::{EngineError, LogError};
 use crate::ports::{
-    EngineChange, EngineUpdate, ExecutionEngine, LaunchSpec, Launched, LogPage, LogSource,
+    Clock, EngineChange, EngineUpdate, ExecutionEngine, LaunchSpec, Launched, LogPage, LogSource,
 };
 
 /// Largest log page returned at once.
@@ -51,6 +50,7 @@ pub struct LocalEngine {
     stop_grace: Duration,
     updates: mpsc::UnboundedSender<EngineUpdate>,
     tasks: Arc<Mutex<HashMap<String, Task>>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// The directory holding one run's working directory and log.
@@ -59,11 +59,13 @@ pub fn run_dir(runs_dir: &Path, run_id: &str) -> PathBuf {
 }
 
 impl LocalEngine {
-    /// An engine keeping run directories under `runs_dir` and reporting on `updates`.
+    /// An engine keeping run directories under `runs_dir` and reporting on
+    /// `updates`, with the times of `clock`.
     pub fn new(
         runs_dir: PathBuf,
         stop_grace: Duration,
         updates: mpsc::UnboundedSender<EngineUpdate>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let host = nix::unistd::gethostname()
             .ok()
@@ -75,6 +77,7 @@ impl LocalEngine {
             stop_grace,
             updates,
             tasks: Arc::new(Mutex::new(HashMap::new())),
+            clock,
         }
     }
 
@@ -216,6 +219,7 @@ impl ExecutionEngine for LocalEngine {
         let tasks = Arc::clone(&self.tasks);
         let updates = self.updates.clone();
         let grace = self.stop_grace;
+        let clock = Arc::clone(&self.clock);
         let deadline = spec.active_deadline_seconds;
         let (run_id, attempt, watched_task) = (spec.run_id.clone(), spec.attempt, task_id.clone());
         tokio::spawn(async move {
@@ -266,7 +270,7 @@ impl ExecutionEngine for LocalEngine {
                 attempt,
                 change: EngineChange::Exited { exit_code, reason },
                 engine_version: None,
-                at: Utc::now(),
+                at: clock.now(),
             });
         });
         Ok(Launched {

@@ -1,11 +1,13 @@
 //! Implementations of the ports.
 //!
-//! - [`sqlite`] (feature `embedded`): event store, run read model, definition
-//!   store and the durable per-cluster queue in one SQLite file.
+//! - [`sqlite`] (feature `embedded`): every storage port (runs, definitions,
+//!   clusters, idempotence keys, templates) and the durable per-cluster queue
+//!   in one SQLite file, a file per port.
 //! - [`local`] (feature `embedded`): the local process engine and log files.
 //!
 //! - [`aws`], [`dynamo`] and [`sqs`] (feature `aws`): SDK configuration,
-//!   DynamoDB storage for runs and definitions, and one SQS queue per cluster.
+//!   every storage port on one DynamoDB table (a file per port), and one SQS
+//!   queue per cluster.
 //! - [`ecs`] and [`ecs_events`] (feature `aws`): the ECS engine, and ECS task
 //!   state changes as engine updates.
 //! - [`cloudwatch`] and [`eventbridge`] (feature `aws`): run logs from

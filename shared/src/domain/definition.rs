@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::ValidationError;
+use crate::domain::spec::Resources;
 use crate::domain::{EnvVar, validate_env};
 
 /// A stored job definition.
@@ -24,18 +25,9 @@ pub struct Definition {
     /// Default shell command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    /// Memory in MB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    /// CPU units (1024 = one core).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<u64>,
-    /// GPUs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<u64>,
-    /// Ephemeral storage in MB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<u64>,
+    /// Memory, cpu, gpu and ephemeral storage of its runs.
+    #[serde(flatten)]
+    pub resources: Resources,
     /// Default environment.
     #[serde(default)]
     pub env: Vec<EnvVar>,
@@ -71,14 +63,9 @@ pub struct DefinitionInput {
     pub image: Option<String>,
     /// See [`Definition::command`].
     pub command: Option<String>,
-    /// See [`Definition::memory`].
-    pub memory: Option<u64>,
-    /// See [`Definition::cpu`].
-    pub cpu: Option<u64>,
-    /// See [`Definition::gpu`].
-    pub gpu: Option<u64>,
-    /// See [`Definition::ephemeral_storage`].
-    pub ephemeral_storage: Option<u64>,
+    /// See [`Definition::resources`].
+    #[serde(flatten)]
+    pub resources: Resources,
     /// See [`Definition::env`].
     pub env: Option<Vec<EnvVar>>,
     /// See [`Definition::tags`].
@@ -114,13 +101,7 @@ fn alias_problem(alias: &str) -> Option<String> {
 }
 
 fn resource_problems(input: &DefinitionInput, problems: &mut Vec<String>) {
-    for (name, value) in [("memory", input.memory), ("cpu", input.cpu)] {
-        if value == Some(0) {
-            problems.push(format!(
-                "{name} must be greater than 0 when given: leave it out to use the default"
-            ));
-        }
-    }
+    problems.extend(input.resources.problems());
     if let Some(env) = &input.env
         && let Err(e) = validate_env(env, "env")
     {
@@ -148,10 +129,7 @@ impl Definition {
             group_name: input.group_name.unwrap_or_default(),
             image,
             command: input.command.filter(|c| !c.trim().is_empty()),
-            memory: input.memory,
-            cpu: input.cpu,
-            gpu: input.gpu,
-            ephemeral_storage: input.ephemeral_storage,
+            resources: input.resources,
             env: input.env.unwrap_or_default(),
             tags: input.tags.unwrap_or_default(),
             ports: input.ports.unwrap_or_default(),
@@ -188,10 +166,7 @@ impl Definition {
         if let Some(v) = input.command {
             next.command = Some(v).filter(|c| !c.trim().is_empty());
         }
-        next.memory = input.memory.or(next.memory);
-        next.cpu = input.cpu.or(next.cpu);
-        next.gpu = input.gpu.or(next.gpu);
-        next.ephemeral_storage = input.ephemeral_storage.or(next.ephemeral_storage);
+        next.resources = input.resources.or(next.resources);
         if let Some(v) = input.env {
             next.env = v;
         }
@@ -247,13 +222,16 @@ mod tests {
         let next = def
             .updated(DefinitionInput {
                 group_name: Some("team".into()),
-                memory: Some(1024),
+                resources: Resources {
+                    memory: Some(1024),
+                    ..Resources::default()
+                },
                 ..Default::default()
             })
             .unwrap();
         assert_eq!(next.alias, "a");
         assert_eq!(next.image, "ubuntu");
         assert_eq!(next.group_name, "team");
-        assert_eq!(next.memory, Some(1024));
+        assert_eq!(next.resources.memory, Some(1024));
     }
 }

@@ -1,7 +1,5 @@
 //! Business refusals. No IO error ever appears here.
 
-use crate::domain::run::RunStatus;
-
 /// A request whose content breaks the rules; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", problems.join("; "))]
@@ -39,16 +37,6 @@ pub enum DomainError {
     RunAlreadyExists {
         /// The duplicate id.
         run_id: String,
-    },
-    /// Only a QUEUED run of the current attempt can be handed to an engine.
-    #[error("run {run_id} cannot be launched: it is {status} (attempt {attempt})")]
-    NotLaunchable {
-        /// The run.
-        run_id: String,
-        /// Its status now.
-        status: RunStatus,
-        /// Its attempt now.
-        attempt: u32,
     },
     /// The command's content is invalid.
     #[error(transparent)]

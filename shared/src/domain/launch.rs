@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::domain::cluster::{Cluster, RouteRequest, route};
 use crate::domain::definition::Definition;
 use crate::domain::error::ValidationError;
-use crate::domain::run::RunSpec;
+use crate::domain::spec::{Engine, NodeLifecycle, Resources, RunSpec};
 use crate::domain::{EnvVar, validate_env};
 
 /// Reserved variable carrying the run id.
@@ -51,14 +51,9 @@ pub struct LaunchRequest {
     pub run_tags: Option<RunTags>,
     /// Command overriding the definition's.
     pub command: Option<String>,
-    /// Memory (MB) overriding the definition's.
-    pub memory: Option<u64>,
-    /// CPU units overriding the definition's.
-    pub cpu: Option<u64>,
-    /// GPUs overriding the definition's.
-    pub gpu: Option<u64>,
-    /// Ephemeral storage (MB) overriding the definition's.
-    pub ephemeral_storage: Option<u64>,
+    /// Resources overriding the definition's, each on its own.
+    #[serde(flatten)]
+    pub resources: Resources,
     /// Timeout in seconds.
     pub active_deadline_seconds: Option<u64>,
     /// Free text.
@@ -88,6 +83,9 @@ pub enum OwnerRule {
     EmailAndTeam,
     /// v4, v6 and the alias route: `run_tags.owner_id` is required.
     OwnerId,
+    /// v7 templates: the body's top-level `owner_id` is required (carried
+    /// here as `run_tags.owner_id`).
+    TemplateOwner,
 }
 
 impl OwnerRule {
@@ -101,6 +99,11 @@ impl OwnerRule {
         };
         match self {
             Self::Anonymous => Ok(V1_OWNER.to_owned()),
+            Self::TemplateOwner => get(|t| &t.owner_id).ok_or_else(|| {
+                ValidationError::new(
+                    "request payload must contain [owner_id]; the run_tags field is deprecated for the v7 endpoint, e.g. {\"owner_id\": \"jane\", \"template_payload\": {…}}",
+                )
+            }),
             Self::OwnerId => get(|t| &t.owner_id).ok_or_else(|| {
                 ValidationError::new(
                     "run_tags must exist in body and contain [owner_id]: say who launches the run, e.g. \"run_tags\": {\"owner_id\": \"jane\"}",
@@ -121,8 +124,8 @@ impl OwnerRule {
 pub struct LaunchContext {
     /// The new run's id.
     pub run_id: String,
-    /// The engine this server runs runs with (`local`, `ecs`, …).
-    pub engine: String,
+    /// The engine this server runs runs with.
+    pub engine: Engine,
     /// Value of `FLOTILLA_SERVER_MODE`.
     pub server_mode: String,
     /// Name of the owner variable.
@@ -137,18 +140,19 @@ pub struct LaunchContext {
     pub requires_command: bool,
 }
 
-/// Engines a client may name; the server's own engine runs the run.
-const KNOWN_ENGINES: [&str; 3] = ["eks", "ecs", "local"];
-
-/// Validates a request against its definition and builds the run's spec.
-/// Every problem is reported at once.
+/// Validates a request against its definition and builds the run's spec,
+/// its owner decided by `rule`. Every problem is reported at once.
 pub fn build_spec(
     definition: &Definition,
     request: LaunchRequest,
-    owner: String,
+    rule: OwnerRule,
     ctx: &LaunchContext,
 ) -> Result<RunSpec, ValidationError> {
     let mut problems = Vec::new();
+    let owner = rule
+        .owner(request.run_tags.as_ref())
+        .map_err(|e| problems.extend(e.problems))
+        .unwrap_or_default();
     let request_env = request.env.unwrap_or_default();
     if let Err(e) = validate_env(&request_env, "env") {
         problems.extend(e.problems);
@@ -163,21 +167,18 @@ pub fn build_spec(
         }
     }
     let node_lifecycle = match request.node_lifecycle.as_deref() {
-        None | Some("") => "spot".to_owned(),
-        Some(v @ ("spot" | "ondemand")) => v.to_owned(),
-        Some(other) => {
-            problems.push(format!(
-                "node_lifecycle \"{other}\" is not valid: use \"spot\" or \"ondemand\""
-            ));
-            String::new()
-        }
+        None | Some("") => NodeLifecycle::default(),
+        Some(v) => NodeLifecycle::parse(v)
+            .map_err(|e| problems.extend(e.problems))
+            .unwrap_or_default(),
     };
     if let Some(engine) = request.engine.as_deref().filter(|e| !e.is_empty())
-        && !KNOWN_ENGINES.contains(&engine)
+        && Engine::parse(engine).is_err()
     {
+        let known: Vec<_> = Engine::ALL.iter().map(|e| e.as_str()).collect();
         problems.push(format!(
             "engine \"{engine}\" is not supported: leave it out, or use one of {}",
-            KNOWN_ENGINES.join(", ")
+            known.join(", ")
         ));
     }
     let routed = route(
@@ -207,16 +208,11 @@ pub fn build_spec(
             definition.alias
         ));
     }
-    for (name, value) in [
-        ("memory", request.memory),
-        ("cpu", request.cpu),
-        ("active_deadline_seconds", request.active_deadline_seconds),
-    ] {
-        if value == Some(0) {
-            problems.push(format!(
-                "{name} must be greater than 0 when given: leave it out to use the default"
-            ));
-        }
+    problems.extend(request.resources.problems());
+    if request.active_deadline_seconds == Some(0) {
+        problems.push(
+            "active_deadline_seconds must be greater than 0 when given: leave it out to use the default".to_owned(),
+        );
     }
     ValidationError::from_problems(problems)?;
 
@@ -234,13 +230,10 @@ pub fn build_spec(
         group_name: definition.group_name.clone(),
         image: definition.image.clone(),
         cluster,
-        engine: ctx.engine.clone(),
+        engine: ctx.engine,
         owner,
         command,
-        memory: request.memory.or(definition.memory),
-        cpu: request.cpu.or(definition.cpu),
-        gpu: request.gpu.or(definition.gpu),
-        ephemeral_storage: request.ephemeral_storage.or(definition.ephemeral_storage),
+        resources: request.resources.or(definition.resources),
         active_deadline_seconds: Some(
             request
                 .active_deadline_seconds
@@ -261,7 +254,7 @@ pub fn build_spec(
 
 /// Makes a Flotilla-style run id: a v4 UUID whose first characters are replaced
 /// by `<engine>-`, 36 characters in all. `uuid` is the caller's fresh UUID text.
-pub fn run_id_for(engine: &str, uuid: &str) -> String {
+pub fn run_id_for(engine: Engine, uuid: &str) -> String {
     let prefix = format!("{engine}-");
     let tail = uuid.get(prefix.len()..).unwrap_or("");
     format!("{prefix}{tail}")
@@ -279,7 +272,10 @@ mod tests {
                 alias: Some("hello".into()),
                 image: Some("ubuntu:latest".into()),
                 command: Some("echo hi".into()),
-                memory: Some(512),
+                resources: Resources {
+                    memory: Some(512),
+                    ..Resources::default()
+                },
                 env: Some(vec![EnvVar::new("USERNAME", "x")]),
                 ..Default::default()
             },
@@ -290,7 +286,7 @@ mod tests {
     fn ctx() -> LaunchContext {
         LaunchContext {
             run_id: "local-1234".into(),
-            engine: "local".into(),
+            engine: Engine::Local,
             server_mode: "local".into(),
             owner_var: DEFAULT_OWNER_VAR.into(),
             default_cluster: "default".into(),
@@ -299,13 +295,34 @@ mod tests {
         }
     }
 
+    fn owned_by_me(request: LaunchRequest) -> LaunchRequest {
+        LaunchRequest {
+            run_tags: Some(RunTags {
+                owner_id: Some("me".into()),
+                ..Default::default()
+            }),
+            ..request
+        }
+    }
+
+    #[test]
+    fn the_owner_is_decided_with_every_other_problem_at_once() {
+        let req = LaunchRequest {
+            node_lifecycle: Some("cheap".into()),
+            ..Default::default()
+        };
+        let err = build_spec(&definition(), req, OwnerRule::OwnerId, &ctx()).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(err.problems[0].contains("owner_id"), "{err}");
+    }
+
     #[test]
     fn the_run_env_is_the_reserved_variables_then_the_request_env() {
         let req = LaunchRequest {
             env: Some(vec![EnvVar::new("USERNAME", "me")]),
             ..Default::default()
         };
-        let spec = build_spec(&definition(), req, "me".into(), &ctx()).unwrap();
+        let spec = build_spec(&definition(), owned_by_me(req), OwnerRule::OwnerId, &ctx()).unwrap();
         let names: Vec<_> = spec.env.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(
             names,
@@ -314,7 +331,8 @@ mod tests {
         assert_eq!(spec.env[0].value, "local-1234");
         assert_eq!(spec.env[2].value, "me");
         assert_eq!(spec.description, "hello");
-        assert_eq!(spec.node_lifecycle, "spot");
+        assert_eq!(spec.node_lifecycle, NodeLifecycle::Spot);
+        assert_eq!(spec.owner, "me");
     }
 
     #[test]
@@ -323,7 +341,8 @@ mod tests {
             env: Some(vec![EnvVar::new(RUN_ID_VAR, "x")]),
             ..Default::default()
         };
-        let err = build_spec(&definition(), req, "me".into(), &ctx()).unwrap_err();
+        let err =
+            build_spec(&definition(), owned_by_me(req), OwnerRule::OwnerId, &ctx()).unwrap_err();
         assert!(err.to_string().contains("reserved"), "{err}");
     }
 
@@ -332,10 +351,14 @@ mod tests {
         let req = LaunchRequest {
             node_lifecycle: Some("cheap".into()),
             cluster: Some("no such/cluster".into()),
-            memory: Some(0),
+            resources: Resources {
+                memory: Some(0),
+                ..Resources::default()
+            },
             ..Default::default()
         };
-        let err = build_spec(&definition(), req, "me".into(), &ctx()).unwrap_err();
+        let err =
+            build_spec(&definition(), owned_by_me(req), OwnerRule::OwnerId, &ctx()).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
     }
 
@@ -358,7 +381,7 @@ mod tests {
 
     #[test]
     fn run_ids_carry_the_engine_and_are_36_characters() {
-        let id = run_id_for("local", "3f1c8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60");
+        let id = run_id_for(Engine::Local, "3f1c8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60");
         assert!(id.starts_with("local-"));
         assert_eq!(id.len(), 36);
     }

@@ -10,7 +10,9 @@
 //! - [`definition`]: job definitions and their validation.
 //! - [`cluster`]: clusters, their status and tiers, and routing a launch to one.
 //! - [`template`]: versioned job templates: schema, defaults, Go-template commands.
-//! - [`launch`]: what an execute request may ask for, validated into a [`run::RunSpec`].
+//! - [`spec`]: a run's spec, fixed when it is queued, and what it is made of
+//!   ([`spec::Resources`], [`spec::Engine`], [`spec::NodeLifecycle`]).
+//! - [`launch`]: what an execute request may ask for, validated into a [`spec::RunSpec`].
 //! - [`query`]: filters, sort keys and paging for lists, as closed enums.
 //! - [`report`]: status reports from runs that report their own status.
 
@@ -22,6 +24,7 @@ pub mod launch;
 pub mod query;
 pub mod report;
 pub mod run;
+pub mod spec;
 pub mod template;
 
 pub use error::{DomainError, ValidationError};

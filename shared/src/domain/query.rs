@@ -362,7 +362,7 @@ impl DefinitionQuery {
                 DefinitionSortField::Alias => dir(a.alias.cmp(&b.alias)),
                 DefinitionSortField::Image => dir(a.image.cmp(&b.image)),
                 DefinitionSortField::GroupName => dir(a.group_name.cmp(&b.group_name)),
-                DefinitionSortField::Memory => o.nulls_last(a.memory, b.memory),
+                DefinitionSortField::Memory => o.nulls_last(a.resources.memory, b.resources.memory),
             };
             primary.then_with(|| dir(a.alias.cmp(&b.alias)))
         });

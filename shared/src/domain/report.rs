@@ -112,28 +112,29 @@ pub fn exit_reason_from_exceptions(exceptions: &[String]) -> Option<String> {
     )
 }
 
+/// A status report, parsed: what the run says happened to its current attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedStatus {
+    /// The status reported.
+    pub status: RunStatus,
+    /// The exit code, only with STOPPED.
+    pub exit_code: Option<i64>,
+    /// The reason given, or derived from the exceptions.
+    pub reason: Option<String>,
+}
+
 impl StatusReport {
-    /// The reported status, or what to send instead.
-    pub fn status(&self) -> Result<RunStatus, ValidationError> {
+    /// Parses the body once: a known status, an exit code only with STOPPED,
+    /// the reason given or else derived from `run_exceptions`.
+    pub fn parse(&self) -> Result<ReportedStatus, ValidationError> {
         let raw = self.status.as_deref().unwrap_or("");
-        RunStatus::parse(raw).ok_or_else(|| {
+        let status = RunStatus::parse(raw).ok_or_else(|| {
             let names: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
             ValidationError::new(format!(
                 "status \"{raw}\" is invalid: send one of {}",
                 names.join(", ")
             ))
-        })
-    }
-
-    /// The command this report asks of `run`, or `None` when it would change
-    /// nothing a report may change (QUEUED, or PENDING: only an engine hands a
-    /// run over).
-    pub fn command(
-        &self,
-        run: &Run,
-        now: DateTime<Utc>,
-    ) -> Result<Option<RunCommand>, ValidationError> {
-        let status = self.status()?;
+        })?;
         if self.exit_code.is_some() && status != RunStatus::Stopped {
             return Err(ValidationError::new(format!(
                 "exit_code goes with status STOPPED, not {status}: leave it out or report STOPPED"
@@ -144,8 +145,22 @@ impl StatusReport {
             .clone()
             .filter(|r| !r.trim().is_empty())
             .or_else(|| exit_reason_from_exceptions(self.run_exceptions.as_deref().unwrap_or(&[])));
+        Ok(ReportedStatus {
+            status,
+            exit_code: self.exit_code,
+            reason,
+        })
+    }
+}
+
+impl ReportedStatus {
+    /// The command this report asks of `run`, or `None` when it would change
+    /// nothing a report may change (QUEUED, or PENDING: only an engine hands a
+    /// run over).
+    pub fn command(&self, run: &Run, now: DateTime<Utc>) -> Option<RunCommand> {
         let attempt = run.attempt;
-        Ok(match status {
+        let reason = self.reason.clone();
+        match self.status {
             RunStatus::Queued | RunStatus::Pending => None,
             RunStatus::Running => Some(RunCommand::RecordStarted {
                 attempt,
@@ -167,7 +182,7 @@ impl StatusReport {
                 reason: reason.unwrap_or_else(|| "the run reported NEEDS_RETRY".to_owned()),
                 now,
             }),
-        })
+        }
     }
 }
 
@@ -215,15 +230,30 @@ mod tests {
             status: Some("DONE".into()),
             ..Default::default()
         };
-        assert!(report.status().unwrap_err().to_string().contains("DONE"));
+        assert!(report.parse().unwrap_err().to_string().contains("DONE"));
         let report = StatusReport {
             status: Some("RUNNING".into()),
             exit_code: Some(1),
             ..Default::default()
         };
+        assert!(report.parse().is_err());
+        let report = StatusReport {
+            status: Some("STOPPED".into()),
+            exit_code: Some(1),
+            run_exceptions: Some(vec!["KeyError: user_id".into()]),
+            ..Default::default()
+        };
+        let parsed = report.parse().unwrap();
+        assert_eq!(parsed.reason.as_deref(), Some("Data or argument error"));
         let run = crate::domain::run::replay([&crate::testing::scenario::queued()])
             .run
             .unwrap();
-        assert!(report.command(&run, run.queued_at).is_err());
+        assert!(matches!(
+            parsed.command(&run, run.queued_at),
+            Some(RunCommand::RecordExited {
+                exit_code: Some(1),
+                ..
+            })
+        ));
     }
 }

@@ -9,15 +9,14 @@
 //! backwards; STOPPED changes only to NEEDS_RETRY (an infrastructure failure
 //! reported for an attempt that has no exit code).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::EnvVar;
 use crate::domain::error::DomainError;
 use crate::domain::event::RunEvent;
+pub use crate::domain::spec::{RunSpec, TemplateUse};
 
 /// Flotilla's run statuses.
 #[derive(
@@ -97,76 +96,6 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// Everything fixed when a run is queued: the definition's settings as they were
-/// then, merged with the execute request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSpec {
-    /// Run id, `<engine>-<uuid tail>`, 36 characters.
-    pub run_id: String,
-    /// The definition it was launched from.
-    pub definition_id: String,
-    /// The definition's alias.
-    pub alias: String,
-    /// The definition's group.
-    pub group_name: String,
-    /// Container image (recorded; run only where a container runtime is used).
-    pub image: String,
-    /// Cluster (queue) it runs on.
-    pub cluster: String,
-    /// Engine that runs it.
-    pub engine: String,
-    /// Who launched it.
-    pub owner: String,
-    /// The shell command, run as `bash -c <command>`.
-    pub command: Option<String>,
-    /// Memory in MB.
-    pub memory: Option<u64>,
-    /// CPU in units of 1/1024 core (Flotilla's "CPU units").
-    pub cpu: Option<u64>,
-    /// GPUs.
-    pub gpu: Option<u64>,
-    /// Ephemeral storage in MB.
-    pub ephemeral_storage: Option<u64>,
-    /// Seconds after which a running attempt is stopped.
-    pub active_deadline_seconds: Option<u64>,
-    /// The env shown on the run: reserved variables, then the request's.
-    pub env: Vec<EnvVar>,
-    /// The definition's env at launch time; the process sees it first, then `env`.
-    #[serde(default)]
-    pub definition_env: Vec<EnvVar>,
-    /// Free text; defaults to the alias.
-    pub description: String,
-    /// `spot` or `ondemand`.
-    pub node_lifecycle: String,
-    /// Labels from the request.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Scheduling tier, when given.
-    pub tier: Option<String>,
-    /// CPU architecture, when given.
-    pub arch: Option<String>,
-    /// Service account, when given.
-    pub service_account: Option<String>,
-    /// Idempotence key, when given.
-    pub idempotence_key: Option<String>,
-    /// The template version and payload it was made from, for template runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<TemplateUse>,
-}
-
-/// Which template version a run was made from, with what payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TemplateUse {
-    /// Template version id.
-    pub template_id: String,
-    /// Template name.
-    pub template_name: String,
-    /// Version.
-    pub version: u32,
-    /// The payload as sent (before defaults).
-    pub payload: serde_json::Value,
-}
-
 /// The run aggregate's state for one existing run, which is also its projection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
@@ -236,12 +165,16 @@ pub enum RunCommand {
         /// Now.
         now: DateTime<Utc>,
     },
-    /// An engine accepted `attempt` under `task_id`.
-    RecordSubmitted {
+    /// An engine accepted `attempt` under `task_id`, and says it already runs
+    /// on `running_on` when it knows (a local process): one launch, recorded in
+    /// one append.
+    RecordLaunched {
         /// The attempt launched.
         attempt: u32,
         /// Engine task id.
         task_id: String,
+        /// Host, when the engine knows the attempt is already running.
+        running_on: Option<String>,
         /// Now.
         now: DateTime<Utc>,
     },
@@ -333,19 +266,30 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 run_id: run.spec.run_id.clone(),
             });
         }
-        RunCommand::RecordSubmitted {
+        RunCommand::RecordLaunched {
             attempt,
             task_id,
+            running_on,
             now,
         } => {
-            if run.attempt == attempt && run.status == RunStatus::Queued {
-                vec![RunEvent::RunSubmitted {
+            if run.attempt != attempt || run.status != RunStatus::Queued {
+                vec![]
+            } else {
+                let mut events = vec![RunEvent::RunSubmitted {
                     attempt,
                     task_id,
                     at: now,
-                }]
-            } else {
-                vec![]
+                }];
+                if let Some(host) = running_on {
+                    events.push(RunEvent::RunStarted {
+                        attempt,
+                        engine_version: None,
+                        task_id: None,
+                        host: Some(host),
+                        at: now,
+                    });
+                }
+                events
             }
         }
         RunCommand::RecordStarted {

@@ -4,39 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::testing::scenario::*;
-
-fn stop(by: &str) -> RunCommand {
-    RunCommand::RequestStop {
-        by: by.into(),
-        now: t(5),
-    }
-}
-
-fn exited(attempt: u32, code: i64) -> RunCommand {
-    RunCommand::RecordExited {
-        engine_version: None,
-        attempt,
-        exit_code: Some(code),
-        reason: None,
-        now: t(4),
-    }
-}
-
-fn infra_failure(attempt: u32) -> RunCommand {
-    RunCommand::RecordInfrastructureFailure {
-        engine_version: None,
-        attempt,
-        reason: "CannotPullContainerError: no such image".into(),
-        now: t(4),
-    }
-}
-
-fn requeue(max_attempts: u32) -> RunCommand {
-    RunCommand::Requeue {
-        max_attempts,
-        now: t(6),
-    }
-}
+use crate::testing::strategy::any_command;
 
 #[test]
 fn queueing_a_new_run_records_run_queued() {
@@ -83,9 +51,10 @@ fn a_run_goes_queued_pending_running_stopped_with_its_exit_code() {
 #[test]
 fn a_duplicate_submission_changes_nothing() {
     RunScenario::given([queued(), submitted(1)])
-        .when(RunCommand::RecordSubmitted {
+        .when(RunCommand::RecordLaunched {
             attempt: 1,
             task_id: "task-1".into(),
+            running_on: None,
             now: t(1),
         })
         .then_nothing();
@@ -250,47 +219,6 @@ fn only_a_queued_run_of_the_current_attempt_is_launchable() {
 
 // ----- properties ------------------------------------------------------------
 
-fn any_command() -> impl Strategy<Value = RunCommand> {
-    let attempt = 1u32..4;
-    let code = prop::option::of(-1i64..256);
-    prop_oneof![
-        Just(RunCommand::Queue {
-            spec: Box::new(spec("r-1")),
-            now: t(0)
-        }),
-        (attempt.clone(), "[a-z]{1,4}").prop_map(|(attempt, task_id)| {
-            RunCommand::RecordSubmitted {
-                attempt,
-                task_id,
-                now: t(1),
-            }
-        }),
-        attempt
-            .clone()
-            .prop_map(|attempt| RunCommand::RecordStarted {
-                engine_version: None,
-                attempt,
-                task_id: None,
-                host: None,
-                now: t(2)
-            }),
-        (attempt.clone(), code).prop_map(|(attempt, exit_code)| RunCommand::RecordExited {
-            engine_version: None,
-            attempt,
-            exit_code,
-            reason: None,
-            now: t(3)
-        }),
-        attempt.prop_map(infra_failure),
-        "[a-z]{1,4}".prop_map(|by| stop(&by)),
-        (1u32..4).prop_map(requeue),
-        Just(RunCommand::Abandon {
-            reason: "lost".into(),
-            now: t(8)
-        }),
-    ]
-}
-
 /// Applies commands one by one, keeping every event decided.
 fn run_commands(commands: Vec<RunCommand>) -> (Vec<RunEvent>, Vec<RunState>) {
     let mut state = RunState::default();
@@ -356,13 +284,6 @@ proptest! {
                 prop_assert!(allowed, "{} -> {} by {}", b.status, a.status, event.name());
             }
         }
-    }
-
-    #[test]
-    fn a_projection_rebuilt_from_scratch_equals_the_one_updated_event_by_event(commands in prop::collection::vec(any_command(), 0..40)) {
-        let (events, states) = run_commands(commands);
-        let rebuilt = replay(&events);
-        prop_assert_eq!(Some(&rebuilt), states.last());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::EnvVar;
 use crate::domain::error::ValidationError;
+use crate::domain::spec::Resources;
 
 /// Memory of a template's runs when the template gives none (MB).
 pub const DEFAULT_MEMORY: u64 = 512;
@@ -47,16 +48,10 @@ pub struct Template {
     pub avatar_uri: String,
     /// Image of its runs.
     pub image: String,
-    /// Memory (MB).
-    pub memory: u64,
-    /// CPU units.
-    pub cpu: u64,
-    /// GPUs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<u64>,
-    /// Ephemeral storage (MB).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<u64>,
+    /// Resources of its runs; memory and cpu are always set (their defaults
+    /// are [`DEFAULT_MEMORY`] and [`DEFAULT_CPU`]).
+    #[serde(flatten)]
+    pub resources: Resources,
     /// Env of its runs.
     #[serde(default)]
     pub env: Vec<EnvVar>,
@@ -80,14 +75,9 @@ pub struct TemplateInput {
     pub avatar_uri: Option<String>,
     /// Image (required).
     pub image: Option<String>,
-    /// Memory, default 512.
-    pub memory: Option<u64>,
-    /// CPU, default 256.
-    pub cpu: Option<u64>,
-    /// GPUs.
-    pub gpu: Option<u64>,
-    /// Ephemeral storage.
-    pub ephemeral_storage: Option<u64>,
+    /// Resources; memory defaults to 512 and cpu to 256.
+    #[serde(flatten)]
+    pub resources: Resources,
     /// Env.
     pub env: Option<Vec<EnvVar>>,
     /// Tags.
@@ -148,11 +138,7 @@ impl Template {
         if let Err(e) = crate::domain::validate_env(&env, "env") {
             problems.extend(e.problems);
         }
-        for (field, value) in [("memory", input.memory), ("cpu", input.cpu)] {
-            if value == Some(0) {
-                problems.push(format!("{field} must be greater than 0 when given"));
-            }
-        }
+        problems.extend(input.resources.problems());
         ValidationError::from_problems(problems)?;
         Ok(Self {
             template_id,
@@ -163,10 +149,11 @@ impl Template {
             defaults,
             avatar_uri: input.avatar_uri.unwrap_or_default(),
             image,
-            memory: input.memory.unwrap_or(DEFAULT_MEMORY),
-            cpu: input.cpu.unwrap_or(DEFAULT_CPU),
-            gpu: input.gpu,
-            ephemeral_storage: input.ephemeral_storage,
+            resources: input.resources.or(Resources {
+                memory: Some(DEFAULT_MEMORY),
+                cpu: Some(DEFAULT_CPU),
+                ..Resources::default()
+            }),
             env,
             tags: input.tags.unwrap_or_default(),
         })
@@ -419,7 +406,7 @@ mod tests {
     #[test]
     fn a_payload_merged_over_the_defaults_renders_the_command() {
         let t = template();
-        assert_eq!(t.memory, DEFAULT_MEMORY);
+        assert_eq!(t.resources.memory, Some(DEFAULT_MEMORY));
         let cmd = t
             .command_for(Some(
                 &json!({"epochs": 3, "gpu": true, "tags": ["a", "b"], "name": "x"}),

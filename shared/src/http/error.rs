@@ -1,8 +1,11 @@
 //! The one edge where errors become HTTP responses.
 //!
 //! Every error answers `{"error": "<message>"}`: a 400 for an invalid request, a
-//! 404 for something missing, a 409 for a conflict, and a 5xx for our own
-//! failures, whose cause is logged here (once) and never sent to the client.
+//! 403 for a refusal, a 404 for something missing, a 409 for a conflict, a 503
+//! for a dependency unavailable for now, and a 500 for our own failures, whose
+//! cause is logged here (once) and never sent to the client. The words are
+//! chosen here, from the typed [`AppError`]: Flotilla's messages for missing
+//! things, and for conflicts the request to make instead.
 //! A 400 also lists its problems one by one under `problems`, each starting
 //! with the field it is about, so a form can show each beside its field.
 
@@ -13,7 +16,7 @@ use serde_json::json;
 use tracing::error;
 
 use crate::domain::ValidationError;
-use crate::error::AppError;
+use crate::error::{AppError, Conflict, Contended, Dependency, Missing};
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -83,18 +86,57 @@ fn cause_chain(e: &dyn std::error::Error) -> String {
     chain
 }
 
+/// Flotilla's wording of a missing thing.
+fn missing_words(missing: &Missing) -> String {
+    match missing {
+        Missing::Definition(id) => format!("Definition with ID {id} not found"),
+        Missing::DefinitionAlias(alias) => format!("Definition with alias {alias} not found"),
+        Missing::Run(id) => format!("Run with id {id} not found"),
+        Missing::Cluster(name) => format!("Cluster with ID {name} not found"),
+        Missing::Template(id) => format!("Template with ID {id} not found"),
+        Missing::TemplateName(name) => format!("template {name} not found"),
+        Missing::TemplateVersion { name, version } => format!(
+            "template {name} version {} not found",
+            version.map_or_else(|| "latest".to_owned(), |v| v.to_string())
+        ),
+    }
+}
+
+/// A conflict, and what the client can do about it.
+fn conflict_words(conflict: &Conflict) -> String {
+    let busy = |what: String| format!("{what} is being changed by many writers at once; try again");
+    match conflict {
+        Conflict::AliasTaken(alias) => format!(
+            "definition with alias [{alias}] already exists: choose another alias, or update that definition"
+        ),
+        Conflict::ClusterExists(name) => {
+            format!("cluster {name} already exists: update it with PUT /api/v6/clusters/{name}")
+        }
+        Conflict::RunExists(run_id) => format!("run {run_id} already exists"),
+        Conflict::IdempotenceKeyBusy(key) => {
+            format!("another run with idempotence_key \"{key}\" is being created; try again")
+        }
+        Conflict::Contended(Contended::Run(run_id)) => busy(format!("run {run_id}")),
+        Conflict::Contended(Contended::Clusters) => busy("the cluster registry".to_owned()),
+        Conflict::Contended(Contended::Template(name)) => busy(format!("template {name}")),
+    }
+}
+
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         let (status, message) = match &e {
             AppError::Invalid(v) => return Self::from(v.clone()),
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
-            AppError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
-            AppError::Engine(_) => (
+            AppError::NotFound(missing) => (StatusCode::NOT_FOUND, missing_words(missing)),
+            AppError::Conflict(c) => (StatusCode::CONFLICT, conflict_words(c)),
+            AppError::Forbidden(reason) => (StatusCode::FORBIDDEN, reason.clone()),
+            AppError::Unavailable { what, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the execution engine failed; try again, and see the server log if it persists"
-                    .to_owned(),
+                match what {
+                    Dependency::Engine => "the execution engine failed; try again, and see the server log if it persists".to_owned(),
+                    other => format!("{other} is unavailable; try again, and see the server log if it persists"),
+                },
             ),
-            AppError::Store(_) | AppError::Logs(_) | AppError::Domain(_) => (
+            AppError::Internal { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error; see the server log".to_owned(),
             ),

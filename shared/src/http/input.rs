@@ -66,15 +66,34 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8], nested: &[&str]) -> Result<T,
         ));
     }
     fold_keys(&mut value, nested);
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." {
-            ApiError::bad_request(format!("invalid request body: {inner}"))
-        } else {
-            ApiError::bad_request(format!("invalid value for \"{path}\": {inner}"))
+        match Some(path)
+            .filter(|p| p != ".")
+            .or_else(|| flattened_culprit::<T>(&value))
+        {
+            Some(path) => ApiError::bad_request(format!("invalid value for \"{path}\": {inner}")),
+            None => ApiError::bad_request(format!("invalid request body: {inner}")),
         }
     })
+}
+
+/// The top-level field that makes `body` fail to parse as `T`, for errors
+/// whose path serde loses: fields of a `#[serde(flatten)]`ed struct (the
+/// resources, a template execution's launch fields) are parsed from a buffer
+/// that does not track paths. Every field of a body is optional, so the
+/// culprit is the one field that fails alone. Only runs on a refused body.
+fn flattened_culprit<T: DeserializeOwned>(body: &Value) -> Option<String> {
+    let Value::Object(map) = body else {
+        return None;
+    };
+    map.iter()
+        .find(|(key, field)| {
+            let alone = Value::Object(Map::from_iter([((*key).clone(), (*field).clone())]));
+            T::deserialize(&alone).is_err()
+        })
+        .map(|(key, _)| key.clone())
 }
 
 /// A v7 template execute body: the launch fields at the top level (the
@@ -97,32 +116,18 @@ pub struct TemplateExecution {
 }
 
 impl TemplateExecution {
-    /// The owner and the launch request, or what is missing.
-    pub fn into_parts(
-        self,
-    ) -> Result<
-        (
-            String,
-            crate::domain::launch::LaunchRequest,
-            Option<serde_json::Value>,
-            bool,
-        ),
-        ApiError,
-    > {
-        let owner = self
-            .owner_id
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "request payload must contain [owner_id]; the run_tags field is deprecated for the v7 endpoint, e.g. {\"owner_id\": \"jane\", \"template_payload\": {…}}",
-                )
-            })?;
+    /// The launch request (the owner carried as `run_tags.owner_id`, the
+    /// cluster as `cluster`), the payload, and whether it is a dry run.
+    pub fn into_parts(self) -> (crate::domain::launch::LaunchRequest, Option<Value>, bool) {
         let mut launch = self.launch;
+        launch.run_tags = Some(crate::domain::launch::RunTags {
+            owner_id: self.owner_id,
+            ..Default::default()
+        });
         if self.cluster_name.as_deref().is_some_and(|c| !c.is_empty()) {
             launch.cluster = self.cluster_name;
         }
-        Ok((owner, launch, self.template_payload, self.dry_run))
+        (launch, self.template_payload, self.dry_run)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Response bodies in Flotilla's wire format.
+//! Response bodies in Flotilla's wire format: runs, run statuses, timelines and
+//! the list envelope.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,8 @@ use serde_json::{Value, json};
 
 use crate::domain::EnvVar;
 use crate::domain::run::{Run, RunStatus};
+use crate::domain::spec::{Engine, NodeLifecycle, Resources};
+use crate::http::input::{PAGING_KEYS, QueryPairs};
 use crate::ports::RecordedEvent;
 
 /// Flotilla's `instance` object, always present on a run.
@@ -64,25 +67,16 @@ pub struct RunView {
     /// MD5 of the command, lower-case hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_hash: Option<String>,
-    /// Memory (MB).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    /// CPU units.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<u64>,
-    /// GPUs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<u64>,
-    /// Ephemeral storage (MB).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<u64>,
+    /// Memory, cpu, gpu and ephemeral storage.
+    #[serde(flatten)]
+    pub resources: Resources,
     /// Engine.
-    pub engine: String,
+    pub engine: Engine,
     /// The engine's id for the current attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
     /// `spot` or `ondemand`.
-    pub node_lifecycle: String,
+    pub node_lifecycle: NodeLifecycle,
     /// Timeout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<u64>,
@@ -149,13 +143,10 @@ impl From<&Run> for RunView {
             env: spec.env.clone(),
             command: spec.command.clone(),
             command_hash: spec.command.as_deref().map(command_hash),
-            memory: spec.memory,
-            cpu: spec.cpu,
-            gpu: spec.gpu,
-            ephemeral_storage: spec.ephemeral_storage,
-            engine: spec.engine.clone(),
+            resources: spec.resources,
+            engine: spec.engine,
             task_id: run.task_id.clone(),
-            node_lifecycle: spec.node_lifecycle.clone(),
+            node_lifecycle: spec.node_lifecycle,
             active_deadline_seconds: spec.active_deadline_seconds,
             description: spec.description.clone(),
             labels: spec.labels.clone(),
@@ -204,7 +195,7 @@ pub struct RunStatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_reason: Option<String>,
     /// Engine.
-    pub engine: String,
+    pub engine: Engine,
     /// Definition.
     pub definition_id: String,
     /// Alias.
@@ -223,7 +214,7 @@ impl From<&Run> for RunStatusView {
             finished_at: run.finished_at,
             exit_code: run.exit_code,
             exit_reason: run.exit_reason.clone(),
-            engine: run.spec.engine.clone(),
+            engine: run.spec.engine,
             definition_id: run.spec.definition_id.clone(),
             alias: run.spec.alias.clone(),
             cluster_name: run.spec.cluster.clone(),
@@ -359,6 +350,59 @@ pub fn timeline(run_id: &str, events: &[RecordedEvent]) -> Vec<TimelineEntry> {
             TimelineEntry::of(run_id, recorded, task.as_deref())
         })
         .collect()
+}
+
+/// How a list was asked for, echoed in its envelope.
+pub struct ListMeta<'a> {
+    /// The env filters parsed.
+    pub env: &'a [EnvVar],
+    /// The sort key used.
+    pub sort_by: &'a str,
+    /// The direction used.
+    pub order: &'a str,
+    /// The page.
+    pub paging: crate::domain::query::Paging,
+}
+
+/// Flotilla's list envelope: the rows under `list_key`, the total, the paging
+/// and sort used, every filter given echoed as an array (`env` as the
+/// `env_filters` map), and the query keys that were ignored.
+pub fn page_envelope(
+    list_key: &str,
+    items: Vec<Value>,
+    total: u64,
+    q: &QueryPairs,
+    filter_keys: &[&str],
+    meta: ListMeta<'_>,
+) -> Value {
+    let env_filters: serde_json::Map<String, Value> = meta
+        .env
+        .iter()
+        .map(|v| (v.name.clone(), Value::String(v.value.clone())))
+        .collect();
+    let mut body = json!({
+        list_key: items,
+        "total": total,
+        "limit": meta.paging.limit,
+        "offset": meta.paging.offset,
+        "sort_by": meta.sort_by,
+        "order": meta.order,
+        "env_filters": env_filters,
+    });
+    if let Value::Object(map) = &mut body {
+        for key in filter_keys.iter().filter(|k| **k != "env") {
+            let values = q.all(key);
+            if !values.is_empty() {
+                map.insert((*key).to_owned(), json!(values));
+            }
+        }
+        let known: Vec<&str> = filter_keys.iter().chain(PAGING_KEYS).copied().collect();
+        let ignored = q.unknown_keys(&known);
+        if !ignored.is_empty() {
+            map.insert("ignored".into(), json!(ignored));
+        }
+    }
+    body
 }
 
 /// Lower-case hex MD5 of a command, as Flotilla's `command_hash`.

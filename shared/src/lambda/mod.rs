@@ -28,9 +28,10 @@ use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::ecs::EcsExecutionEngine;
 use crate::adapters::eventbridge::EventBridgePublisher;
 use crate::adapters::sqs::SqsRunQueue;
-use crate::app::{App, AppSettings};
+use crate::app::{App, AppSettings, Runtime};
 use crate::domain::launch::DEFAULT_OWNER_VAR;
-use crate::ports::SystemClock;
+use crate::domain::spec::Engine;
+use crate::ports::{Clock, SystemClock};
 
 /// The AWS clients, built once.
 #[derive(Debug, Clone)]
@@ -96,11 +97,11 @@ impl AwsClients {
 }
 
 /// A function's cold start: reads the configuration and builds the app over
-/// real AWS clients, once.
+/// real AWS clients and the wall clock, once.
 pub async fn from_env() -> Result<(Config, App), ConfigError> {
     let config = Config::from_env()?;
     let clients = AwsClients::new(&crate::adapters::aws::sdk_config(&config.aws).await);
-    let app = build_app(&config, &clients);
+    let app = build_app(&config, &clients, Arc::new(SystemClock));
     Ok((config, app))
 }
 
@@ -113,7 +114,7 @@ pub async fn serve_api(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let clients = AwsClients::new(&crate::adapters::aws::sdk_config(&config.aws).await);
-    let app = Arc::new(build_app(config, &clients));
+    let app = Arc::new(build_app(config, &clients, Arc::new(SystemClock)));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(
         address = %listener.local_addr()?,
@@ -126,16 +127,13 @@ pub async fn serve_api(
         .await
 }
 
-/// The use cases over the AWS adapters.
-pub fn build_app(config: &Config, clients: &AwsClients) -> App {
-    let store = DynamoStore::new(clients.dynamodb.clone(), &config.table);
-    App {
-        events: Arc::new(store.clone()),
-        runs: Arc::new(store.clone()),
-        definitions: Arc::new(store.clone()),
-        clusters: Arc::new(store.clone()),
-        idempotence: Arc::new(store.clone()),
-        templates: Arc::new(store),
+/// How to give the stack a cluster it has no queue for.
+pub const ADD_CLUSTER_HINT: &str = "add it to the stack's Clusters parameter and deploy first";
+
+/// The use cases over the AWS adapters, telling time by `clock`.
+pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -> App {
+    let store = DynamoStore::new(clients.dynamodb.clone(), &config.table, Arc::clone(&clock));
+    let runtime = Runtime {
         queue: Arc::new(SqsRunQueue::new(clients.sqs.clone(), &config.queue_prefix)),
         engine: Arc::new(EcsExecutionEngine::new(
             clients.ecs.clone(),
@@ -146,19 +144,21 @@ pub fn build_app(config: &Config, clients: &AwsClients) -> App {
             &config.ecs.log_group,
             &config.ecs.log_region,
         )),
-        clock: Arc::new(SystemClock),
+        clock,
         publisher: Some(Arc::new(EventBridgePublisher::new(
             clients.events.clone(),
             &config.event_bus,
         ))),
-        settings: AppSettings {
-            engine: "ecs".to_owned(),
-            server_mode: config.mode.clone(),
-            owner_var: DEFAULT_OWNER_VAR.to_owned(),
-            default_cluster: config.default_cluster.clone(),
-            requires_command: false,
-            max_attempts: config.max_attempts,
-            clusters: config.clusters.clone(),
-        },
-    }
+    };
+    let settings = AppSettings {
+        engine: Engine::Ecs,
+        server_mode: config.mode.clone(),
+        owner_var: DEFAULT_OWNER_VAR.to_owned(),
+        default_cluster: config.default_cluster.clone(),
+        requires_command: false,
+        max_attempts: config.max_attempts,
+        clusters: config.clusters.clone(),
+        add_cluster_hint: ADD_CLUSTER_HINT.to_owned(),
+    };
+    App::new(Arc::new(store), runtime, settings)
 }

@@ -5,7 +5,6 @@
 //! enqueued again (an enqueue lost after the append), and RUNNING runs past
 //! their `active_deadline_seconds` are stopped with a timeout reason.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::app::App;
@@ -24,15 +23,11 @@ pub struct Tick {
     pub timed_out: Vec<String>,
 }
 
-/// Runs one sweep at `now`.
-pub async fn tick(
-    app: &App,
-    now: DateTime<Utc>,
-    requeue_after_minutes: u32,
-) -> Result<Tick, AppError> {
-    let stale_before = now - chrono::Duration::minutes(i64::from(requeue_after_minutes));
-    let swept = app.retry_tick(stale_before).await?;
-    let timed_out = app.enforce_deadlines(now).await?;
+/// Runs one sweep, at the app's clock's now.
+pub async fn tick(app: &App, requeue_after_minutes: u32) -> Result<Tick, AppError> {
+    let requeue_after = chrono::Duration::minutes(i64::from(requeue_after_minutes));
+    let swept = app.retry_tick(requeue_after).await?;
+    let timed_out = app.enforce_deadlines().await?;
     Ok(Tick {
         requeued: swept.requeued,
         gave_up: swept.gave_up,

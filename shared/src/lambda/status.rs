@@ -24,8 +24,8 @@ pub async fn handle(app: &App, event: EcsTaskStateChangeEvent) -> Result<(), App
             info!(run_id = %run_id, status = %run.status, "recorded");
             Ok(())
         }
-        Err(AppError::NotFound(message)) => {
-            warn!(run_id = %run_id, message = %message, "event for an unknown run; ignored");
+        Err(AppError::NotFound(missing)) => {
+            warn!(run_id = %run_id, missing = %missing, "event for an unknown run; ignored");
             Ok(())
         }
         Err(e) => Err(e),

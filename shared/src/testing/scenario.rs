@@ -11,7 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::domain::DomainError;
 use crate::domain::EnvVar;
 use crate::domain::event::RunEvent;
-use crate::domain::run::{Run, RunCommand, RunSpec, RunStatus, decide, replay};
+use crate::domain::run::{Run, RunCommand, RunStatus, decide, replay};
+use crate::domain::spec::{Engine, NodeLifecycle, Resources, RunSpec};
 
 /// A fixed instant `seconds` after a fixed origin, for repeatable scenarios.
 pub fn t(seconds: i64) -> DateTime<Utc> {
@@ -29,18 +30,18 @@ pub fn spec(run_id: &str) -> RunSpec {
         group_name: "examples".into(),
         image: "ubuntu:latest".into(),
         cluster: "default".into(),
-        engine: "local".into(),
+        engine: Engine::Local,
         owner: "tester".into(),
         command: Some("echo hello".into()),
-        memory: Some(512),
-        cpu: None,
-        gpu: None,
-        ephemeral_storage: None,
+        resources: Resources {
+            memory: Some(512),
+            ..Resources::default()
+        },
         active_deadline_seconds: Some(60),
         env: vec![EnvVar::new("FLOTILLA_RUN_ID", run_id)],
         definition_env: vec![],
         description: "hello".into(),
-        node_lifecycle: "spot".into(),
+        node_lifecycle: NodeLifecycle::Spot,
         labels: Default::default(),
         tier: None,
         arch: None,
@@ -96,6 +97,43 @@ pub fn needs_retry(attempt: u32) -> RunEvent {
         attempt,
         reason: "CannotPullContainerError".into(),
         at: t(3),
+    }
+}
+
+/// `RequestStop` by `by` at `t(5)`.
+pub fn stop(by: &str) -> RunCommand {
+    RunCommand::RequestStop {
+        by: by.into(),
+        now: t(5),
+    }
+}
+
+/// `RecordExited` of `attempt` with exit `code` at `t(4)`.
+pub fn exited(attempt: u32, code: i64) -> RunCommand {
+    RunCommand::RecordExited {
+        engine_version: None,
+        attempt,
+        exit_code: Some(code),
+        reason: None,
+        now: t(4),
+    }
+}
+
+/// `RecordInfrastructureFailure` of `attempt` (an image pull) at `t(4)`.
+pub fn infra_failure(attempt: u32) -> RunCommand {
+    RunCommand::RecordInfrastructureFailure {
+        engine_version: None,
+        attempt,
+        reason: "CannotPullContainerError: no such image".into(),
+        now: t(4),
+    }
+}
+
+/// `Requeue` allowing `max_attempts` at `t(6)`.
+pub fn requeue(max_attempts: u32) -> RunCommand {
+    RunCommand::Requeue {
+        max_attempts,
+        now: t(6),
     }
 }
 

@@ -1,18 +1,12 @@
-//! Contract suites: what every adapter of a port must do, written once and run
-//! against each adapter (SQLite now; DynamoDB and SQS on moto later). Each suite
-//! takes a fresh, empty store and panics with a sentence on the first breach.
+//! The run store's contract: appends land in order under a version check,
+//! the projection written with them is their fold, and lists filter, sort,
+//! page and count.
 
-use std::future::Future;
-
-use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::event::RunEvent;
-use crate::domain::query::{
-    DefinitionQuery, DefinitionSortField, Paging, RunQuery, RunSortField, SortOrder, TextFilter,
-    TimeRange,
-};
+use crate::domain::query::{Paging, RunQuery, RunSortField, SortOrder, TextFilter, TimeRange};
 use crate::domain::run::{RunCommand, RunState, RunStatus, decide, evolve};
 use crate::error::StoreError;
-use crate::ports::{DefinitionStore, EventStore, RunQueue, RunReadModel, RunTicket};
+use crate::ports::RunStore;
 use crate::testing::scenario::{spec, t};
 
 fn queued_event(run_id: &str, alias: &str, cluster: &str, seconds: i64) -> RunEvent {
@@ -26,8 +20,66 @@ fn queued_event(run_id: &str, alias: &str, cluster: &str, seconds: i64) -> RunEv
     }
 }
 
+/// The projection a store keeps is the replay of the events it keeps: after
+/// `commands` are decided and appended one by one (as the use cases do) to
+/// run `run_id`'s stream, the stored projection equals the fold of the stored
+/// events, and both equal the fold of what was decided.
+pub async fn projection_is_the_replay_of_the_events<S: RunStore>(
+    store: &S,
+    run_id: &str,
+    commands: Vec<RunCommand>,
+) {
+    let mut decided = Vec::new();
+    for command in commands {
+        let command = match command {
+            RunCommand::Queue { mut spec, now } => {
+                spec.run_id = run_id.to_owned();
+                RunCommand::Queue { spec, now }
+            }
+            other => other,
+        };
+        let state = store
+            .get(run_id)
+            .await
+            .unwrap_or_else(|e| panic!("get failed: {e}"));
+        let Ok(events) = decide(&state, command) else {
+            continue;
+        };
+        let expected = state.version;
+        let Some(run) = events.iter().fold(state, evolve).run else {
+            continue;
+        };
+        if events.is_empty() {
+            continue;
+        }
+        store
+            .append(run_id, expected, &events, &run)
+            .await
+            .unwrap_or_else(|e| panic!("append failed: {e}"));
+        decided.extend(events);
+    }
+    let stored = store
+        .load(run_id)
+        .await
+        .unwrap_or_else(|e| panic!("load failed: {e}"));
+    let replayed = crate::domain::run::replay(stored.iter().map(|r| &r.event));
+    let projection = store
+        .get(run_id)
+        .await
+        .unwrap_or_else(|e| panic!("get failed: {e}"));
+    assert_eq!(
+        stored.iter().map(|r| r.event.clone()).collect::<Vec<_>>(),
+        decided,
+        "the store keeps every event appended, in order"
+    );
+    assert_eq!(
+        projection, replayed,
+        "the stored projection is the replay of the stored events"
+    );
+}
+
 /// Appends `events` to a stream at its current version, as the use cases do.
-async fn append<S: EventStore + RunReadModel>(store: &S, run_id: &str, events: &[RunEvent]) -> u64 {
+async fn append<S: RunStore>(store: &S, run_id: &str, events: &[RunEvent]) -> u64 {
     let state = store
         .get(run_id)
         .await
@@ -44,7 +96,7 @@ async fn append<S: EventStore + RunReadModel>(store: &S, run_id: &str, events: &
 }
 
 /// Event streams with optimistic concurrency, and the projection written with them.
-pub async fn event_store_contract<S: EventStore + RunReadModel>(store: &S) {
+pub async fn event_store_contract<S: RunStore>(store: &S) {
     // An unknown stream is empty at version 0.
     let empty = store.get("nope").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -139,7 +191,7 @@ pub async fn event_store_contract<S: EventStore + RunReadModel>(store: &S) {
 }
 
 /// Two writers racing on one version: exactly one wins.
-pub async fn concurrent_append_contract<S: EventStore + RunReadModel + Clone + 'static>(store: &S) {
+pub async fn concurrent_append_contract<S: RunStore + Clone + 'static>(store: &S) {
     append(store, "race", &[queued_event("race", "a", "default", 0)]).await;
     let state = store.get("race").await.unwrap_or_else(|e| panic!("{e}"));
     let run = state.run.clone().unwrap_or_else(|| panic!("run"));
@@ -168,7 +220,7 @@ pub async fn concurrent_append_contract<S: EventStore + RunReadModel + Clone + '
 }
 
 /// Run lists: filters, sort, paging, totals.
-pub async fn run_read_model_contract<S: EventStore + RunReadModel>(store: &S) {
+pub async fn run_read_model_contract<S: RunStore>(store: &S) {
     let runs = [
         ("r-a", "alpha", "c1", 1),
         ("r-b", "alphabet", "c2", 2),
@@ -432,328 +484,4 @@ pub async fn run_read_model_contract<S: EventStore + RunReadModel>(store: &S) {
         ["r-b", "r-a"],
         "queued until, exclusive"
     );
-}
-
-fn definition(alias: &str, group: &str, image: &str, memory: u64) -> Definition {
-    Definition::create(
-        format!("{group}-{alias}"),
-        DefinitionInput {
-            alias: Some(alias.into()),
-            group_name: Some(group.into()),
-            image: Some(image.into()),
-            memory: Some(memory),
-            tags: Some(vec!["t1".into()]),
-            ports: Some(vec![8080]),
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Definitions: uniqueness of aliases, read-back, update, delete, lists.
-pub async fn definition_store_contract<S: DefinitionStore>(store: &S) {
-    let a = definition("hello", "g1", "ubuntu:22.04", 512);
-    store.create(&a).await.unwrap_or_else(|e| panic!("{e}"));
-    let got = store
-        .get(&a.definition_id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        got.as_ref(),
-        Some(&a),
-        "a definition reads back exactly, tags and ports included"
-    );
-    let by_alias = store
-        .get_by_alias("hello")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(by_alias.as_ref(), Some(&a));
-    assert_eq!(
-        store.get("missing").await.unwrap_or_else(|e| panic!("{e}")),
-        None
-    );
-
-    let mut dup = definition("hello", "g2", "busybox", 256);
-    dup.definition_id = "other".into();
-    let result = store.create(&dup).await;
-    assert!(
-        matches!(result, Err(StoreError::Duplicate(_))),
-        "a taken alias is a duplicate, got {result:?}"
-    );
-    assert_eq!(
-        store.get("other").await.unwrap_or_else(|e| panic!("{e}")),
-        None,
-        "a refused create writes nothing"
-    );
-
-    let b = definition("world", "g2", "busybox:latest", 1024);
-    store.create(&b).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut b_renamed = b.clone();
-    b_renamed.alias = "hello".into();
-    let result = store.update(&b_renamed).await;
-    assert!(
-        matches!(result, Err(StoreError::Duplicate(_))),
-        "an update to a taken alias is a duplicate, got {result:?}"
-    );
-    let mut b_moved = b.clone();
-    b_moved.group_name = "g3".into();
-    store
-        .update(&b_moved)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let got = store
-        .get(&b.definition_id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        got.map(|d| d.group_name),
-        Some("g3".into()),
-        "a group change is stored"
-    );
-    let mut ghost = b.clone();
-    ghost.definition_id = "ghost".into();
-    ghost.alias = "ghost".into();
-    assert!(matches!(
-        store.update(&ghost).await,
-        Err(StoreError::NotFound(_))
-    ));
-
-    let q = DefinitionQuery {
-        image: TextFilter(vec!["busy".into()]),
-        ..DefinitionQuery::default()
-    };
-    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(page.total, 1);
-    assert_eq!(
-        page.items[0].alias, "world",
-        "image filter matches a substring"
-    );
-    let mut c = definition("trainer", "g4", "python", 2048);
-    c.env = vec![
-        crate::domain::EnvVar::new("MODEL", "v2"),
-        crate::domain::EnvVar::new("STAGE", "dev"),
-    ];
-    store.create(&c).await.unwrap_or_else(|e| panic!("{e}"));
-    let q = DefinitionQuery {
-        env: vec![crate::domain::EnvVar::new("STAGE", "dev")],
-        ..DefinitionQuery::default()
-    };
-    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        page.items,
-        [c.clone()],
-        "env filter matches a held variable"
-    );
-    let q = DefinitionQuery {
-        env: vec![
-            crate::domain::EnvVar::new("STAGE", "dev"),
-            crate::domain::EnvVar::new("MODEL", "v1"),
-        ],
-        ..DefinitionQuery::default()
-    };
-    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(page.items.is_empty(), "env filters are ANDed");
-    assert!(
-        store
-            .delete(&c.definition_id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
-
-    let q = DefinitionQuery {
-        sort_by: DefinitionSortField::Memory,
-        order: SortOrder::Desc,
-        ..DefinitionQuery::default()
-    };
-    let page = store.list(&q).await.unwrap_or_else(|e| panic!("{e}"));
-    let aliases: Vec<_> = page.items.iter().map(|d| d.alias.as_str()).collect();
-    assert_eq!(aliases, ["world", "hello"], "sorted by memory, descending");
-
-    assert!(
-        store
-            .delete(&a.definition_id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
-    assert!(
-        !store
-            .delete(&a.definition_id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        "deleting twice reports nothing deleted"
-    );
-    assert_eq!(
-        store
-            .get_by_alias("hello")
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        None
-    );
-    let again = definition("hello", "g1", "ubuntu", 1);
-    store
-        .create(&again)
-        .await
-        .unwrap_or_else(|e| panic!("a deleted alias can be reused: {e}"));
-}
-
-/// Queues: every ticket enqueued is delivered, to its cluster, with its attempt.
-/// `drain` takes every ticket currently deliverable off the queue.
-pub async fn run_queue_contract<Q, F, Fut>(queue: &Q, drain: F)
-where
-    Q: RunQueue,
-    F: Fn() -> Fut,
-    Fut: Future<Output = Vec<RunTicket>>,
-{
-    let tickets = [
-        RunTicket {
-            run_id: "r-1".into(),
-            attempt: 1,
-            cluster: "team-a".into(),
-        },
-        RunTicket {
-            run_id: "r-2".into(),
-            attempt: 2,
-            cluster: "team-b".into(),
-        },
-    ];
-    for ticket in &tickets {
-        queue
-            .enqueue(ticket)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let mut delivered = drain().await;
-    delivered.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-    delivered.dedup();
-    assert_eq!(
-        delivered, tickets,
-        "every ticket is delivered with its cluster and attempt"
-    );
-    assert!(drain().await.is_empty(), "a drained queue is empty");
-}
-
-/// The cluster registry: read and written whole, with optimistic concurrency.
-pub async fn cluster_store_contract<S: crate::ports::ClusterStore>(store: &S) {
-    use crate::domain::cluster::{Cluster, ClusterInput};
-    let (none, version) = store.clusters().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        none.is_empty() && version == 0,
-        "a new registry is empty at version 0"
-    );
-    let a = Cluster::create(
-        ClusterInput {
-            name: Some("gpu".into()),
-            allowed_tiers: Some(vec!["1".into()]),
-            ..Default::default()
-        },
-        t(1),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .save_clusters(std::slice::from_ref(&a), 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (got, version) = store.clusters().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        got,
-        std::slice::from_ref(&a),
-        "the registry reads back what was saved"
-    );
-    assert_eq!(version, 1);
-    let stale = store.save_clusters(&[], 0).await;
-    assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
-        "a save from a stale version is a conflict, got {stale:?}"
-    );
-    store
-        .save_clusters(&[], 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (got, version) = store.clusters().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(got.is_empty() && version == 2);
-}
-
-/// Idempotence keys: claimed once, replaced only knowingly or after expiry.
-pub async fn idempotence_contract<S: crate::ports::IdempotenceKeys>(store: &S) {
-    let find = |now| async move { store.find("k", now).await.unwrap_or_else(|e| panic!("{e}")) };
-    assert_eq!(find(t(0)).await, None);
-    let claim = |run: &'static str, replacing: Option<&'static str>, now, until| async move {
-        store
-            .claim("k", run, replacing, now, until)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    assert!(
-        claim("r-1", None, t(0), t(100)).await,
-        "a free key is claimed"
-    );
-    assert_eq!(find(t(1)).await.as_deref(), Some("r-1"));
-    assert!(
-        !claim("r-2", None, t(1), t(100)).await,
-        "a live key is not claimed again blindly"
-    );
-    assert!(
-        claim("r-2", Some("r-1"), t(2), t(100)).await,
-        "a key is replaced when the caller names the run it replaces"
-    );
-    assert_eq!(find(t(3)).await.as_deref(), Some("r-2"));
-    assert_eq!(find(t(100)).await, None, "an expired key names nothing");
-    assert!(
-        claim("r-3", None, t(101), t(200)).await,
-        "an expired key can be claimed"
-    );
-    assert_eq!(find(t(102)).await.as_deref(), Some("r-3"));
-}
-
-/// Template versions: unique by name and version, listed and found.
-pub async fn template_store_contract<S: crate::ports::TemplateStore>(store: &S) {
-    use crate::domain::template::{Template, TemplateInput};
-    let make = |id: &str, name: &str, version: u32| {
-        Template::create(
-            id.to_owned(),
-            version,
-            TemplateInput {
-                template_name: Some(name.into()),
-                image: Some("python:3.12".into()),
-                command_template: Some("echo {{ .x }}".into()),
-                schema: Some(serde_json::json!({"type": "object"})),
-                ..Default::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let a1 = make("tpl-a1", "alpha", 1);
-    let a2 = make("tpl-a2", "alpha", 2);
-    let b1 = make("tpl-b1", "beta", 1);
-    for t in [&a1, &b1, &a2] {
-        store.create(t).await.unwrap_or_else(|e| panic!("{e}"));
-    }
-    let dup = store.create(&make("tpl-other", "alpha", 2)).await;
-    assert!(
-        matches!(dup, Err(StoreError::Duplicate(_))),
-        "a name and version are unique, got {dup:?}"
-    );
-    assert_eq!(
-        store.get("tpl-a2").await.unwrap_or_else(|e| panic!("{e}")),
-        Some(a2.clone())
-    );
-    assert_eq!(
-        store
-            .get("tpl-other")
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        None,
-        "a refused create writes nothing"
-    );
-    assert_eq!(
-        store
-            .versions("alpha")
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        [a1.clone(), a2.clone()],
-        "versions of a name, oldest first"
-    );
-    let mut all = store.all().await.unwrap_or_else(|e| panic!("{e}"));
-    all.sort_by(|x, y| x.template_id.cmp(&y.template_id));
-    assert_eq!(all, [a1, a2, b1]);
 }

@@ -1,0 +1,257 @@
+//! SQLite storage for `flotilla serve`: run event streams and projections,
+//! definitions, the cluster registry, idempotence keys, templates and the
+//! durable per-cluster run queue, in one database file. One file per port:
+//!
+//! - `runs`: the [`RunStore`](crate::ports::RunStore) (events and projection);
+//! - `definitions`, `clusters`, `keys` (idempotence), `templates`;
+//! - `queue`: the [`RunQueue`](crate::ports::RunQueue) and the consumer's
+//!   claim, acknowledge and release;
+//! - `sql`: the filter, sort and page clauses the lists share.
+//!
+//! One connection behind a mutex serves every call on a blocking thread; SQLite
+//! in WAL mode with `synchronous=NORMAL` keeps every committed write across a
+//! crash of the process (a power loss may lose the last transactions). An append
+//! writes its events and the new projection row in one transaction, after
+//! checking the stream's version, exactly as the DynamoDB adapter does with a
+//! conditional transaction.
+
+mod clusters;
+mod definitions;
+mod keys;
+mod queue;
+mod runs;
+mod sql;
+mod templates;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+use crate::ports::Clock;
+
+pub use queue::ClaimedTicket;
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS definitions (
+    definition_id TEXT PRIMARY KEY,
+    alias         TEXT NOT NULL UNIQUE,
+    group_name    TEXT NOT NULL,
+    image         TEXT NOT NULL,
+    memory        INTEGER,
+    body          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id         TEXT NOT NULL,
+    sequence       INTEGER NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    recorded_at    TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    PRIMARY KEY (run_id, sequence)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    definition_id TEXT NOT NULL,
+    alias         TEXT NOT NULL,
+    group_name    TEXT NOT NULL,
+    cluster       TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    queued_at     TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT,
+    body          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, queued_at);
+CREATE INDEX IF NOT EXISTS runs_by_definition ON runs (definition_id, queued_at);
+CREATE INDEX IF NOT EXISTS runs_by_queued_at ON runs (queued_at);
+CREATE TABLE IF NOT EXISTS queue (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id       TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    cluster      TEXT NOT NULL,
+    available_at TEXT NOT NULL,
+    claimed      INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (run_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS queue_by_cluster ON queue (cluster, claimed, seq);
+CREATE TABLE IF NOT EXISTS cluster_registry (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotence_keys (
+    key        TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    template_id   TEXT PRIMARY KEY,
+    template_name TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT NOT NULL,
+    UNIQUE (template_name, version)
+);
+"#;
+
+/// The SQLite store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    enqueued: Arc<tokio::sync::Notify>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteStore {
+    /// Opens (and creates or migrates) the database at `path`; the times it
+    /// records (when an event was stored, when a ticket was enqueued) are
+    /// read off `clock`.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(backend)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
+        if version > SCHEMA_VERSION {
+            return Err(backend(format!(
+                "{} was written by a newer flotilla (schema {version}, this one knows {SCHEMA_VERSION}); upgrade flotilla",
+                path.display()
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(backend)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            enqueued: Arc::new(tokio::sync::Notify::new()),
+            clock,
+        })
+    }
+
+    /// Notified after every enqueue, so a consumer can wait instead of polling.
+    pub fn enqueued(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.enqueued)
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| backend("the SQLite connection lock was poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Now, by the store's clock.
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+fn backend(e: impl Into<crate::error::BoxError>) -> StoreError {
+    StoreError::backend(e)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(backend)
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(backend)
+}
+
+fn unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// A store in a fresh temporary directory, on a manual clock.
+#[cfg(test)]
+fn test_store() -> (
+    tempfile::TempDir,
+    SqliteStore,
+    Arc<crate::ports::ManualClock>,
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(crate::ports::ManualClock::at(crate::testing::scenario::t(
+        0,
+    )));
+    let store = SqliteStore::open(&dir.path().join("test.db"), clock.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    (dir, store, clock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::contract;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_run_store_contract() {
+        let (_dir, store, _) = test_store();
+        contract::event_store_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_lets_exactly_one_racing_append_win() {
+        let (_dir, store, _) = test_store();
+        contract::concurrent_append_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_run_list_contract() {
+        let (_dir, store, _) = test_store();
+        contract::run_read_model_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_cluster_idempotence_and_template_contracts() {
+        let (_dir, store, _) = test_store();
+        contract::cluster_store_contract(&store).await;
+        contract::idempotence_contract(&store).await;
+        contract::template_store_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_definition_store_contract() {
+        let (_dir, store, _) = test_store();
+        contract::definition_store_contract(&store).await;
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_projection_sqlite_stores_is_the_replay_of_the_events_it_stores(
+            commands in proptest::collection::vec(crate::testing::strategy::any_command(), 0..30)
+        ) {
+            let (_dir, store, _) = test_store();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            runtime.block_on(contract::projection_is_the_replay_of_the_events(&store, "r-prop", commands));
+        }
+    }
+}

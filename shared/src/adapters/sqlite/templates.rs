@@ -1,0 +1,82 @@
+//! Template versions on SQLite; `(template_name, version)` is unique.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStore, backend, decode, encode, unique_violation};
+use crate::domain::template::Template;
+use crate::error::StoreError;
+use crate::ports::TemplateStore;
+
+#[async_trait]
+impl TemplateStore for SqliteStore {
+    async fn create(&self, template: &Template) -> Result<(), StoreError> {
+        let t = template.clone();
+        let body = encode(template)?;
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO templates (template_id, template_name, version, body) VALUES (?1, ?2, ?3, ?4)",
+                params![t.template_id, t.template_name, t.version, body],
+            )
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::Duplicate(format!(
+                        "template {} version {}",
+                        t.template_name, t.version
+                    ))
+                } else {
+                    backend(e)
+                }
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, template_id: &str) -> Result<Option<Template>, StoreError> {
+        let id = template_id.to_owned();
+        self.with(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM templates WHERE template_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<Template>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM templates WHERE template_name = ?1 ORDER BY version")
+                .map_err(backend)?;
+            let bodies = stmt
+                .query_map([name], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            bodies.iter().map(|b| decode(b)).collect()
+        })
+        .await
+    }
+
+    async fn all(&self) -> Result<Vec<Template>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM templates ORDER BY template_name, version")
+                .map_err(backend)?;
+            let bodies = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            bodies.iter().map(|b| decode(b)).collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,120 @@
+//! Job definitions: create, change, delete, read and list them, and the
+//! groups and tags they use.
+
+use std::collections::BTreeSet;
+
+use crate::app::App;
+use crate::domain::definition::{Definition, DefinitionInput};
+use crate::domain::query::{DefinitionQuery, MAX_LIMIT, Page};
+use crate::error::{AppError, Conflict, Missing, StoreError};
+
+/// How a definition is named in a request.
+#[derive(Debug, Clone, Copy)]
+pub enum DefinitionRef<'a> {
+    /// By `definition_id`.
+    Id(&'a str),
+    /// By alias.
+    Alias(&'a str),
+}
+
+impl DefinitionRef<'_> {
+    /// The error for a definition that does not exist.
+    pub fn missing(self) -> AppError {
+        AppError::NotFound(match self {
+            Self::Id(id) => Missing::Definition(id.to_owned()),
+            Self::Alias(alias) => Missing::DefinitionAlias(alias.to_owned()),
+        })
+    }
+}
+
+/// The id a new definition of `group` gets: `<group>-<uuid>`.
+fn definition_id(group: &str) -> String {
+    format!("{group}-{}", uuid::Uuid::new_v4())
+}
+
+impl App {
+    /// Creates a definition; its id is `<group_name>-<uuid>`.
+    pub async fn create_definition(&self, input: DefinitionInput) -> Result<Definition, AppError> {
+        let id = definition_id(input.group_name.as_deref().unwrap_or_default());
+        let definition = Definition::create(id, input)?;
+        self.definitions
+            .create(&definition)
+            .await
+            .map_err(|e| stored(e, &definition))?;
+        Ok(definition)
+    }
+
+    /// Updates the fields given.
+    pub async fn update_definition(
+        &self,
+        definition_id: &str,
+        input: DefinitionInput,
+    ) -> Result<Definition, AppError> {
+        let current = self.definition(DefinitionRef::Id(definition_id)).await?;
+        let next = current.updated(input)?;
+        self.definitions
+            .update(&next)
+            .await
+            .map_err(|e| stored(e, &next))?;
+        Ok(next)
+    }
+
+    /// Deletes a definition. Its runs stay: run history is never deleted.
+    pub async fn delete_definition(&self, definition_id: &str) -> Result<(), AppError> {
+        if self.definitions.delete(definition_id).await? {
+            Ok(())
+        } else {
+            Err(DefinitionRef::Id(definition_id).missing())
+        }
+    }
+
+    /// One definition.
+    pub async fn definition(&self, by: DefinitionRef<'_>) -> Result<Definition, AppError> {
+        let found = match by {
+            DefinitionRef::Id(id) => self.definitions.get(id).await?,
+            DefinitionRef::Alias(alias) => self.definitions.get_by_alias(alias).await?,
+        };
+        found.ok_or_else(|| by.missing())
+    }
+
+    /// Definitions matching a query.
+    pub async fn list_definitions(
+        &self,
+        query: &DefinitionQuery,
+    ) -> Result<Page<Definition>, AppError> {
+        Ok(self.definitions.list(query).await?)
+    }
+
+    /// Every distinct group and tag of the stored definitions, sorted.
+    pub async fn groups_and_tags(&self) -> Result<(BTreeSet<String>, BTreeSet<String>), AppError> {
+        let mut groups = BTreeSet::new();
+        let mut tags = BTreeSet::new();
+        let mut query = DefinitionQuery::default();
+        query.paging.limit = MAX_LIMIT;
+        loop {
+            let page = self.definitions.list(&query).await?;
+            let seen = page.items.len() as u64;
+            for d in page.items {
+                if !d.group_name.is_empty() {
+                    groups.insert(d.group_name);
+                }
+                tags.extend(d.tags.into_iter().filter(|t| !t.is_empty()));
+            }
+            query.paging.offset += seen;
+            if seen == 0 || query.paging.offset >= page.total {
+                return Ok((groups, tags));
+            }
+        }
+    }
+}
+
+/// A store's refusal of `definition`, as a use-case error.
+fn stored(e: StoreError, definition: &Definition) -> AppError {
+    match e {
+        StoreError::Duplicate(_) => {
+            AppError::Conflict(Conflict::AliasTaken(definition.alias.clone()))
+        }
+        StoreError::NotFound(_) => DefinitionRef::Id(&definition.definition_id).missing(),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,163 @@
+//! Executing a definition: validate the request into a run spec (owner,
+//! routing, env, resources), record `RunQueued`, then enqueue a ticket. With
+//! an idempotence key that names a run of the last 7 days that did not fail,
+//! that run is returned instead of a new one.
+
+use tracing::warn;
+
+use crate::app::{App, DefinitionRef};
+use crate::domain::definition::Definition;
+use crate::domain::event::RunEvent;
+use crate::domain::launch::{LaunchContext, LaunchRequest, OwnerRule, build_spec, run_id_for};
+use crate::domain::run::{Run, RunCommand, RunState, RunStatus, TemplateUse, replay};
+use crate::error::{AppError, Conflict, Missing};
+use crate::ports::RunTicket;
+
+/// How long an idempotence key names its run.
+pub const IDEMPOTENCE_WINDOW_DAYS: i64 = 7;
+
+/// How long a key may name a run that is not recorded yet before the request
+/// that claimed it counts as dead (it claims the key, then appends the run, a
+/// moment later). Until then another request with the key is told to try again.
+pub const IDEMPOTENCE_CLAIM_GRACE_SECONDS: i64 = 60;
+
+/// What an idempotence key lets a launch do.
+enum KeyState {
+    /// The key is free.
+    Free,
+    /// The key names this run: return it.
+    Reuse(Box<Run>),
+    /// The key names a run that failed, is too old, or was never recorded by
+    /// a request long gone: claim the key from it.
+    Replace(String),
+    /// Another request claimed the key a moment ago and is recording its run.
+    Busy,
+}
+
+impl App {
+    /// Executes a definition: validates, appends `RunQueued`, then enqueues a
+    /// ticket. If the enqueue fails the run is still recorded and the retry sweep
+    /// enqueues it again, so the run is never lost.
+    pub async fn execute(
+        &self,
+        by: DefinitionRef<'_>,
+        rule: OwnerRule,
+        request: LaunchRequest,
+    ) -> Result<Run, AppError> {
+        let definition = self.definition(by).await?;
+        self.launch(&definition, rule, request, None, false).await
+    }
+
+    /// What an idempotence key names now.
+    async fn key_state(&self, key: &str) -> Result<KeyState, AppError> {
+        let now = self.now();
+        let Some(claim) = self.idempotence.find(key, now).await? else {
+            return Ok(KeyState::Free);
+        };
+        let window = chrono::Duration::days(IDEMPOTENCE_WINDOW_DAYS);
+        Ok(match self.runs.get(&claim.run_id).await?.run {
+            Some(run) => {
+                let failed = run.status == RunStatus::Stopped && run.exit_code != Some(0);
+                if !failed && run.queued_at + window > now {
+                    KeyState::Reuse(Box::new(run))
+                } else {
+                    KeyState::Replace(claim.run_id)
+                }
+            }
+            None => {
+                let claimed_at = claim.expires_at - window;
+                let grace = chrono::Duration::seconds(IDEMPOTENCE_CLAIM_GRACE_SECONDS);
+                if now - claimed_at < grace {
+                    KeyState::Busy
+                } else {
+                    KeyState::Replace(claim.run_id)
+                }
+            }
+        })
+    }
+
+    /// Validates and records a run of `definition` (a stored definition, or
+    /// one made from a template), unless `dry_run`.
+    pub(crate) async fn launch(
+        &self,
+        definition: &Definition,
+        rule: OwnerRule,
+        request: LaunchRequest,
+        template: Option<TemplateUse>,
+        dry_run: bool,
+    ) -> Result<Run, AppError> {
+        let key = request
+            .idempotence_key
+            .clone()
+            .filter(|k| !k.trim().is_empty());
+        let mut replacing = None;
+        if let Some(key) = &key
+            && !dry_run
+        {
+            match self.key_state(key).await? {
+                KeyState::Free => {}
+                KeyState::Reuse(run) => return Ok(*run),
+                KeyState::Replace(run_id) => replacing = Some(run_id),
+                KeyState::Busy => return Err(busy(key)),
+            }
+        }
+        let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        let clusters = if named(&request.cluster) || named(&request.tier) {
+            self.known_clusters().await?
+        } else {
+            vec![]
+        };
+        let ctx = LaunchContext {
+            run_id: run_id_for(self.settings.engine, &uuid::Uuid::new_v4().to_string()),
+            engine: self.settings.engine,
+            server_mode: self.settings.server_mode.clone(),
+            owner_var: self.settings.owner_var.clone(),
+            default_cluster: self.settings.default_cluster.clone(),
+            clusters,
+            requires_command: self.settings.requires_command,
+        };
+        let mut spec = build_spec(definition, request, rule, &ctx)?;
+        spec.template = template;
+        let run_id = spec.run_id.clone();
+        let now = self.now();
+        if dry_run {
+            let state = replay(&[RunEvent::RunQueued {
+                spec: Box::new(spec),
+                at: now,
+            }]);
+            return state
+                .run
+                .ok_or_else(|| AppError::NotFound(Missing::Run(run_id)));
+        }
+        if let Some(key) = &key {
+            let expires = now + chrono::Duration::days(IDEMPOTENCE_WINDOW_DAYS);
+            let claimed = self
+                .idempotence
+                .claim(key, &run_id, replacing.as_deref(), now, expires)
+                .await?;
+            if !claimed {
+                // Another request with the same key got there first.
+                return match self.key_state(key).await? {
+                    KeyState::Reuse(run) => Ok(*run),
+                    _ => Err(busy(key)),
+                };
+            }
+        }
+        let command = RunCommand::Queue {
+            spec: Box::new(spec),
+            now,
+        };
+        // A fresh id: its stream is empty, so there is nothing to read first.
+        let run = self
+            .apply_from(&run_id, command, Some(RunState::default()))
+            .await?;
+        if let Err(error) = self.queue.enqueue(&RunTicket::of(&run)).await {
+            warn!(run_id = %run_id, error = %error, "enqueue failed; the retry sweep will enqueue the run again");
+        }
+        Ok(run)
+    }
+}
+
+fn busy(key: &str) -> AppError {
+    AppError::Conflict(Conflict::IdempotenceKeyBusy(key.to_owned()))
+}

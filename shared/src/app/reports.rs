@@ -1,0 +1,139 @@
+//! Between a run and its engine: handing a queued attempt to the engine
+//! ([`App::submit`]), and recording what the engine reports
+//! ([`App::record_engine_update`]), what a run reports about itself
+//! ([`App::report_status`]), or that the engine lost it ([`App::abandon`]).
+//! Duplicate, stale and out-of-order reports change nothing.
+
+use tracing::{info, warn};
+
+use crate::app::App;
+use crate::domain::report::ReportedStatus;
+use crate::domain::run::{Run, RunCommand};
+use crate::error::{AppError, EngineError, Missing};
+use crate::ports::{EngineUpdate, LaunchSpec, RunTicket};
+
+/// What [`App::submit`] did with a ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitOutcome {
+    /// The attempt was handed to the engine.
+    Launched {
+        /// Engine task id.
+        task_id: String,
+    },
+    /// Nothing to do: the run is gone, not QUEUED, or at another attempt (a
+    /// duplicate or stale ticket). Acknowledge it.
+    Skipped,
+    /// The engine refused for now; try the ticket again later.
+    Deferred {
+        /// Why.
+        reason: String,
+    },
+    /// The engine refused for good; the run is STOPPED with the reason.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl App {
+    /// Handles one queue ticket: launches the run's attempt if, and only if, the
+    /// run is QUEUED at that attempt. A redelivered ticket finds the run past
+    /// QUEUED and is skipped, so no attempt is launched twice.
+    pub async fn submit(&self, ticket: &RunTicket) -> Result<SubmitOutcome, AppError> {
+        let state = self.runs.get(&ticket.run_id).await?;
+        let Some(run) = state
+            .run
+            .as_ref()
+            .filter(|r| r.is_launchable(ticket.attempt))
+        else {
+            return Ok(SubmitOutcome::Skipped);
+        };
+        let spec = LaunchSpec::for_run(run);
+        match self.engine.launch(&spec).await {
+            Ok(launched) => {
+                // One launch, one append: the submission, and the start when the
+                // engine knows the attempt already runs.
+                let recorded = RunCommand::RecordLaunched {
+                    attempt: ticket.attempt,
+                    task_id: launched.task_id.clone(),
+                    running_on: launched.running_on,
+                    now: self.now(),
+                };
+                let run = self
+                    .apply_from(&ticket.run_id, recorded, Some(state))
+                    .await?;
+                if run.task_id.as_deref() != Some(launched.task_id.as_str()) {
+                    // The run moved on while it was being launched (stopped by a
+                    // user in between): the task must not outlive that decision.
+                    if let Err(error) = self.engine.stop(&ticket.run_id, &launched.task_id).await {
+                        warn!(run_id = %ticket.run_id, error = %error, "could not stop a task launched for a run that had moved on");
+                    }
+                    return Ok(SubmitOutcome::Skipped);
+                }
+                info!(run_id = %ticket.run_id, attempt = ticket.attempt, task_id = %launched.task_id, "launched");
+                Ok(SubmitOutcome::Launched {
+                    task_id: launched.task_id,
+                })
+            }
+            Err(EngineError::Retryable { message, .. }) => {
+                // Record why the run waits (once per reason), for its timeline.
+                let deferred = RunCommand::RecordLaunchDeferred {
+                    attempt: ticket.attempt,
+                    reason: message.clone(),
+                    now: self.now(),
+                };
+                if let Err(error) = self.apply_from(&ticket.run_id, deferred, Some(state)).await {
+                    warn!(run_id = %ticket.run_id, error = %error, "could not record a launch deferral");
+                }
+                Ok(SubmitOutcome::Deferred { reason: message })
+            }
+            Err(EngineError::Permanent { message, .. }) => {
+                let failed = RunCommand::RecordExited {
+                    attempt: ticket.attempt,
+                    engine_version: None,
+                    exit_code: None,
+                    reason: Some(format!("could not launch: {message}")),
+                    now: self.now(),
+                };
+                self.apply_from(&ticket.run_id, failed, Some(state)).await?;
+                Ok(SubmitOutcome::Failed { reason: message })
+            }
+        }
+    }
+
+    /// Records a state change reported by an engine. Duplicates, stale attempts
+    /// and out-of-order reports change nothing.
+    pub async fn record_engine_update(&self, update: EngineUpdate) -> Result<Run, AppError> {
+        let run_id = update.run_id.clone();
+        self.apply(&run_id, update.into_command()).await
+    }
+
+    /// Ends a run its engine lost track of (see `RunCommand::Abandon`).
+    pub async fn abandon(&self, run_id: &str, reason: &str) -> Result<Run, AppError> {
+        let command = RunCommand::Abandon {
+            reason: reason.to_owned(),
+            now: self.now(),
+        };
+        self.apply(run_id, command).await
+    }
+
+    /// Records the status a run reports about itself. Returns the run and
+    /// whether the report changed it (a report that would move the status
+    /// backwards, or repeats it, changes nothing).
+    pub async fn report_status(
+        &self,
+        run_id: &str,
+        report: &ReportedStatus,
+    ) -> Result<(Run, bool), AppError> {
+        let state = self.runs.get(run_id).await?;
+        let Some(before) = state.run.clone() else {
+            return Err(AppError::NotFound(Missing::Run(run_id.to_owned())));
+        };
+        let Some(command) = report.command(&before, self.now()) else {
+            return Ok((before, false));
+        };
+        let after = self.apply_from(run_id, command, Some(state)).await?;
+        let changed = after != before;
+        Ok((after, changed))
+    }
+}

@@ -1,0 +1,372 @@
+//! The use cases in-process, in milliseconds: a [`TestApp`] over SQLite in a
+//! temporary directory, a recording engine and a manual clock. Each test
+//! stages one of the paths that only the binary or moto reached before: a
+//! lost write race, a stop racing a launch, a lost enqueue, an idempotence
+//! race, the last attempt, a deadline.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use crate::app::SubmitOutcome;
+use crate::domain::run::{RunCommand, RunStatus};
+use crate::error::{AppError, Conflict};
+use crate::ports::{Clock, EngineChange, EngineUpdate};
+use crate::testing::app::{LaunchAnswer, TestApp};
+
+fn exited(
+    run_id: &str,
+    attempt: u32,
+    code: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> EngineUpdate {
+    EngineUpdate {
+        run_id: run_id.into(),
+        attempt,
+        change: EngineChange::Exited {
+            exit_code: Some(code),
+            reason: None,
+        },
+        engine_version: None,
+        at,
+    }
+}
+
+fn infra_failure(run_id: &str, attempt: u32, at: chrono::DateTime<chrono::Utc>) -> EngineUpdate {
+    EngineUpdate {
+        run_id: run_id.into(),
+        attempt,
+        change: EngineChange::InfrastructureFailure {
+            reason: "CannotPullContainerError: pull access denied".into(),
+        },
+        engine_version: None,
+        at,
+    }
+}
+
+#[tokio::test]
+async fn a_report_that_loses_a_write_race_is_decided_again_on_the_state_that_won() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let run = t.execute("job").await;
+    let run_id = run.spec.run_id.clone();
+    t.submit_next().await;
+    assert_eq!(t.run(&run_id).await.status, RunStatus::Running);
+
+    // A stop request lands between the exit report's read and its append.
+    t.runs.cut_in_before_next_append(RunCommand::RequestStop {
+        by: "ann".into(),
+        now: t.clock.now(),
+    });
+    let after = t
+        .app
+        .record_engine_update(exited(&run_id, 1, 0, t.clock.now()))
+        .await
+        .unwrap();
+
+    assert_eq!(after.status, RunStatus::Stopped);
+    assert_eq!(after.exit_code, Some(0));
+    assert_eq!(
+        after.exit_reason.as_deref(),
+        Some("stopped by ann"),
+        "the exit was decided again, on the state holding the stop request"
+    );
+    assert_eq!(
+        t.event_names(&run_id).await,
+        [
+            "RunQueued",
+            "RunSubmitted",
+            "RunStarted",
+            "RunStopRequested",
+            "RunStopped"
+        ],
+        "both writers' facts are recorded, once each"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_that_lands_while_the_engine_launches_leaves_no_task_behind() {
+    let t = TestApp::new();
+    t.define("job", "sleep 100").await;
+    let run = t.execute("job").await;
+    let run_id = run.spec.run_id.clone();
+
+    t.engine.hold_next_launch();
+    let submitting = {
+        let (app, store, clock) = (Arc::clone(&t.app), t.store.clone(), Arc::clone(&t.clock));
+        tokio::spawn(async move {
+            let claimed = store.claim(None, clock.now()).await.unwrap().unwrap();
+            app.submit(&claimed.ticket).await
+        })
+    };
+    t.engine.launch_started().await;
+    let stopped = t.app.stop(&run_id, "ann").await.unwrap();
+    assert_eq!(
+        stopped.status,
+        RunStatus::Stopped,
+        "a QUEUED run stops at once"
+    );
+    t.engine.resume();
+
+    let outcome = submitting.await.unwrap().unwrap();
+    assert_eq!(outcome, SubmitOutcome::Skipped);
+    assert_eq!(
+        t.engine.stops(),
+        [(run_id.clone(), "task-1".to_owned())],
+        "the task launched for a stopped run is stopped"
+    );
+    let run = t.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Stopped);
+    assert_eq!(
+        run.exit_reason.as_deref(),
+        Some("stopped by ann before it was launched")
+    );
+    assert!(
+        !t.event_names(&run_id).await.contains(&"RunSubmitted"),
+        "the stopped run never records a launch"
+    );
+}
+
+#[tokio::test]
+async fn a_run_whose_enqueue_was_lost_is_enqueued_by_the_sweep_once_it_is_stale() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    t.queue.lose_next_enqueue();
+    let run = t.execute("job").await;
+    assert_eq!(
+        run.status,
+        RunStatus::Queued,
+        "the run is recorded all the same"
+    );
+    assert_eq!(t.queued_tickets().await, 0, "its ticket was lost");
+
+    let requeue_after = Duration::seconds(60);
+    let early = t.app.retry_tick(requeue_after).await.unwrap();
+    assert!(early.reenqueued.is_empty(), "a fresh run is left alone");
+
+    t.clock.advance(Duration::seconds(61));
+    let swept = t.app.retry_tick(requeue_after).await.unwrap();
+    assert_eq!(swept.reenqueued, std::slice::from_ref(&run.spec.run_id));
+    assert_eq!(t.queued_tickets().await, 1);
+    assert!(matches!(
+        t.submit_next().await,
+        Some(SubmitOutcome::Launched { .. })
+    ));
+    assert_eq!(t.run(&run.spec.run_id).await.status, RunStatus::Running);
+}
+
+#[tokio::test]
+async fn twenty_executes_racing_with_one_idempotence_key_make_one_run() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let requests = (0..20).map(|_| {
+        let app = Arc::clone(&t.app);
+        tokio::spawn(async move {
+            let mut request = TestApp::request("tester");
+            request.idempotence_key = Some("nightly-2026-12-01".into());
+            app.execute(
+                crate::app::DefinitionRef::Alias("job"),
+                crate::domain::launch::OwnerRule::OwnerId,
+                request,
+            )
+            .await
+        })
+    });
+    let answers: Vec<_> = futures_join(requests).await;
+
+    let runs = t.all_runs().await;
+    assert_eq!(runs.len(), 1, "one run, whatever the interleaving");
+    let run_id = &runs[0].spec.run_id;
+    let mut created = 0;
+    for answer in answers {
+        match answer {
+            Ok(run) => {
+                assert_eq!(&run.spec.run_id, run_id, "every success names the one run");
+                created += 1;
+            }
+            Err(AppError::Conflict(Conflict::IdempotenceKeyBusy(_))) => {}
+            Err(other) => panic!("unexpected answer: {other}"),
+        }
+    }
+    assert!(created >= 1);
+    assert_eq!(t.queued_tickets().await, 1, "one ticket for the one run");
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_run_failing_in_the_infrastructure_is_retried_then_given_up_after_its_last_attempt() {
+    let t = TestApp::with_max_attempts(3);
+    t.define("job", "true").await;
+    let run_id = t.execute("job").await.spec.run_id;
+    for attempt in 1..=3 {
+        assert!(matches!(
+            t.submit_next().await,
+            Some(SubmitOutcome::Launched { .. })
+        ));
+        let failed = t
+            .app
+            .record_engine_update(infra_failure(&run_id, attempt, t.clock.now()))
+            .await
+            .unwrap();
+        assert_eq!(failed.status, RunStatus::NeedsRetry);
+        let swept = t.app.retry_tick(Duration::minutes(5)).await.unwrap();
+        if attempt < 3 {
+            assert_eq!(
+                swept.requeued,
+                std::slice::from_ref(&run_id),
+                "attempt {attempt} is retried"
+            );
+            assert_eq!(t.run(&run_id).await.attempt, attempt + 1);
+        } else {
+            assert_eq!(swept.gave_up, std::slice::from_ref(&run_id));
+        }
+    }
+    let run = t.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Stopped);
+    assert!(
+        run.exit_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("gave up after 3 attempts")),
+        "{:?}",
+        run.exit_reason
+    );
+    assert_eq!(t.engine.launches().len(), 3, "one launch per attempt");
+    assert_eq!(t.submit_next().await, None, "nothing is left to launch");
+}
+
+#[tokio::test]
+async fn a_running_run_past_its_deadline_is_stopped_and_its_task_told_to_stop() {
+    let t = TestApp::new();
+    t.define("job", "sleep 1000").await;
+    let mut request = TestApp::request("tester");
+    request.active_deadline_seconds = Some(60);
+    let run_id = t.execute_with("job", request).await.unwrap().spec.run_id;
+    t.submit_next().await;
+    assert_eq!(t.run(&run_id).await.started_at, Some(t.clock.now()));
+
+    t.clock.advance(Duration::seconds(60));
+    assert!(
+        t.app.enforce_deadlines().await.unwrap().is_empty(),
+        "at its deadline exactly, a run still runs"
+    );
+    t.clock.advance(Duration::seconds(1));
+    assert_eq!(
+        t.app.enforce_deadlines().await.unwrap(),
+        std::slice::from_ref(&run_id)
+    );
+
+    assert_eq!(t.engine.stops(), [(run_id.clone(), "task-1".to_owned())]);
+    let run = t.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Stopped);
+    assert_eq!(
+        run.exit_reason.as_deref(),
+        Some("exceeded its active_deadline_seconds (60 s) and was stopped")
+    );
+    assert!(
+        t.app.enforce_deadlines().await.unwrap().is_empty(),
+        "a stopped run is not stopped again"
+    );
+}
+
+#[tokio::test]
+async fn a_launch_the_engine_knows_is_running_is_one_append_of_its_submission_and_start() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let run_id = t.execute("job").await.spec.run_id;
+    let before = t.runs.appends();
+    t.submit_next().await;
+    assert_eq!(t.runs.appends(), before + 1, "one launch, one write");
+    assert_eq!(
+        t.event_names(&run_id).await,
+        ["RunQueued", "RunSubmitted", "RunStarted"]
+    );
+}
+
+#[tokio::test]
+async fn a_ticket_delivered_twice_launches_one_attempt() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let run = t.execute("job").await;
+    let ticket = crate::ports::RunTicket::of(&run);
+    let first = t.app.submit(&ticket).await.unwrap();
+    let second = t.app.submit(&ticket).await.unwrap();
+    assert!(matches!(first, SubmitOutcome::Launched { .. }));
+    assert_eq!(second, SubmitOutcome::Skipped);
+    assert_eq!(t.engine.launches().len(), 1);
+}
+
+#[tokio::test]
+async fn a_launch_refused_for_now_waits_and_says_why_and_one_refused_for_good_stops_the_run() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let waiting = t.execute("job").await.spec.run_id;
+    t.engine
+        .answer(LaunchAnswer::Retryable("no capacity".into()));
+    assert_eq!(
+        t.submit_next().await,
+        Some(SubmitOutcome::Deferred {
+            reason: "no capacity".into()
+        })
+    );
+    let run = t.run(&waiting).await;
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.launch_deferred.as_deref(), Some("no capacity"));
+
+    let failing = t.execute("job").await.spec.run_id;
+    t.engine
+        .answer(LaunchAnswer::Permanent("no such image".into()));
+    assert!(matches!(
+        t.submit_next().await,
+        Some(SubmitOutcome::Failed { .. })
+    ));
+    let run = t.run(&failing).await;
+    assert_eq!(run.status, RunStatus::Stopped);
+    assert_eq!(
+        run.exit_reason.as_deref(),
+        Some("could not launch: no such image")
+    );
+}
+
+#[tokio::test]
+async fn a_key_left_by_a_request_that_died_before_recording_its_run_is_taken_over_after_a_grace() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let window = Duration::days(crate::app::execute::IDEMPOTENCE_WINDOW_DAYS);
+    let now = t.clock.now();
+    let claimed = t
+        .app
+        .idempotence
+        .claim("nightly", "local-never-recorded", None, now, now + window)
+        .await
+        .unwrap();
+    assert!(claimed);
+    let mut request = TestApp::request("tester");
+    request.idempotence_key = Some("nightly".into());
+
+    let early = t.execute_with("job", request.clone()).await;
+    assert!(
+        matches!(
+            early,
+            Err(AppError::Conflict(Conflict::IdempotenceKeyBusy(_)))
+        ),
+        "while the claimer may still record its run, others are told to try again: {early:?}"
+    );
+    t.clock.advance(Duration::seconds(
+        crate::app::execute::IDEMPOTENCE_CLAIM_GRACE_SECONDS + 1,
+    ));
+    let run = t.execute_with("job", request.clone()).await.unwrap();
+    let again = t.execute_with("job", request).await.unwrap();
+    assert_eq!(
+        again.spec.run_id, run.spec.run_id,
+        "the key now names the new run"
+    );
+}

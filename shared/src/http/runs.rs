@@ -1,0 +1,256 @@
+//! Runs: executing a definition (the v1, v2, v4/v6 and alias routes), run
+//! history and one run, stopping, a run's status (with an ETag) and its
+//! self-reports, and its timeline.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::app::{App, DefinitionRef};
+use crate::domain::launch::{LaunchRequest, OwnerRule};
+use crate::domain::query::Page;
+use crate::domain::report::StatusReport;
+use crate::domain::run::Run;
+use crate::http::input::{QueryPairs, RUN_FILTER_KEYS, json_body, run_query};
+use crate::http::routes::{Operation, V1_AND_V6};
+use crate::http::views::{ListMeta, RunStatusView, RunView, page_envelope, status_etag, timeline};
+use crate::http::{ApiResult, AppState, ok};
+
+/// Nested objects whose keys are matched case-insensitively in execute bodies.
+const LAUNCH_NESTED: &[&str] = &["run_tags", "env[]"];
+
+/// The run routes.
+pub fn routes() -> Vec<Operation> {
+    let tag = "runs";
+    let mut ops: Vec<Operation> = V1_AND_V6
+        .into_iter()
+        .flat_map(|v| {
+            let p = |rest: &str| format!("{v}{rest}");
+            [
+                Operation::put(p("/task/alias/{alias}/execute"), execute_by_alias)
+                    .doc(
+                        tag,
+                        "Launch a run of a definition by alias (run_tags.owner_id required)",
+                    )
+                    .body::<LaunchRequest>()
+                    .returns::<RunView>(),
+                Operation::get(p("/history"), list_runs)
+                    .doc(tag, "List runs")
+                    .list_query(RUN_FILTER_KEYS),
+                Operation::get(p("/history/{run_id}"), get_run)
+                    .doc(tag, "Read a run")
+                    .returns::<RunView>(),
+                Operation::get(p("/task/history/{run_id}"), get_run)
+                    .doc(tag, "Read a run")
+                    .returns::<RunView>(),
+                Operation::get(p("/task/{definition_id}/history"), list_definition_runs)
+                    .doc(tag, "List the runs of a definition")
+                    .list_query(RUN_FILTER_KEYS),
+                Operation::get(p("/task/{definition_id}/history/{run_id}"), get_nested_run)
+                    .doc(tag, "Read a run")
+                    .returns::<RunView>(),
+                Operation::delete(p("/task/{definition_id}/history/{run_id}"), stop_run)
+                    .doc(tag, "Stop a run"),
+                Operation::get(p("/{run_id}/events"), run_events).doc(tag, "A run's timeline"),
+                Operation::put(p("/{run_id}/status"), report_status)
+                    .doc(tag, "A run reports its own status")
+                    .body::<StatusReport>(),
+            ]
+        })
+        .collect();
+    ops.extend([
+        Operation::get("/api/v6/{run_id}/status", run_status)
+            .doc(
+                tag,
+                "A run's status, with an ETag (If-None-Match answers 304)",
+            )
+            .returns::<RunStatusView>(),
+        Operation::put("/api/v1/task/{definition_id}/execute", execute_v1)
+            .doc(tag, "Launch a run with the v1 body (cluster, env, tier)")
+            .body::<LaunchRequest>()
+            .returns::<RunView>(),
+        Operation::put("/api/v2/task/{definition_id}/execute", execute_v2)
+            .doc(
+                tag,
+                "Launch a run (run_tags.owner_email and team_name required)",
+            )
+            .body::<LaunchRequest>()
+            .returns::<RunView>(),
+    ]);
+    ops.extend(["/api/v4", "/api/v6"].map(|v| {
+        Operation::put(format!("{v}/task/{{definition_id}}/execute"), execute_v6)
+            .doc(tag, "Launch a run (run_tags.owner_id required)")
+            .body::<LaunchRequest>()
+            .returns::<RunView>()
+    }));
+    ops
+}
+
+// ----- execute ---------------------------------------------------------------
+
+async fn execute(app: &App, by: DefinitionRef<'_>, rule: OwnerRule, body: &[u8]) -> ApiResult {
+    let request: LaunchRequest = json_body(body, LAUNCH_NESTED)?;
+    let run = app.execute(by, rule, request).await?;
+    run_response(app, &run)
+}
+
+async fn execute_by_alias(
+    State(app): State<AppState>,
+    Path(alias): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let by = DefinitionRef::Alias(&alias);
+    execute(&app, by, OwnerRule::OwnerId, &body).await
+}
+
+async fn execute_v1(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    execute(&app, DefinitionRef::Id(&id), OwnerRule::Anonymous, &body).await
+}
+
+async fn execute_v2(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    execute(&app, DefinitionRef::Id(&id), OwnerRule::EmailAndTeam, &body).await
+}
+
+async fn execute_v6(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    execute(&app, DefinitionRef::Id(&id), OwnerRule::OwnerId, &body).await
+}
+
+// ----- history ---------------------------------------------------------------
+
+/// A page of runs in Flotilla's envelope; `executables`, when given, limits
+/// it to the runs of those definitions (or template versions) and is echoed.
+pub(crate) async fn runs_page(
+    app: &App,
+    q: QueryPairs,
+    executables: Option<Vec<String>>,
+) -> ApiResult {
+    let mut query = run_query(&q)?;
+    if let Some(ids) = &executables {
+        query.definition_ids = ids.clone();
+    }
+    let Page { items, total } = app.list_runs(&query).await?;
+    let items = items
+        .iter()
+        .map(|r| serde_json::to_value(run_view(app, r)).unwrap_or(Value::Null))
+        .collect();
+    let mut body = page_envelope(
+        "history",
+        items,
+        total,
+        &q,
+        RUN_FILTER_KEYS,
+        ListMeta {
+            env: &query.env,
+            sort_by: query.sort_by.as_str(),
+            order: query.order.as_str(),
+            paging: query.paging,
+        },
+    );
+    if let (Some(ids), Value::Object(map)) = (executables, &mut body) {
+        map.insert("definition_id".into(), json!(ids));
+    }
+    ok(body)
+}
+
+async fn list_runs(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
+    runs_page(&app, QueryPairs::parse(raw.as_deref()), None).await
+}
+
+async fn list_definition_runs(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    app.definition(DefinitionRef::Id(&id)).await?;
+    runs_page(&app, QueryPairs::parse(raw.as_deref()), Some(vec![id])).await
+}
+
+/// A run as the API shows it, with the links only the app's adapters know.
+fn run_view(app: &App, run: &Run) -> RunView {
+    let mut view = RunView::from(run);
+    view.log_url = app.logs.link(run);
+    view
+}
+
+/// A 200 with `run` as the API shows it.
+pub(crate) fn run_response(app: &App, run: &Run) -> ApiResult {
+    ok(run_view(app, run))
+}
+
+/// `GET …/history/{run_id}`: one run.
+pub(crate) async fn get_run(State(app): State<AppState>, Path(run_id): Path<String>) -> ApiResult {
+    run_response(&app, &app.run(&run_id).await?)
+}
+
+/// `GET …/{definition_id}/history/{run_id}`: one run (the parent id is not checked).
+pub(crate) async fn get_nested_run(
+    State(app): State<AppState>,
+    Path((_parent, run_id)): Path<(String, String)>,
+) -> ApiResult {
+    run_response(&app, &app.run(&run_id).await?)
+}
+
+/// Who is stopping a run: the value of the last request header whose name
+/// contains `-email` (e.g. `X-Forwarded-Email`), else "user".
+fn stopped_by(headers: &HeaderMap) -> String {
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_str().contains("-email"))
+        .filter_map(|(_, value)| value.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .last()
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| "user".to_owned())
+}
+
+/// `DELETE …/{definition_id}/history/{run_id}`: stop a run.
+pub(crate) async fn stop_run(
+    State(app): State<AppState>,
+    Path((_parent, run_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    app.stop(&run_id, &stopped_by(&headers)).await?;
+    ok(json!({ "terminated": true }))
+}
+
+// ----- status and timeline ---------------------------------------------------
+
+/// `GET /api/v6/{run_id}/status`: the run's status with an ETag; a client
+/// that sends the ETag back in `If-None-Match` gets 304 until the run changes.
+async fn run_status(
+    State(app): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (run, version) = app.run_with_version(&run_id).await?;
+    let etag = status_etag(&run, version);
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if crate::http::etag_matches(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, Json(RunStatusView::from(&run))).into_response())
+}
+
+/// `PUT /{run_id}/status`: a run reports its own status.
+async fn report_status(
+    State(app): State<AppState>,
+    Path(run_id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let report: StatusReport = json_body(&body, &[])?;
+    let (run, changed) = app.report_status(&run_id, &report.parse()?).await?;
+    ok(json!({ "updated": changed, "status": run.status }))
+}
+
+/// `GET /{run_id}/events`: the run's timeline from its event stream.
+async fn run_events(State(app): State<AppState>, Path(run_id): Path<String>) -> ApiResult {
+    let events = app.run_events(&run_id).await?;
+    let entries = timeline(&run_id, &events);
+    ok(json!({ "total": entries.len(), "pod_events": entries }))
+}

@@ -1,0 +1,27 @@
+//! The service's own routes: health, and the OpenAPI document of every route.
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+use crate::http::routes::{Operation, V1_AND_V6};
+use crate::http::{ApiResult, ok, openapi};
+
+/// `/health` under v1 and v6.
+pub fn routes() -> Vec<Operation> {
+    V1_AND_V6
+        .into_iter()
+        .map(|v| Operation::get(format!("{v}/health"), health).doc("service", "Health"))
+        .collect()
+}
+
+async fn health() -> ApiResult {
+    ok(json!({ "status": "healthy", "message": "Service is up and running" }))
+}
+
+/// `GET /api/openapi.json`: the OpenAPI 3.1 document of every route, built
+/// once per process.
+pub async fn openapi_document() -> ApiResult {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    ok(DOCUMENT.get_or_init(openapi::document))
+}

@@ -1,0 +1,185 @@
+//! The smaller ports' contracts: run queues, the cluster registry,
+//! idempotence keys and template versions.
+
+use std::future::Future;
+
+use crate::error::StoreError;
+use crate::ports::{RunQueue, RunTicket};
+use crate::testing::scenario::t;
+
+/// Queues: every ticket enqueued is delivered, to its cluster, with its attempt.
+/// `drain` takes every ticket currently deliverable off the queue.
+pub async fn run_queue_contract<Q, F, Fut>(queue: &Q, drain: F)
+where
+    Q: RunQueue,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<RunTicket>>,
+{
+    let tickets = [
+        RunTicket {
+            run_id: "r-1".into(),
+            attempt: 1,
+            cluster: "team-a".into(),
+        },
+        RunTicket {
+            run_id: "r-2".into(),
+            attempt: 2,
+            cluster: "team-b".into(),
+        },
+    ];
+    for ticket in &tickets {
+        queue
+            .enqueue(ticket)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut delivered = drain().await;
+    delivered.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    delivered.dedup();
+    assert_eq!(
+        delivered, tickets,
+        "every ticket is delivered with its cluster and attempt"
+    );
+    assert!(drain().await.is_empty(), "a drained queue is empty");
+}
+
+/// The cluster registry: read and written whole, with optimistic concurrency.
+pub async fn cluster_store_contract<S: crate::ports::ClusterStore>(store: &S) {
+    use crate::domain::cluster::{Cluster, ClusterInput};
+    let (none, version) = store.clusters().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        none.is_empty() && version == 0,
+        "a new registry is empty at version 0"
+    );
+    let a = Cluster::create(
+        ClusterInput {
+            name: Some("gpu".into()),
+            allowed_tiers: Some(vec!["1".into()]),
+            ..Default::default()
+        },
+        t(1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .save_clusters(std::slice::from_ref(&a), 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (got, version) = store.clusters().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got,
+        std::slice::from_ref(&a),
+        "the registry reads back what was saved"
+    );
+    assert_eq!(version, 1);
+    let stale = store.save_clusters(&[], 0).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "a save from a stale version is a conflict, got {stale:?}"
+    );
+    store
+        .save_clusters(&[], 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (got, version) = store.clusters().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(got.is_empty() && version == 2);
+}
+
+/// Idempotence keys: claimed once, replaced only knowingly or after expiry.
+pub async fn idempotence_contract<S: crate::ports::IdempotenceKeys>(store: &S) {
+    let find = |now| async move {
+        store
+            .find("k", now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|claim| claim.run_id)
+    };
+    assert_eq!(find(t(0)).await, None);
+    let claim = |run: &'static str, replacing: Option<&'static str>, now, until| async move {
+        store
+            .claim("k", run, replacing, now, until)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(
+        claim("r-1", None, t(0), t(100)).await,
+        "a free key is claimed"
+    );
+    assert_eq!(find(t(1)).await.as_deref(), Some("r-1"));
+    let claim_of_r1 = store
+        .find("k", t(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        claim_of_r1.map(|c| c.expires_at),
+        Some(t(100)),
+        "a key says until when it holds"
+    );
+    assert!(
+        !claim("r-2", None, t(1), t(100)).await,
+        "a live key is not claimed again blindly"
+    );
+    assert!(
+        claim("r-2", Some("r-1"), t(2), t(100)).await,
+        "a key is replaced when the caller names the run it replaces"
+    );
+    assert_eq!(find(t(3)).await.as_deref(), Some("r-2"));
+    assert_eq!(find(t(100)).await, None, "an expired key names nothing");
+    assert!(
+        claim("r-3", None, t(101), t(200)).await,
+        "an expired key can be claimed"
+    );
+    assert_eq!(find(t(102)).await.as_deref(), Some("r-3"));
+}
+
+/// Template versions: unique by name and version, listed and found.
+pub async fn template_store_contract<S: crate::ports::TemplateStore>(store: &S) {
+    use crate::domain::template::{Template, TemplateInput};
+    let make = |id: &str, name: &str, version: u32| {
+        Template::create(
+            id.to_owned(),
+            version,
+            TemplateInput {
+                template_name: Some(name.into()),
+                image: Some("python:3.12".into()),
+                command_template: Some("echo {{ .x }}".into()),
+                schema: Some(serde_json::json!({"type": "object"})),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let a1 = make("tpl-a1", "alpha", 1);
+    let a2 = make("tpl-a2", "alpha", 2);
+    let b1 = make("tpl-b1", "beta", 1);
+    for t in [&a1, &b1, &a2] {
+        store.create(t).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let dup = store.create(&make("tpl-other", "alpha", 2)).await;
+    assert!(
+        matches!(dup, Err(StoreError::Duplicate(_))),
+        "a name and version are unique, got {dup:?}"
+    );
+    assert_eq!(
+        store.get("tpl-a2").await.unwrap_or_else(|e| panic!("{e}")),
+        Some(a2.clone())
+    );
+    assert_eq!(
+        store
+            .get("tpl-other")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None,
+        "a refused create writes nothing"
+    );
+    assert_eq!(
+        store
+            .versions("alpha")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        [a1.clone(), a2.clone()],
+        "versions of a name, oldest first"
+    );
+    let mut all = store.all().await.unwrap_or_else(|e| panic!("{e}"));
+    all.sort_by(|x, y| x.template_id.cmp(&y.template_id));
+    assert_eq!(all, [a1, a2, b1]);
+}
