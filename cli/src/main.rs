@@ -26,6 +26,13 @@ enum Command {
     /// Run the API on this machine: with SQLite and local processes (no AWS
     /// needed), or over AWS with --backend aws.
     Serve(ServeArgs),
+    /// Run one attempt of a run (started by `flotilla serve`; see
+    /// `shared::adapters::local::supervisor`).
+    #[command(hide = true)]
+    Supervise {
+        /// The attempt's directory.
+        attempt_dir: PathBuf,
+    },
 }
 
 /// Where runs, definitions and logs live.
@@ -144,14 +151,26 @@ async fn serve_aws(args: ServeArgs) -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    shared::telemetry::init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => match args.backend {
-            Backend::Embedded => serve_embedded(args).await,
-            Backend::Aws => serve_aws(args).await,
-        },
+        // No runtime, no threads: a supervisor is one small synchronous process.
+        Command::Supervise { attempt_dir } => {
+            let code = shared::adapters::local::supervisor::supervise(attempt_dir);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Serve(args) => {
+            shared::telemetry::init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => return report(&e),
+            };
+            runtime.block_on(async {
+                match args.backend {
+                    Backend::Embedded => serve_embedded(args).await,
+                    Backend::Aws => serve_aws(args).await,
+                }
+            })
+        }
     }
 }

@@ -11,11 +11,14 @@
 //! - the retry sweep queues NEEDS_RETRY runs again and re-enqueues QUEUED runs
 //!   whose ticket was lost.
 //!
-//! At start-up, runs that a previous process left PENDING or RUNNING are
-//! stopped with [`RESTART_REASON`] (their leftover processes are killed), never
-//! launched again: no run is launched twice. QUEUED runs simply wait their turn.
-//! On a graceful shutdown (Ctrl-C, SIGTERM) running runs are stopped the same
-//! way a user stops them.
+//! Every attempt runs under a supervisor that outlives this process (see
+//! [`crate::adapters::local`]). At start-up, each run a previous process left
+//! PENDING or RUNNING is launched again, which re-attaches to its supervisor:
+//! a run still running is followed to its end, one that ended while the
+//! server was down reports its real exit code, and one whose supervisor never
+//! started is started, once. QUEUED runs simply wait their turn. On a
+//! graceful shutdown (Ctrl-C, SIGTERM) running runs are stopped the same way a
+//! user stops them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,9 +30,9 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::adapters::local::{LocalEngine, LocalLogs, reap_orphan};
+use crate::adapters::local::{LocalEngine, LocalLogs};
 use crate::adapters::sqlite::{ClaimedTicket, SqliteStore};
-use crate::app::{App, AppSettings, Runtime, SubmitOutcome};
+use crate::app::{App, AppSettings, RunTokens, Runtime, SubmitOutcome};
 use crate::domain::launch::DEFAULT_OWNER_VAR;
 use crate::domain::query::RunQuery;
 use crate::domain::run::RunStatus;
@@ -38,8 +41,6 @@ use crate::error::StoreError;
 use crate::http::router_with;
 use crate::ports::{Clock, EngineUpdate, SystemClock};
 
-/// Exit reason of a run that was in flight when the server stopped abruptly.
-pub const RESTART_REASON: &str = "flotilla serve restarted while this run was in flight; it was stopped (not relaunched, so it never runs twice): launch it again";
 /// Who stops running runs on a graceful shutdown.
 pub const SHUTDOWN_STOPPER: &str = "flotilla serve shutting down";
 
@@ -66,6 +67,8 @@ pub struct ServeConfig {
     pub requeue_after: Duration,
     /// The HTTP edge (CORS).
     pub http: crate::http::HttpOptions,
+    /// The `flotilla` binary, whose `supervise` command runs each attempt.
+    pub supervisor: PathBuf,
 }
 
 impl ServeConfig {
@@ -82,6 +85,7 @@ impl ServeConfig {
             retry_interval: Duration::from_secs(5),
             requeue_after: Duration::from_secs(60),
             http: crate::http::HttpOptions::default(),
+            supervisor: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("flotilla")),
         }
     }
 }
@@ -159,13 +163,16 @@ pub async fn serve(
         config.stop_grace,
         updates_tx,
         Arc::clone(&clock),
+        config.supervisor.clone(),
     ));
+    let tokens = run_tokens(&config.data_dir.join("run-token.key"))?;
     let runtime = Runtime {
         queue: Arc::new(store.clone()),
         engine: engine.clone(),
         logs: Arc::new(LocalLogs::new(runs_dir)),
         clock,
         publisher: None,
+        tokens: Some(tokens),
     };
     let settings = AppSettings {
         engine: Engine::Local,
@@ -179,7 +186,7 @@ pub async fn serve(
     };
     let app = Arc::new(App::new(Arc::new(store.clone()), runtime, settings));
 
-    recover(&app, &store).await?;
+    recover(&app, &engine, &store).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let driver = tokio::spawn(drive(
@@ -223,28 +230,69 @@ pub async fn serve(
     })
 }
 
-/// Start-up reconciliation after a crash or kill: in-flight runs are stopped
-/// (their leftover processes killed), claims are released, and every QUEUED
-/// run gets its ticket back.
-async fn recover(app: &App, store: &SqliteStore) -> Result<(), ServeError> {
+/// The key of the run tokens, in `path` (0600), made with 32 random bytes
+/// on the first start.
+fn run_tokens(path: &std::path::Path) -> Result<RunTokens, ServeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |what, source| ServeError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let key = match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => key,
+        Ok(_) | Err(_) => {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key)
+                .map_err(|e| io("make a key for", std::io::Error::other(e.to_string())))?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| io("create", e))?;
+            file.write_all(&key).map_err(|e| io("write", e))?;
+            file.sync_all().map_err(|e| io("write", e))?;
+            key
+        }
+    };
+    RunTokens::new(&key).map_err(|e| io("read the key in", std::io::Error::other(e)))
+}
+
+/// Start-up reconciliation after a crash or kill: every in-flight run is
+/// launched again, which re-attaches to its attempt (see the module docs);
+/// claims are released, and every QUEUED run gets its ticket back.
+async fn recover(app: &App, engine: &LocalEngine, store: &SqliteStore) -> Result<(), ServeError> {
+    use crate::ports::ExecutionEngine;
     let in_flight = app
         .list_runs(&RunQuery {
             statuses: vec![RunStatus::Pending, RunStatus::Running],
+            paging: crate::domain::query::Paging {
+                limit: crate::domain::query::MAX_LIMIT,
+                offset: 0,
+            },
             ..RunQuery::default()
         })
         .await
         .map_err(app_store_error)?;
     for run in in_flight.items {
         let run_id = &run.spec.run_id;
-        if let Some(task_id) = &run.task_id
-            && reap_orphan(run_id, task_id)
-        {
-            info!(run_id = %run_id, task_id = %task_id, "killed a process left running by the previous server");
+        match engine.launch(&app.launch_spec(&run)).await {
+            Ok(launched) => {
+                info!(run_id = %run_id, attempt = run.attempt, task_id = %launched.task_id, "re-attached to a run left in flight");
+            }
+            Err(e) => {
+                warn!(run_id = %run_id, error = %e, "could not re-attach to a run left in flight; it is stopped");
+                app.abandon(
+                    run_id,
+                    &format!("flotilla serve restarted and could not follow this run: {e}"),
+                )
+                .await
+                .map_err(app_store_error)?;
+            }
         }
-        app.abandon(run_id, RESTART_REASON)
-            .await
-            .map_err(app_store_error)?;
-        warn!(run_id = %run_id, "run was in flight when the server stopped; marked STOPPED");
     }
     let released = store.release_all_claims().await?;
     if released > 0 {

@@ -215,6 +215,9 @@ pub struct Launched {
     /// Set when the engine knows the attempt is already running (a local
     /// process), with its host.
     pub running_on: Option<String>,
+    /// How the engine holds the attempt to its resources, when it says
+    /// (the local engine: a cgroup, or an address-space limit).
+    pub limits: Option<String>,
 }
 
 /// Starts and stops tasks; nothing more. State changes come back as
@@ -258,6 +261,7 @@ impl EngineUpdate {
                 attempt,
                 task_id,
                 running_on: None,
+                limits: None,
                 now: at,
             },
             EngineChange::Started { task_id, host } => RunCommand::RecordStarted {
@@ -324,13 +328,28 @@ pub struct LogPage {
     pub last_seen: String,
 }
 
+/// Which log to read: one attempt of a run (each attempt has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLog<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The engine's task of that attempt, once it had one.
+    pub task_id: Option<&'a str>,
+}
+
 /// Where runs' output can be read.
 #[async_trait]
 pub trait LogSource: Send + Sync {
-    /// The page after `last_seen` (from the start when `None`).
-    async fn page(&self, run: &Run, last_seen: Option<&str>) -> Result<LogPage, LogError>;
-    /// The whole log as text.
-    async fn all(&self, run: &Run) -> Result<String, LogError>;
+    /// The page of `log` after `last_seen` (from the start when `None`).
+    async fn page(
+        &self,
+        log: &AttemptLog<'_>,
+        last_seen: Option<&str>,
+    ) -> Result<LogPage, LogError>;
+    /// The whole of `log` as text.
+    async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError>;
     /// Where a person can read the run's log in a browser outside Flotilla
     /// (a cloud console), when there is such a place.
     fn link(&self, _run: &Run) -> Option<String> {

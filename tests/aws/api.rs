@@ -66,7 +66,9 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
     .await;
     assert_eq!(again.status().as_u16(), 304);
 
-    // The run reports its own end.
+    // The run reports its own end: the report is recorded and the task is
+    // told to stop; the run ends when ECS reports the task stopped, with the
+    // container's real exit code and the report's reason.
     let (status, answer) = s
         .call(
             Method::PUT,
@@ -75,7 +77,7 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["updated"], true);
+    assert_eq!(answer, json!({"updated": true, "status": "RUNNING"}));
     let after = send(
         &s.app,
         Request::get(&path)
@@ -85,7 +87,17 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
     )
     .await;
     assert_eq!(after.status().as_u16(), 200, "a changed run has a new ETag");
-    let body = body_json(after).await;
+    s.ecs_event("ecs-task-stopped-exit-code", &run_id, 1, &task_arn)
+        .await;
+    let (_, body) = s
+        .call(
+            Method::GET,
+            &format!("/api/v6/history/{run_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(body["status"], "STOPPED", "{body}");
+    assert_eq!(body["exit_code"], 3, "the container's exit code: {body}");
     assert_eq!(body["exit_reason"], "Python pip package installation error");
 
     // Its timeline, from the DynamoDB event stream.
@@ -105,7 +117,13 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
         .collect();
     assert_eq!(
         reasons,
-        ["RunQueued", "RunSubmitted", "RunStarted", "RunStopped"]
+        [
+            "RunQueued",
+            "RunSubmitted",
+            "RunStarted",
+            "RunStopRequested",
+            "RunStopped"
+        ]
     );
     assert_eq!(events["pod_events"][1]["source_object"], task_arn.as_str());
 

@@ -143,16 +143,18 @@ async fn the_status_route_answers_304_until_the_run_changes() {
     assert_eq!(again.status().as_u16(), 304);
     assert_eq!(again.text().await.unwrap_or_default(), "");
 
-    // The run reports its own end: it changes, and so does the ETag.
-    let (status, answer) = server
-        .send(
-            Method::PUT,
-            &format!("/api/v1/{id}/status"),
-            r#"{"status":"STOPPED","exit_code":2,"run_exceptions":["KeyError: 'user_id'"]}"#,
-        )
-        .await;
+    // The run reports its own end, with its token: the report is recorded
+    // (so the ETag changes) and the process is stopped; the run ends with the
+    // exit code the process really had, and the report's reason.
+    let token = server.run_token(&id, 1);
+    let report = r#"{"status":"STOPPED","exit_code":2,"run_exceptions":["KeyError: 'user_id'"]}"#;
+    let (status, answer) = server.report(&id, report, None).await;
+    assert_eq!(status, 403, "a report without the run's token: {answer}");
+    let (status, answer) = server.report(&id, report, Some("0123abcd")).await;
+    assert_eq!(status, 403, "a report with another token: {answer}");
+    let (status, answer) = server.report(&id, report, Some(&token)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer, json!({"updated": true, "status": "STOPPED"}));
+    assert_eq!(answer, json!({"updated": true, "status": "RUNNING"}));
     let after = server
         .http()
         .get(&path)
@@ -160,18 +162,17 @@ async fn the_status_route_answers_304_until_the_run_changes() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(after.status().as_u16(), 200);
-    let body: Value = after.json().await.unwrap_or_default();
-    assert_eq!(body["exit_code"], 2);
+    assert_eq!(after.status().as_u16(), 200, "a changed run has a new ETag");
+    let (body, _) = server.wait_stopped(&id).await;
+    assert_eq!(
+        body["exit_code"], 143,
+        "the real exit code, of bash ended by SIGTERM: {body}"
+    );
     assert_eq!(body["exit_reason"], "Data or argument error", "{body}");
 
     // A report that would move the run backwards changes nothing.
     let (status, answer) = server
-        .send(
-            Method::PUT,
-            &format!("/api/v6/{id}/status"),
-            r#"{"status":"RUNNING"}"#,
-        )
+        .report(&id, r#"{"status":"RUNNING"}"#, Some(&token))
         .await;
     assert_eq!(status, 200);
     assert_eq!(answer, json!({"updated": false, "status": "STOPPED"}));
@@ -186,9 +187,7 @@ async fn the_status_route_answers_304_until_the_run_changes() {
         ),
     ];
     for (body, code, needle) in bad {
-        let (status, answer) = server
-            .send(Method::PUT, &format!("/api/v6/{id}/status"), body)
-            .await;
+        let (status, answer) = server.report(&id, body, Some(&token)).await;
         assert_eq!(status, code, "{body}: {answer}");
         assert!(
             answer["error"]

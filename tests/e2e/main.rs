@@ -7,5 +7,6 @@ mod api_catalog;
 mod api_errors;
 mod api_openapi;
 mod api_routes;
+mod exactly_once;
 mod lifecycle;
 mod restart;

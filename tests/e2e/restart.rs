@@ -1,61 +1,96 @@
-//! kill -9 and restart: nothing is lost, in-flight runs are reconciled, and no
-//! run is ever launched twice.
+//! kill -9 and restart: nothing is lost, runs in flight keep running and are
+//! followed to their real end, runs that ended while the server was down
+//! report their real exit code, and no run is ever launched twice.
 
 use serde_json::json;
 
-use crate::support::{Server, eventually, process_exists};
+use crate::support::{Server, eventually, process_exists, processes_with_env};
+
+fn id(run: &serde_json::Value) -> String {
+    run["run_id"].as_str().unwrap_or_default().to_owned()
+}
 
 #[tokio::test]
-async fn after_kill_9_and_restart_nothing_is_lost_in_flight_runs_are_stopped_and_none_launches_twice()
+async fn after_kill_9_and_restart_runs_in_flight_are_followed_to_their_real_end_and_none_launches_twice()
  {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let launches = dir.path().join("launches.txt");
-    let mut server = Server::start(&dir.path().join("data"), 1).await;
+    let release = dir.path().join("release");
+    let mut server = Server::start(&dir.path().join("data"), 2).await;
     let record = format!("echo $FLOTILLA_RUN_ID >> {}", launches.display());
+    // Ticks until the test lets it finish, then exits 3.
     server
-        .define("long", &format!("{record}; echo working; sleep 60"))
+        .define(
+            "long",
+            &format!(
+                "{record}; i=0; until [ -e {} ]; do i=$((i+1)); echo tick $i; sleep 0.2; done; echo last; exit 3",
+                release.display()
+            ),
+        )
+        .await;
+    server
+        .define("brief", &format!("{record}; sleep 1; exit 7"))
         .await;
     server
         .define("short", &format!("{record}; echo done"))
         .await;
 
-    let long = server.execute("long", json!({})).await;
-    let long_id = long["run_id"].as_str().unwrap_or_default().to_owned();
+    let long_id = id(&server.execute("long", json!({})).await);
+    let brief_id = id(&server.execute("brief", json!({})).await);
     let (running, _) = server
         .wait_for(&long_id, "RUNNING", |r| r["status"] == "RUNNING")
         .await;
-    let pid = running["task_id"].as_str().unwrap_or_default().to_owned();
-    // Parallelism 1: these wait in the queue behind the long run.
+    server
+        .wait_for(&brief_id, "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+    let supervisor = running["task_id"].as_str().unwrap_or_default().to_owned();
+    // Parallelism 2: these wait in the queue behind the two running.
     let mut queued = Vec::new();
     for _ in 0..3 {
-        let run = server.execute("short", json!({})).await;
-        queued.push(run["run_id"].as_str().unwrap_or_default().to_owned());
+        queued.push(id(&server.execute("short", json!({})).await));
     }
-    let log_path = format!("/api/v6/{long_id}/logs");
-    eventually("the long run has written its log", || {
-        std::fs::read_to_string(&launches).is_ok_and(|l| l.contains(&long_id))
-    })
-    .await;
 
     server.kill9();
     assert!(
-        process_exists(&pid),
-        "kill -9 of the server leaves the run's process behind"
+        process_exists(&supervisor),
+        "kill -9 of the server leaves the run's supervisor running"
+    );
+    eventually("the brief run ends while the server is down", || {
+        processes_with_env("FLOTILLA_RUN_ID", &brief_id).is_empty()
+    })
+    .await;
+    assert!(
+        !processes_with_env("FLOTILLA_RUN_ID", &long_id).is_empty(),
+        "the long run is still running"
     );
     server.restart().await;
 
-    let (long_after, _) = server.wait_stopped(&long_id).await;
-    let reason = long_after["exit_reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("restarted while this run was in flight"),
-        "{long_after}"
-    );
-    eventually("the leftover process is killed", || !process_exists(&pid)).await;
-    let (_, log) = server.get(&log_path).await;
+    let (brief, _) = server.wait_stopped(&brief_id).await;
     assert_eq!(
-        log["log"], "working\n",
-        "the log written before the crash survives"
+        brief["exit_code"], 7,
+        "a run that ended while the server was down reports its real exit code: {brief}"
     );
+    let (_, long) = server.get(&format!("/api/v6/history/{long_id}")).await;
+    assert_eq!(long["status"], "RUNNING", "{long}");
+    std::fs::write(&release, "").unwrap_or_else(|e| panic!("{e}"));
+    let (long, _) = server.wait_stopped(&long_id).await;
+    assert_eq!(
+        long["exit_code"], 3,
+        "a run running at the restart is followed to its real end: {long}"
+    );
+    let (_, log) = server
+        .get(&format!("/api/v6/{long_id}/logs?raw_text=true"))
+        .await;
+    let text = log.as_str().unwrap_or_default().to_owned();
+    let ticks: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    assert!(
+        !ticks.is_empty() && ticks.iter().enumerate().all(|(i, t)| *t == i as u32 + 1),
+        "the log is continuous across the restart: {text}"
+    );
+    assert!(text.ends_with("last\n"), "{text}");
 
     for run_id in &queued {
         let (done, _) = server.wait_stopped(run_id).await;
@@ -68,10 +103,8 @@ async fn after_kill_9_and_restart_nothing_is_lost_in_flight_runs_are_stopped_and
     assert_eq!(status, 200, "definitions survive: {def}");
 
     server.restart().await;
-    let extra = server.execute("short", json!({})).await;
-    server
-        .wait_stopped(extra["run_id"].as_str().unwrap_or_default())
-        .await;
+    let extra = id(&server.execute("short", json!({})).await);
+    server.wait_stopped(&extra).await;
 
     let lines = std::fs::read_to_string(&launches).unwrap_or_default();
     let mut ids: Vec<&str> = lines.lines().collect();
@@ -79,11 +112,11 @@ async fn after_kill_9_and_restart_nothing_is_lost_in_flight_runs_are_stopped_and
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(launched, ids.len(), "no run was launched twice: {lines}");
-    assert_eq!(launched, 5, "every run launched exactly once: {lines}");
+    assert_eq!(launched, 6, "every run launched exactly once: {lines}");
 
     let (_, history) = server.get("/api/v6/history?status=STOPPED").await;
     assert_eq!(
-        history["total"], 5,
+        history["total"], 6,
         "all runs and their history survive two restarts"
     );
 }

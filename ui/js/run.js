@@ -1,6 +1,6 @@
-// One run: its attributes, a log that follows the run while it runs (paging
-// with last_seen), search in the log, stop with confirmation, the event
-// timeline and the cloud console links. Polling stops once the run has
+// One run: its attributes, a log that follows the run's current attempt while
+// it runs (paging with last_seen; earlier attempts' logs are linked), search in
+// the log, stop with confirmation, the event timeline and the cloud console links. Polling stops once the run has
 // stopped and its log is drained, and whenever the user leaves the view.
 
 import { api, get, query } from './api.js';
@@ -56,6 +56,9 @@ export async function runView(scope, runId) {
   const matchInfo = h('span', { id: 'log-matches', class: 'muted', 'aria-live': 'polite' });
   let logText = '';
   let lastSeen;
+  // The attempt whose log is shown: the run's current one. Each attempt has
+  // its own log; when a new attempt starts, the panel follows it.
+  let logAttempt = run.attempt_count;
   let droppedHead = false;
   let matchIndex = 0;
 
@@ -113,7 +116,7 @@ export async function runView(scope, runId) {
   const pullLog = async () => {
     let grew = false;
     for (let i = 0; i < PAGES_PER_POLL; i += 1) {
-      const page = await get(`api/v6/${enc(runId)}/logs${query({ last_seen: lastSeen })}`);
+      const page = await get(`api/v6/${enc(runId)}/logs${query({ last_seen: lastSeen, attempt: logAttempt })}`);
       const chunk = page.log || '';
       const next = page.last_seen ?? lastSeen;
       const moved = next !== lastSeen;
@@ -185,6 +188,9 @@ export async function runView(scope, runId) {
     const ecs = consoleLink(run.task_id);
     if (ecs) links.push(h('a', { href: ecs, target: '_blank', rel: 'noopener', id: 'console-url' }, 'Task in the ECS console'));
     links.push(h('a', { href: `api/v6/${enc(run.run_id)}/logs?raw_text=true`, target: '_blank', rel: 'noopener', id: 'raw-log' }, 'Raw log'));
+    for (let n = 1; n < run.attempt_count; n += 1) {
+      links.push(h('a', { href: `api/v6/${enc(run.run_id)}/logs?raw_text=true&attempt=${n}`, target: '_blank', rel: 'noopener', class: 'attempt-log' }, `Attempt ${n}'s log`));
+    }
     replace(linksHost, links);
     replace(attrsHost, attrs([
       ['Exit code', run.exit_code === undefined ? '—' : String(run.exit_code)],
@@ -228,6 +234,13 @@ export async function runView(scope, runId) {
       const status = await get(`api/v6/${enc(runId)}/status`);
       if (changed(status)) {
         run = await get(runPath);
+        if (run.attempt_count !== logAttempt) {
+          logAttempt = run.attempt_count;
+          logText = '';
+          lastSeen = undefined;
+          droppedHead = false;
+          renderLog();
+        }
         render();
         await loadTimeline();
       } else if (polls % 5 === 0) {

@@ -15,7 +15,7 @@ use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use crate::adapters::ecs::CONTAINER_NAME;
 use crate::domain::run::Run;
 use crate::error::LogError;
-use crate::ports::{LogPage, LogSource};
+use crate::ports::{AttemptLog, LogPage, LogSource};
 
 /// `awslogs-stream-prefix` of every task definition.
 pub const STREAM_PREFIX: &str = "flotilla";
@@ -113,9 +113,13 @@ impl CloudWatchLogs {
 
 #[async_trait]
 impl LogSource for CloudWatchLogs {
-    async fn page(&self, run: &Run, last_seen: Option<&str>) -> Result<LogPage, LogError> {
+    async fn page(
+        &self,
+        log: &AttemptLog<'_>,
+        last_seen: Option<&str>,
+    ) -> Result<LogPage, LogError> {
         let last_seen = last_seen.filter(|s| !s.is_empty());
-        let Some(stream) = run.task_id.as_deref().and_then(stream_of_task) else {
+        let Some(stream) = log.task_id.and_then(stream_of_task) else {
             return Ok(LogPage {
                 log: String::new(),
                 last_seen: last_seen.unwrap_or_default().to_owned(),
@@ -133,8 +137,8 @@ impl LogSource for CloudWatchLogs {
         }
     }
 
-    async fn all(&self, run: &Run) -> Result<String, LogError> {
-        let Some(stream) = run.task_id.as_deref().and_then(stream_of_task) else {
+    async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError> {
+        let Some(stream) = log.task_id.and_then(stream_of_task) else {
             return Ok(String::new());
         };
         let mut text = String::new();
@@ -162,7 +166,6 @@ impl LogSource for CloudWatchLogs {
 mod tests {
     use super::*;
     use crate::testing::moto::Moto;
-    use crate::testing::scenario::{queued, spec};
 
     #[test]
     fn a_tasks_stream_is_named_after_its_id_and_links_to_the_console() {
@@ -222,29 +225,31 @@ mod tests {
             .unwrap();
 
         let logs = CloudWatchLogs::new(client.clone(), group, "us-east-1");
-        let mut state = crate::domain::run::replay(&[queued()]);
-        let mut run = state.run.take().unwrap();
-        run.spec = spec("r-1");
-        let before_launch = logs.page(&run, None).await.unwrap();
+        let mut log = AttemptLog {
+            run_id: "r-1",
+            attempt: 1,
+            task_id: None,
+        };
+        let before_launch = logs.page(&log, None).await.unwrap();
         assert_eq!(before_launch.log, "", "a run without a task has no log yet");
-        run.task_id = Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/0123abcd".into());
+        log.task_id = Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/0123abcd");
 
-        let first = logs.page(&run, None).await.unwrap();
+        let first = logs.page(&log, None).await.unwrap();
         assert_eq!(first.log, "hello yourusername\nsecond line\n");
         assert!(!first.last_seen.is_empty());
-        let again = logs.page(&run, Some(&first.last_seen)).await.unwrap();
+        let again = logs.page(&log, Some(&first.last_seen)).await.unwrap();
         assert_eq!(again.log, "", "nothing newer: an empty page");
         put(&["third line"], now + 10).await.unwrap();
-        let next = logs.page(&run, Some(&again.last_seen)).await.unwrap();
+        let next = logs.page(&log, Some(&again.last_seen)).await.unwrap();
         assert_eq!(next.log, "third line\n");
         assert_eq!(
-            logs.all(&run).await.unwrap(),
+            logs.all(&log).await.unwrap(),
             "hello yourusername\nsecond line\nthird line\n"
         );
 
-        run.task_id = Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/not-started".into());
+        log.task_id = Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/not-started");
         assert_eq!(
-            logs.page(&run, None).await.unwrap().log,
+            logs.page(&log, None).await.unwrap().log,
             "",
             "a stream not created yet reads as empty"
         );

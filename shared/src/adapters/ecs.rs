@@ -340,6 +340,7 @@ impl ExecutionEngine for EcsExecutionEngine {
         };
         if let Some(task_arn) = out.tasks().first().and_then(|t| t.task_arn()) {
             return Ok(Launched {
+                limits: None,
                 task_id: task_arn.to_owned(),
                 running_on: None,
             });

@@ -1,38 +1,85 @@
-//! A run's output: one page at a time, or whole.
+//! A run's output, one attempt at a time (each attempt has its own log):
+//! a page at a time, or whole. The current attempt unless another is asked for.
 
 use crate::app::App;
+use crate::domain::ValidationError;
+use crate::domain::event::RunEvent;
 use crate::domain::run::Run;
 use crate::error::AppError;
-use crate::ports::LogPage;
-
-/// Whether `run` has launched, so that its engine may hold a log for it.
-fn has_log(run: &Run) -> bool {
-    run.task_id.is_some() || run.started_at.is_some()
-}
+use crate::ports::{AttemptLog, LogPage};
 
 impl App {
-    /// One page of a run's log; an empty page before the run has launched.
+    /// Attempt `attempt` of `run` (the current one when `None`) and the
+    /// engine task it had, or what to ask for instead.
+    async fn attempt_task(
+        &self,
+        run: &Run,
+        attempt: Option<u32>,
+    ) -> Result<(u32, Option<String>), AppError> {
+        let current = run.attempt;
+        let wanted = attempt.unwrap_or(current);
+        if wanted == 0 || wanted > current {
+            return Err(ValidationError::new(format!(
+                "attempt {wanted} does not exist: run {} has attempts 1 to {current}",
+                run.spec.run_id
+            ))
+            .into());
+        }
+        if wanted == current {
+            let launched = run.task_id.is_some() || run.started_at.is_some();
+            return Ok((wanted, run.task_id.clone().filter(|_| launched)));
+        }
+        let events = self.runs.load(&run.spec.run_id).await?;
+        let task = events.iter().rev().find_map(|e| match &e.event {
+            RunEvent::RunSubmitted {
+                attempt, task_id, ..
+            } if *attempt == wanted => Some(task_id.clone()),
+            RunEvent::RunStarted {
+                attempt,
+                task_id: Some(task_id),
+                ..
+            } if *attempt == wanted => Some(task_id.clone()),
+            _ => None,
+        });
+        Ok((wanted, task))
+    }
+
+    /// One page of attempt `attempt`'s log (the current attempt's when
+    /// `None`); an empty page before the attempt has launched.
     pub async fn log_page(
         &self,
         run_id: &str,
+        attempt: Option<u32>,
         last_seen: Option<&str>,
     ) -> Result<LogPage, AppError> {
         let run = self.run(run_id).await?;
-        if !has_log(&run) {
+        let (attempt, task_id) = self.attempt_task(&run, attempt).await?;
+        if task_id.is_none() && run.attempt == attempt && run.started_at.is_none() {
             return Ok(LogPage {
                 log: String::new(),
                 last_seen: last_seen.unwrap_or_default().to_owned(),
             });
         }
-        Ok(self.logs.page(&run, last_seen).await?)
+        let log = AttemptLog {
+            run_id,
+            attempt,
+            task_id: task_id.as_deref(),
+        };
+        Ok(self.logs.page(&log, last_seen).await?)
     }
 
-    /// A run's whole log.
-    pub async fn log_text(&self, run_id: &str) -> Result<String, AppError> {
+    /// Attempt `attempt`'s whole log (the current attempt's when `None`).
+    pub async fn log_text(&self, run_id: &str, attempt: Option<u32>) -> Result<String, AppError> {
         let run = self.run(run_id).await?;
-        if !has_log(&run) {
+        let (attempt, task_id) = self.attempt_task(&run, attempt).await?;
+        if task_id.is_none() && run.attempt == attempt && run.started_at.is_none() {
             return Ok(String::new());
         }
-        Ok(self.logs.all(&run).await?)
+        let log = AttemptLog {
+            run_id,
+            attempt,
+            task_id: task_id.as_deref(),
+        };
+        Ok(self.logs.all(&log).await?)
     }
 }

@@ -25,6 +25,7 @@ pub mod reports;
 pub mod runs;
 pub mod sweep;
 pub mod templates;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,7 @@ use crate::ports::{
 pub use definitions::DefinitionRef;
 pub use reports::SubmitOutcome;
 pub use sweep::TickOutcome;
+pub use tokens::RunTokens;
 
 /// How often a change is decided again after losing an optimistic-concurrency race.
 pub const MAX_CONFLICT_RETRIES: usize = 8;
@@ -97,6 +99,9 @@ pub struct Runtime {
     pub clock: Arc<dyn Clock>,
     /// Where run state changes are published for automation, if anywhere.
     pub publisher: Option<Arc<dyn EventPublisher>>,
+    /// The tokens runs report their own status with; without them a
+    /// self-report needs no token.
+    pub tokens: Option<RunTokens>,
 }
 
 /// The ports, built once per process.
@@ -122,6 +127,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Where run state changes are published for automation, if anywhere.
     pub publisher: Option<Arc<dyn EventPublisher>>,
+    /// The tokens runs report their own status with, if required.
+    pub tokens: Option<RunTokens>,
     /// Settings.
     pub settings: AppSettings,
 }
@@ -158,6 +165,7 @@ impl App {
             logs,
             clock,
             publisher,
+            tokens,
         } = runtime;
         Self {
             runs: storage.clone(),
@@ -170,6 +178,7 @@ impl App {
             logs,
             clock,
             publisher,
+            tokens,
             settings,
         }
     }

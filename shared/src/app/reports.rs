@@ -7,8 +7,10 @@
 use tracing::{info, warn};
 
 use crate::app::App;
+use crate::domain::EnvVar;
+use crate::domain::launch::{ATTEMPT_VAR, RUN_TOKEN_VAR};
 use crate::domain::report::ReportedStatus;
-use crate::domain::run::{Run, RunCommand};
+use crate::domain::run::{Run, RunCommand, RunStatus};
 use crate::error::{AppError, EngineError, Missing};
 use crate::ports::{EngineUpdate, LaunchSpec, RunTicket};
 
@@ -36,6 +38,22 @@ pub enum SubmitOutcome {
 }
 
 impl App {
+    /// What the engine is given to launch `run`'s current attempt: the run's
+    /// spec, and the attempt's own variables (its number, and its token when
+    /// runs need one to report their status).
+    pub fn launch_spec(&self, run: &Run) -> LaunchSpec {
+        let mut spec = LaunchSpec::for_run(run);
+        spec.env
+            .push(EnvVar::new(ATTEMPT_VAR, run.attempt.to_string()));
+        if let Some(tokens) = &self.tokens {
+            spec.env.push(EnvVar::new(
+                RUN_TOKEN_VAR,
+                tokens.issue(&run.spec.run_id, run.attempt),
+            ));
+        }
+        spec
+    }
+
     /// Handles one queue ticket: launches the run's attempt if, and only if, the
     /// run is QUEUED at that attempt. A redelivered ticket finds the run past
     /// QUEUED and is skipped, so no attempt is launched twice.
@@ -48,7 +66,7 @@ impl App {
         else {
             return Ok(SubmitOutcome::Skipped);
         };
-        let spec = LaunchSpec::for_run(run);
+        let spec = self.launch_spec(run);
         match self.engine.launch(&spec).await {
             Ok(launched) => {
                 // One launch, one append: the submission, and the start when the
@@ -57,6 +75,7 @@ impl App {
                     attempt: ticket.attempt,
                     task_id: launched.task_id.clone(),
                     running_on: launched.running_on,
+                    limits: launched.limits,
                     now: self.now(),
                 };
                 let run = self
@@ -117,22 +136,64 @@ impl App {
         self.apply(run_id, command).await
     }
 
-    /// Records the status a run reports about itself. Returns the run and
-    /// whether the report changed it (a report that would move the status
-    /// backwards, or repeats it, changes nothing).
+    /// Records the status a run reports about itself, sent with `token`,
+    /// the attempt's own (required when the app has [`RunTokens`]). Returns
+    /// the run and whether the report changed it (a report that would move
+    /// the status backwards, or repeats it, changes nothing).
+    ///
+    /// A report never ends a run whose attempt was launched: STOPPED asks
+    /// the engine to stop the attempt (with the report's reason), and the
+    /// run ends when the engine reports the attempt gone, with the exit code
+    /// it really had. NEEDS_RETRY is recorded and the attempt is stopped, so
+    /// the next attempt never runs beside it.
     pub async fn report_status(
         &self,
         run_id: &str,
         report: &ReportedStatus,
+        token: Option<&str>,
     ) -> Result<(Run, bool), AppError> {
         let state = self.runs.get(run_id).await?;
         let Some(before) = state.run.clone() else {
             return Err(AppError::NotFound(Missing::Run(run_id.to_owned())));
         };
-        let Some(command) = report.command(&before, self.now()) else {
+        if let Some(tokens) = &self.tokens
+            && !token.is_some_and(|t| tokens.verify(&before, t))
+        {
+            return Err(AppError::Forbidden(format!(
+                "only run {run_id} itself may report its status: send the {RUN_TOKEN_VAR} its current attempt was given as the X-Flotilla-Run-Token header"
+            )));
+        }
+        let launched = before
+            .task_id
+            .clone()
+            .filter(|_| matches!(before.status, RunStatus::Pending | RunStatus::Running));
+        let command = match (report.status, &launched) {
+            (RunStatus::Stopped, Some(_)) => Some(RunCommand::RequestStop {
+                by: "the run itself".to_owned(),
+                reason: Some(
+                    report
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| match report.exit_code {
+                            Some(code) => format!("the run reported STOPPED with exit code {code}"),
+                            None => "the run reported STOPPED".to_owned(),
+                        }),
+                ),
+                now: self.now(),
+            }),
+            _ => report.command(&before, self.now()),
+        };
+        let Some(command) = command else {
             return Ok((before, false));
         };
         let after = self.apply_from(run_id, command, Some(state)).await?;
+        // The attempt must not outlive what the run said: a stop, or a retry.
+        if let Some(task_id) = &launched
+            && (after.stop_requested_by.is_some() || after.status == RunStatus::NeedsRetry)
+            && let Err(error) = self.engine.stop(run_id, task_id).await
+        {
+            warn!(run_id = %run_id, error = %error, "could not stop the attempt a run reported on");
+        }
         let changed = after != before;
         Ok((after, changed))
     }

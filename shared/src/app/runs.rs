@@ -46,6 +46,7 @@ impl App {
     pub async fn stop(&self, run_id: &str, by: &str) -> Result<Run, AppError> {
         let command = RunCommand::RequestStop {
             by: by.to_owned(),
+            reason: None,
             now: self.now(),
         };
         let run = self.apply(run_id, command).await?;

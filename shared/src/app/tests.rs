@@ -56,6 +56,7 @@ async fn a_report_that_loses_a_write_race_is_decided_again_on_the_state_that_won
     // A stop request lands between the exit report's read and its append.
     t.runs.cut_in_before_next_append(RunCommand::RequestStop {
         by: "ann".into(),
+        reason: None,
         now: t.clock.now(),
     });
     let after = t

@@ -49,6 +49,10 @@ pub enum RunEvent {
         /// (ECS `detail.version`); a report not newer than the last is ignored.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         engine_version: Option<u64>,
+        /// How the engine holds the attempt to its resources (e.g. "memory
+        /// limited to 64 MB by a cgroup"), when it says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<String>,
         /// When it started.
         at: DateTime<Utc>,
     },
@@ -56,6 +60,10 @@ pub enum RunEvent {
     RunStopRequested {
         /// Who asked ("user" when unknown).
         by: String,
+        /// The exit reason the stop gives the run, when the asker said more
+        /// than who it is (a run reporting its own end says why).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

@@ -22,6 +22,11 @@ use crate::domain::{EnvVar, validate_env};
 pub const RUN_ID_VAR: &str = "FLOTILLA_RUN_ID";
 /// Reserved variable carrying the server mode.
 pub const SERVER_MODE_VAR: &str = "FLOTILLA_SERVER_MODE";
+/// Reserved variable carrying the attempt number (from 1), set per attempt.
+pub const ATTEMPT_VAR: &str = "FLOTILLA_RUN_ATTEMPT";
+/// Reserved variable carrying the attempt's own token, which a run sends
+/// (as the `X-Flotilla-Run-Token` header) to report its own status.
+pub const RUN_TOKEN_VAR: &str = "FLOTILLA_RUN_TOKEN";
 /// Default name of the reserved variable carrying the owner.
 pub const DEFAULT_OWNER_VAR: &str = "FLOTILLA_RUN_OWNER_ID";
 /// Default timeout of a run: 48 hours, as Flotilla.
@@ -157,7 +162,13 @@ pub fn build_spec(
     if let Err(e) = validate_env(&request_env, "env") {
         problems.extend(e.problems);
     }
-    let reserved = [RUN_ID_VAR, SERVER_MODE_VAR, ctx.owner_var.as_str()];
+    let reserved = [
+        RUN_ID_VAR,
+        SERVER_MODE_VAR,
+        ATTEMPT_VAR,
+        RUN_TOKEN_VAR,
+        ctx.owner_var.as_str(),
+    ];
     for var in &request_env {
         if reserved.contains(&var.name.as_str()) {
             problems.push(format!(

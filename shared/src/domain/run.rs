@@ -121,6 +121,10 @@ pub struct Run {
     pub host: Option<String>,
     /// Who asked to stop it, once somebody did.
     pub stop_requested_by: Option<String>,
+    /// The exit reason that stop gives it, when the asker said more than who
+    /// it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
     /// The newest engine version of the current task's state applied so far.
     #[serde(default)]
     pub engine_version: Option<u64>,
@@ -136,6 +140,16 @@ impl Run {
     pub fn is_stale_report(&self, attempt: u32, engine_version: Option<u64>) -> bool {
         self.attempt != attempt
             || matches!((self.engine_version, engine_version), (Some(last), Some(v)) if v <= last)
+    }
+
+    /// The exit reason of a run ending after a stop request, once one was made.
+    pub fn stop_reason(&self) -> Option<String> {
+        let by = self.stop_requested_by.as_deref()?;
+        Some(
+            self.stop_reason
+                .clone()
+                .unwrap_or_else(|| stopped_by_reason(by)),
+        )
     }
 
     /// Whether the run may be handed to an engine for `attempt` now.
@@ -175,6 +189,8 @@ pub enum RunCommand {
         task_id: String,
         /// Host, when the engine knows the attempt is already running.
         running_on: Option<String>,
+        /// How the engine holds the attempt to its resources, when it says.
+        limits: Option<String>,
         /// Now.
         now: DateTime<Utc>,
     },
@@ -230,6 +246,9 @@ pub enum RunCommand {
     RequestStop {
         /// Who.
         by: String,
+        /// The exit reason the stop gives the run, when there is more to say
+        /// than who asked.
+        reason: Option<String>,
         /// Now.
         now: DateTime<Utc>,
     },
@@ -270,6 +289,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             attempt,
             task_id,
             running_on,
+            limits,
             now,
         } => {
             if run.attempt != attempt || run.status != RunStatus::Queued {
@@ -286,6 +306,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                         engine_version: None,
                         task_id: None,
                         host: Some(host),
+                        limits,
                         at: now,
                     });
                 }
@@ -307,6 +328,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                     engine_version,
                     task_id: task_id.filter(|_| run.task_id.is_none()),
                     host,
+                    limits: None,
                     at: now,
                 }]
             } else {
@@ -324,10 +346,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 && run.status.is_active()
                 && run.status != RunStatus::NeedsRetry
             {
-                let reason = match &run.stop_requested_by {
-                    Some(by) => Some(stopped_by_reason(by)),
-                    None => reason,
-                };
+                let reason = run.stop_reason().or(reason);
                 vec![RunEvent::RunStopped {
                     attempt,
                     engine_version,
@@ -347,7 +366,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
         } => {
             if run.is_stale_report(attempt, engine_version) || run.status == RunStatus::NeedsRetry {
                 vec![]
-            } else if let Some(by) = &run.stop_requested_by {
+            } else if let Some(stopped) = run.stop_reason() {
                 // The user asked for a stop: the run ends, it is not retried.
                 if run.status == RunStatus::Stopped {
                     vec![]
@@ -356,7 +375,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                         attempt,
                         engine_version,
                         exit_code: None,
-                        reason: Some(stopped_by_reason(by)),
+                        reason: Some(stopped),
                         at: now,
                     }]
                 }
@@ -388,11 +407,12 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 vec![]
             }
         }
-        RunCommand::RequestStop { by, now } => match run.status {
+        RunCommand::RequestStop { by, reason, now } => match run.status {
             RunStatus::Stopped => vec![],
             RunStatus::Queued | RunStatus::NeedsRetry => vec![
                 RunEvent::RunStopRequested {
                     by: by.clone(),
+                    reason: None,
                     at: now,
                 },
                 RunEvent::RunStopped {
@@ -407,7 +427,11 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 if run.stop_requested_by.is_some() {
                     vec![]
                 } else {
-                    vec![RunEvent::RunStopRequested { by, at: now }]
+                    vec![RunEvent::RunStopRequested {
+                        by,
+                        reason,
+                        at: now,
+                    }]
                 }
             }
         },
@@ -476,6 +500,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 task_id: None,
                 host: None,
                 stop_requested_by: None,
+                stop_reason: None,
                 engine_version: None,
                 launch_deferred: None,
             });
@@ -509,8 +534,9 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 run.host = host.clone();
             }
         }
-        (Some(run), RunEvent::RunStopRequested { by, .. }) => {
+        (Some(run), RunEvent::RunStopRequested { by, reason, .. }) => {
             run.stop_requested_by = Some(by.clone());
+            run.stop_reason = reason.clone();
         }
         (
             Some(run),

@@ -52,6 +52,7 @@ fn a_run_goes_queued_pending_running_stopped_with_its_exit_code() {
 fn a_duplicate_submission_changes_nothing() {
     RunScenario::given([queued(), submitted(1)])
         .when(RunCommand::RecordLaunched {
+            limits: None,
             attempt: 1,
             task_id: "task-1".into(),
             running_on: None,
@@ -117,11 +118,13 @@ fn stopping_a_running_run_asks_the_engine_and_the_exit_says_who_stopped_it() {
     RunScenario::given(given.clone())
         .when(stop("jane"))
         .then_events([RunEvent::RunStopRequested {
+            reason: None,
             by: "jane".into(),
             at: t(5),
         }])
         .then_status(RunStatus::Running);
     let requested = RunEvent::RunStopRequested {
+        reason: None,
         by: "jane".into(),
         at: t(5),
     };
@@ -184,6 +187,7 @@ fn a_stopped_run_without_exit_code_may_still_need_a_retry() {
 #[test]
 fn an_infrastructure_failure_after_a_stop_request_ends_the_run_instead_of_retrying() {
     let requested = RunEvent::RunStopRequested {
+        reason: None,
         by: "jane".into(),
         at: t(2),
     };
@@ -306,6 +310,7 @@ proptest! {
 #[test]
 fn an_engine_report_not_newer_than_the_last_one_applied_changes_nothing() {
     let started_v3 = RunEvent::RunStarted {
+        limits: None,
         attempt: 1,
         engine_version: Some(3),
         task_id: None,

@@ -237,14 +237,19 @@ async fn run_status(
     Ok((cache, Json(RunStatusView::from(&run))).into_response())
 }
 
-/// `PUT /{run_id}/status`: a run reports its own status.
+/// The header a run sends its token in.
+pub const RUN_TOKEN_HEADER: &str = "x-flotilla-run-token";
+
+/// `PUT /{run_id}/status`: a run reports its own status, with its token.
 async fn report_status(
     State(app): State<AppState>,
     Path(run_id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let report: StatusReport = json_body(&body, &[])?;
-    let (run, changed) = app.report_status(&run_id, &report.parse()?).await?;
+    let token = headers.get(RUN_TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let (run, changed) = app.report_status(&run_id, &report.parse()?, token).await?;
     ok(json!({ "updated": changed, "status": run.status }))
 }
 

@@ -269,15 +269,30 @@ impl TimelineEntry {
                 Some(*attempt),
                 format!("attempt {attempt} handed to the engine as {task_id}"),
             ),
-            E::RunStarted { attempt, host, .. } => (
-                "Normal",
-                Some(*attempt),
-                match host {
+            E::RunStarted {
+                attempt,
+                host,
+                limits,
+                ..
+            } => {
+                let mut text = match host {
                     Some(h) => format!("attempt {attempt} running on {h}"),
                     None => format!("attempt {attempt} running"),
+                };
+                if let Some(limits) = limits {
+                    text.push_str("; ");
+                    text.push_str(limits);
+                }
+                ("Normal", Some(*attempt), text)
+            }
+            E::RunStopRequested { by, reason, .. } => (
+                "Normal",
+                None,
+                match reason {
+                    Some(why) => format!("stop requested by {by}: {why}"),
+                    None => format!("stop requested by {by}"),
                 },
             ),
-            E::RunStopRequested { by, .. } => ("Normal", None, format!("stop requested by {by}")),
             E::RunStopped {
                 attempt,
                 exit_code,

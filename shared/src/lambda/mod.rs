@@ -149,6 +149,7 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
             clients.events.clone(),
             &config.event_bus,
         ))),
+        tokens: None,
     };
     let settings = AppSettings {
         engine: Engine::Ecs,

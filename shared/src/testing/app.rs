@@ -105,6 +105,7 @@ impl ExecutionEngine for RecordingEngine {
             });
         match answer {
             LaunchAnswer::Accept { running_on } => Ok(Launched {
+                limits: None,
                 task_id: format!("task-{number}"),
                 running_on,
             }),
@@ -270,6 +271,7 @@ impl TestApp {
             logs: Arc::new(LocalLogs::new(dir.path().join("runs"))),
             clock: clock.clone(),
             publisher: None,
+            tokens: None,
         };
         let settings = AppSettings {
             engine: Engine::Local,

@@ -3,6 +3,14 @@
 //!
 //! The `moto_server` program is found through `FLOTILLA_MOTO_SERVER`, which
 //! `scripts/test` sets after installing the pinned moto into a virtualenv.
+//!
+//! moto's server answers each request on a thread of its own and its
+//! DynamoDB transactions take no lock (a failed one even restores a copy of
+//! the table taken before it), so under load two racing conditional writes
+//! can both succeed, which DynamoDB never allows. The server is therefore
+//! started through [`SERIALIZED`], which runs moto's own `main` with one
+//! request at a time handled by its backends: connections stay concurrent, and
+//! each request sees the whole effect of the ones before it, as in AWS.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +20,19 @@ use crate::adapters::aws::{AwsTarget, sdk_config};
 
 /// Environment variable naming the `moto_server` executable.
 pub const MOTO_SERVER_VAR: &str = "FLOTILLA_MOTO_SERVER";
+
+/// moto's `main`, with its WSGI application handling one request at a time.
+pub const SERIALIZED: &str = r#"
+import sys, threading
+from moto import server
+lock = threading.Lock()
+handle = server.DomainDispatcherApplication.__call__
+def serialized(self, environ, start_response):
+    with lock:
+        return handle(self, environ, start_response)
+server.DomainDispatcherApplication.__call__ = serialized
+server.main(sys.argv[1:])
+"#;
 
 /// A running moto server, stopped on drop.
 pub struct Moto {
@@ -36,12 +57,14 @@ impl Moto {
         let log_path = std::env::temp_dir().join(format!("flotilla-moto-{port}.log"));
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // The virtualenv's python, beside its moto_server.
+        let python = std::path::Path::new(&program).with_file_name("python");
+        let child = Command::new(&python)
+            .args(["-c", SERIALIZED, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("could not start {program}: {e}"));
+            .unwrap_or_else(|e| panic!("could not start moto with {}: {e}", python.display()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto did not start within 30 s");

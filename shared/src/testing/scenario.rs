@@ -2,7 +2,7 @@
 //!
 //! ```ignore
 //! RunScenario::given([queued()])
-//!     .when(RunCommand::RequestStop { by: "me".into(), now: t(1) })
+//!     .when(RunCommand::RequestStop { by: "me".into(), reason: None, now: t(1) })
 //!     .then_statuses(RunStatus::Stopped);
 //! ```
 
@@ -71,6 +71,7 @@ pub fn submitted(attempt: u32) -> RunEvent {
 /// `RunStarted` of `attempt`.
 pub fn started(attempt: u32) -> RunEvent {
     RunEvent::RunStarted {
+        limits: None,
         engine_version: None,
         attempt,
         task_id: None,
@@ -104,6 +105,7 @@ pub fn needs_retry(attempt: u32) -> RunEvent {
 pub fn stop(by: &str) -> RunCommand {
     RunCommand::RequestStop {
         by: by.into(),
+        reason: None,
         now: t(5),
     }
 }

@@ -24,6 +24,7 @@ pub fn any_command() -> impl Strategy<Value = RunCommand> {
         )
             .prop_map(
                 |(attempt, task_id, running_on)| RunCommand::RecordLaunched {
+                    limits: None,
                     attempt,
                     task_id,
                     running_on,

@@ -47,25 +47,19 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(flotilla_bin())
-            .args(["serve", "--listen"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--parallelism", &self.parallelism.to_string()])
-            .args(["--stop-grace-seconds", "2"])
-            .args(&self.extra_args)
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start flotilla serve: {e}"));
-        self.child = Some(child);
+        self.spawn_process();
+        self.wait_until_serving().await;
+    }
+
+    /// Kills the server with SIGKILL and starts it again without waiting
+    /// until it serves (so that the next kill may land during its recovery).
+    pub fn restart_without_waiting(&mut self) {
+        self.kill9();
+        self.spawn_process();
+    }
+
+    /// Waits until the server answers its health route.
+    pub async fn wait_until_serving(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = self.http.get(self.url("/api/v6/health")).send().await
@@ -85,6 +79,64 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    fn spawn_process(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(flotilla_bin())
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--parallelism", &self.parallelism.to_string()])
+            .args(["--stop-grace-seconds", "2"])
+            .args(&self.extra_args)
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start flotilla serve: {e}"));
+        self.child = Some(child);
+    }
+
+    /// The token attempt `attempt` of `run_id` was given (as
+    /// `FLOTILLA_RUN_TOKEN`), read from the launch file the engine wrote
+    /// beside it.
+    pub fn run_token(&self, run_id: &str, attempt: u32) -> String {
+        let path = self
+            .data_dir
+            .join("runs")
+            .join(run_id)
+            .join(format!("attempt-{attempt}"))
+            .join("launch.json");
+        let launch: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        launch["env"]
+            .as_array()
+            .and_then(|env| {
+                env.iter()
+                    .find(|pair| pair[0] == "FLOTILLA_RUN_TOKEN")
+                    .and_then(|pair| pair[1].as_str())
+            })
+            .unwrap_or_else(|| panic!("no token in {launch}"))
+            .to_owned()
+    }
+
+    /// PUT a self-report for `run_id`, with `token` when given.
+    pub async fn report(&self, run_id: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .put(self.url(&format!("/api/v6/{run_id}/status")))
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.header("X-Flotilla-Run-Token", token);
+        }
+        json_of(request.send().await.unwrap_or_else(|e| panic!("{e}"))).await
     }
 
     /// What the server printed so far.
@@ -267,4 +319,21 @@ pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Live processes (not zombies) whose environment holds `NAME=value`.
+pub fn processes_with_env(name: &str, value: &str) -> Vec<String> {
+    let wanted = format!("{name}={value}").into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| process_exists(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == wanted.as_slice()))
+        })
+        .collect()
 }

@@ -121,6 +121,7 @@ pub async fn event_store_contract<S: RunStore>(store: &S) {
         at: t(1),
     };
     let started = RunEvent::RunStarted {
+        limits: None,
         engine_version: None,
         attempt: 1,
         task_id: None,
@@ -358,6 +359,7 @@ pub async fn run_read_model_contract<S: RunStore>(store: &S) {
             at: t(20),
         },
         RunEvent::RunStarted {
+            limits: None,
             attempt: 1,
             task_id: Some("task-e".into()),
             host: None,

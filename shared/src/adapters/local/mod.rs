@@ -1,0 +1,359 @@
+//! The local engine and log source behind `flotilla serve`.
+//!
+//! [`LocalEngine`] runs each attempt under a supervisor of its own
+//! (`flotilla supervise`, [`supervisor`]) that outlives the server: kill the
+//! server at any moment and its jobs keep running. The engine and the
+//! supervisor speak through the attempt's directory ([`attempt`]):
+//!
+//! - a launch writes `launch.json` and starts a supervisor; the supervisor
+//!   claims the attempt before it starts the command, and exactly one claim
+//!   can ever exist, so an attempt runs at most once however often it is
+//!   launched (a redelivered ticket, a restart that launches it again, two
+//!   supervisors racing);
+//! - launching an attempt that was claimed already adopts it: the engine
+//!   follows that supervisor to its end instead of starting anything. This is
+//!   how a restarted server re-attaches to the runs it left running, and
+//!   learns the real exit code of those that ended while it was down;
+//! - an attempt starts only once every earlier attempt of its run has ended,
+//!   so only one attempt of a run is alive at a time;
+//! - a stop is SIGTERM to the supervisor, which stops the whole tree (every
+//!   descendant, `setsid` and double forks included: it is their subreaper)
+//!   and reports the exit code the command really had;
+//! - the run's memory (and cpu) is enforced in a cgroup per attempt where
+//!   the machine allows one ([`cgroup`]), else as `ulimit -v`; which one
+//!   applies is reported with the launch, for the run's timeline.
+//!
+//! Every end is reported as an [`EngineUpdate`] on the engine's update
+//! channel, which the local runtime feeds to the same use case the ECS status
+//! function uses. The run's image is recorded but not used: this engine runs
+//! commands on the host. [`LocalLogs`] reads the attempts' logs back.
+
+pub mod attempt;
+pub mod cgroup;
+mod logs;
+pub mod supervisor;
+mod tree;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::domain::launch::{ATTEMPT_VAR, RUN_ID_VAR};
+use crate::error::EngineError;
+use crate::ports::{Clock, EngineChange, EngineUpdate, ExecutionEngine, LaunchSpec, Launched};
+
+use attempt::{AttemptDir, CLAIMED_ELSEWHERE, Launch, LimitPlan, ProcessId};
+use cgroup::CgroupRoot;
+
+pub use logs::{LOG_PAGE_BYTES, LocalLogs};
+
+/// How often an adopted supervisor (not a child of this server) is looked at.
+const ADOPTED_POLL: Duration = Duration::from_millis(100);
+
+/// The attempt this engine follows for a run.
+#[derive(Debug, Clone)]
+struct Task {
+    attempt: u32,
+    task_id: String,
+}
+
+/// Runs attempts under supervisors, on this machine.
+pub struct LocalEngine {
+    runs_dir: PathBuf,
+    host: String,
+    stop_grace: Duration,
+    updates: mpsc::UnboundedSender<EngineUpdate>,
+    clock: Arc<dyn Clock>,
+    supervisor: PathBuf,
+    cgroups: Option<CgroupRoot>,
+    tasks: Arc<Mutex<HashMap<String, Task>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LocalEngine {
+    /// An engine keeping attempt directories under `runs_dir`, starting
+    /// supervisors with the `flotilla` binary at `supervisor`, and reporting
+    /// on `updates` with the times of `clock`.
+    pub fn new(
+        runs_dir: PathBuf,
+        stop_grace: Duration,
+        updates: mpsc::UnboundedSender<EngineUpdate>,
+        clock: Arc<dyn Clock>,
+        supervisor: PathBuf,
+    ) -> Self {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_owned());
+        Self {
+            runs_dir,
+            host,
+            stop_grace,
+            updates,
+            clock,
+            supervisor,
+            cgroups: CgroupRoot::detect(),
+            tasks: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether memory limits are enforced in cgroups (else as `ulimit -v`).
+    pub fn has_cgroups(&self) -> bool {
+        self.cgroups.is_some()
+    }
+
+    /// Attempts this engine follows that have not ended yet.
+    pub fn running(&self) -> usize {
+        lock(&self.tasks).len()
+    }
+
+    /// `(run_id, task_id)` of every attempt not ended yet.
+    pub fn live_tasks(&self) -> Vec<(String, String)> {
+        lock(&self.tasks)
+            .iter()
+            .map(|(run_id, task)| (run_id.clone(), task.task_id.clone()))
+            .collect()
+    }
+
+    fn limits(&self, spec: &LaunchSpec) -> (LimitPlan, Option<String>) {
+        let Some(mb) = spec.resources.memory else {
+            return (LimitPlan::None, None);
+        };
+        if self.cgroups.is_some() {
+            let cpu = spec
+                .resources
+                .cpu
+                .map(|units| format!(", cpu to {:.2} cores", units as f64 / 1024.0))
+                .unwrap_or_default();
+            let note = format!("memory limited to {mb} MB{cpu} by a cgroup");
+            (LimitPlan::Cgroup, Some(note))
+        } else {
+            let note = format!(
+                "memory limited to {mb} MB of address space (ulimit -v): no cgroup can be made on this machine"
+            );
+            (LimitPlan::AddressSpace, Some(note))
+        }
+    }
+
+    /// Follows attempt `attempt` of `run_id` until it ends, then reports its
+    /// ending; `child` is the supervisor this engine started, if it did.
+    fn follow(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        task_id: String,
+        child: Option<tokio::process::Child>,
+    ) {
+        {
+            let mut tasks = lock(&self.tasks);
+            if child.is_none() && tasks.get(run_id).is_some_and(|t| t.attempt == attempt) {
+                return; // Followed already.
+            }
+            tasks.insert(run_id.to_owned(), Task { attempt, task_id });
+        }
+        let dir = AttemptDir::new(&self.runs_dir, run_id, attempt);
+        let (tasks, updates, clock) = (
+            Arc::clone(&self.tasks),
+            self.updates.clone(),
+            Arc::clone(&self.clock),
+        );
+        let run_id = run_id.to_owned();
+        tokio::spawn(async move {
+            if let Some(mut child) = child {
+                let status = child.wait().await;
+                if status.is_ok_and(|s| s.code() == Some(CLAIMED_ELSEWHERE)) {
+                    // Another supervisor runs this attempt: follow that one.
+                    if let Ok(Some(claimant)) = dir.claimant() {
+                        until_gone(claimant).await;
+                    }
+                }
+            } else if let Ok(Some(claimant)) = dir.claimant() {
+                until_gone(claimant).await;
+            }
+            let change = match dir.read_status() {
+                Ok(Some(ending)) => (ending.exit_code, ending.reason, ending.ended_at),
+                _ => {
+                    // The supervisor is gone without saying how the attempt
+                    // ended (killed itself): nothing of the attempt may run on.
+                    let marker = [
+                        (RUN_ID_VAR.to_owned(), run_id.clone()),
+                        (ATTEMPT_VAR.to_owned(), attempt.to_string()),
+                    ];
+                    let left = tree::marked(&marker);
+                    tree::signal_all(&left, Signal::SIGKILL);
+                    let reason = if dir.claimant().ok().flatten().is_some() {
+                        "the attempt's supervisor was killed before it could record how the attempt ended; every process of the attempt was killed"
+                    } else {
+                        "the attempt was stopped before it started"
+                    };
+                    (None, Some(reason.to_owned()), clock.now())
+                }
+            };
+            {
+                let mut tasks = lock(&tasks);
+                if tasks.get(&run_id).is_some_and(|t| t.attempt == attempt) {
+                    tasks.remove(&run_id);
+                }
+            }
+            let (exit_code, reason, at) = change;
+            let _ = updates.send(EngineUpdate {
+                run_id,
+                attempt,
+                change: EngineChange::Exited { exit_code, reason },
+                engine_version: None,
+                at,
+            });
+        });
+    }
+}
+
+/// Waits until `process` has ended.
+async fn until_gone(process: ProcessId) {
+    while process.is_alive() {
+        tokio::time::sleep(ADOPTED_POLL).await;
+    }
+}
+
+fn io_error(what: &str, e: std::io::Error) -> EngineError {
+    let retryable = matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::errno::Errno::EAGAIN as i32
+            || code == nix::errno::Errno::ENOMEM as i32
+            || code == nix::errno::Errno::EMFILE as i32
+            || code == nix::errno::Errno::ENFILE as i32
+    );
+    let message = format!("could not {what}: {e}");
+    if retryable {
+        EngineError::Retryable {
+            message,
+            source: Some(Box::new(e)),
+        }
+    } else {
+        EngineError::Permanent {
+            message,
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ExecutionEngine for LocalEngine {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
+        let command = spec
+            .command
+            .as_deref()
+            .ok_or_else(|| EngineError::Permanent {
+                message: "the run has no command; the local engine runs `bash -c <command>`".into(),
+                source: None,
+            })?;
+        // One attempt of a run alive at a time: an earlier one still alive is
+        // stopped, and this one waits for its end.
+        for earlier in 1..spec.attempt {
+            let dir = AttemptDir::new(&self.runs_dir, &spec.run_id, earlier);
+            if let Ok(Some(claimant)) = dir.claimant()
+                && claimant.is_alive()
+            {
+                let _ = kill(Pid::from_raw(claimant.pid), Signal::SIGTERM);
+                self.follow(&spec.run_id, earlier, claimant.pid.to_string(), None);
+                return Err(EngineError::Retryable {
+                    message: format!(
+                        "attempt {earlier} is still stopping; attempt {} starts once it has ended",
+                        spec.attempt
+                    ),
+                    source: None,
+                });
+            }
+        }
+        let (plan, limits) = self.limits(spec);
+        let launched = |task_id: String| Launched {
+            task_id,
+            running_on: Some(self.host.clone()),
+            limits: limits.clone(),
+        };
+        let dir = AttemptDir::new(&self.runs_dir, &spec.run_id, spec.attempt);
+        // Started already (by a server before this one, or a launch before
+        // this one): follow it, start nothing.
+        if let Some(claimant) = dir
+            .claimant()
+            .map_err(|e| io_error("read the attempt's claim", e))?
+        {
+            let task_id = claimant.pid.to_string();
+            self.follow(&spec.run_id, spec.attempt, task_id.clone(), None);
+            return Ok(launched(task_id));
+        }
+        if let Some(task) = lock(&self.tasks).get(&spec.run_id)
+            && task.attempt == spec.attempt
+        {
+            return Ok(launched(task.task_id.clone()));
+        }
+        let launch = Launch {
+            run_id: spec.run_id.clone(),
+            attempt: spec.attempt,
+            command: command.to_owned(),
+            env: spec
+                .env
+                .iter()
+                .map(|v| (v.name.clone(), v.value.clone()))
+                .collect(),
+            work_dir: self.runs_dir.join(&spec.run_id).join("work"),
+            memory_mb: spec.resources.memory,
+            cpu_units: spec.resources.cpu,
+            limits: plan,
+            deadline_seconds: spec.active_deadline_seconds,
+            stop_grace_ms: u64::try_from(self.stop_grace.as_millis()).unwrap_or(u64::MAX),
+        };
+        dir.write_launch(&launch)
+            .map_err(|e| io_error("write the attempt's launch file", e))?;
+        let supervisor_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("supervisor.log"))
+            .map_err(|e| io_error("open the supervisor's log", e))?;
+        let child = tokio::process::Command::new(&self.supervisor)
+            .arg("supervise")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(supervisor_log))
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| io_error("start the attempt's supervisor", e))?;
+        let pid = child.id().ok_or_else(|| EngineError::Retryable {
+            message: "the supervisor ended before its id could be read".into(),
+            source: None,
+        })?;
+        let task_id = pid.to_string();
+        self.follow(&spec.run_id, spec.attempt, task_id.clone(), Some(child));
+        Ok(launched(task_id))
+    }
+
+    async fn stop(&self, run_id: &str, _task_id: &str) -> Result<(), EngineError> {
+        let Some(task) = lock(&self.tasks).get(run_id).cloned() else {
+            return Ok(()); // Ended already.
+        };
+        let dir = AttemptDir::new(&self.runs_dir, run_id, task.attempt);
+        let target = match dir.claimant() {
+            Ok(Some(claimant)) if claimant.is_alive() => Some(claimant.pid),
+            // Not claimed yet: the supervisor this engine just started.
+            Ok(None) => task.task_id.parse::<i32>().ok(),
+            _ => None,
+        };
+        if let Some(pid) = target
+            && let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM)
+        {
+            warn!(run_id, pid, error = %e, "could not signal the attempt's supervisor");
+        }
+        Ok(())
+    }
+}
