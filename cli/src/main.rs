@@ -78,6 +78,11 @@ struct ServeArgs {
     cors_origins: Option<String>,
 }
 
+fn supervised(attempt_dir: PathBuf) -> ExitCode {
+    let code = shared::adapters::local::supervisor::supervise(attempt_dir);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -152,13 +157,18 @@ async fn serve_aws(args: ServeArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // A supervisor starts once per run attempt: it skips building the whole
+    // command line parser (a large share of its start-up), runs no runtime
+    // and no threads, and is one small synchronous process.
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(command), Some(dir), None) = (args.next(), args.next(), args.next())
+        && command == "supervise"
+    {
+        return supervised(PathBuf::from(dir));
+    }
     let cli = Cli::parse();
     match cli.command {
-        // No runtime, no threads: a supervisor is one small synchronous process.
-        Command::Supervise { attempt_dir } => {
-            let code = shared::adapters::local::supervisor::supervise(attempt_dir);
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
-        }
+        Command::Supervise { attempt_dir } => supervised(attempt_dir),
         Command::Serve(args) => {
             shared::telemetry::init();
             let runtime = match tokio::runtime::Runtime::new() {

@@ -20,6 +20,7 @@
 //! graceful shutdown (Ctrl-C, SIGTERM) running runs are stopped the same way a
 //! user stops them.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,8 +68,10 @@ pub struct ServeConfig {
     pub requeue_after: Duration,
     /// The HTTP edge (CORS).
     pub http: crate::http::HttpOptions,
-    /// The `flotilla` binary, whose `supervise` command runs each attempt.
-    pub supervisor: PathBuf,
+    /// The command that supervises one attempt, before the attempt's
+    /// directory: `flotilla-supervise` beside the running binary, else the
+    /// running binary's `supervise` command.
+    pub supervisor: Vec<std::ffi::OsString>,
 }
 
 impl ServeConfig {
@@ -85,8 +88,20 @@ impl ServeConfig {
             retry_interval: Duration::from_secs(5),
             requeue_after: Duration::from_secs(60),
             http: crate::http::HttpOptions::default(),
-            supervisor: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("flotilla")),
+            supervisor: default_supervisor(),
         }
+    }
+}
+
+/// `flotilla-supervise` beside the running binary when it is there (it starts
+/// faster), else `<this binary> supervise`.
+fn default_supervisor() -> Vec<std::ffi::OsString> {
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("flotilla"));
+    let sibling = me.with_file_name("flotilla-supervise");
+    if sibling.is_file() {
+        vec![sibling.into_os_string()]
+    } else {
+        vec![me.into_os_string(), "supervise".into()]
     }
 }
 
@@ -282,6 +297,13 @@ async fn recover(app: &App, engine: &LocalEngine, store: &SqliteStore) -> Result
         match engine.launch(&app.launch_spec(&run)).await {
             Ok(launched) => {
                 info!(run_id = %run_id, attempt = run.attempt, task_id = %launched.task_id, "re-attached to a run left in flight");
+                // A stop asked for just before the crash may not have reached
+                // the attempt: ask again (a stop is idempotent).
+                if run.stop_requested_by.is_some()
+                    && let Err(e) = engine.stop(run_id, &launched.task_id).await
+                {
+                    warn!(run_id = %run_id, error = %e, "could not stop a run left in flight");
+                }
             }
             Err(e) => {
                 warn!(run_id = %run_id, error = %e, "could not re-attach to a run left in flight; it is stopped");
@@ -312,6 +334,13 @@ fn app_store_error(e: crate::error::AppError) -> ServeError {
 }
 
 /// The queue consumer and engine-update recorder (see the module docs).
+///
+/// Tickets are launched, and updates recorded, as tasks of their own, up to
+/// `parallelism` runs at once, so that no step waits for another run's
+/// writes. One run has at most one such task at a time: an update that
+/// arrives while its run is being launched (a command that ends at once)
+/// waits for the launch to be recorded, so a run's events are always
+/// recorded in the order they happened.
 async fn drive(
     app: Arc<App>,
     store: SqliteStore,
@@ -322,18 +351,52 @@ async fn drive(
 ) {
     let enqueued = store.enqueued();
     let mut last_cluster: Option<String> = None;
+    // A task per run being launched or updated, by task id.
+    let mut jobs: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut job_runs: HashMap<tokio::task::Id, String> = HashMap::new();
+    // Runs with a task in `jobs`; each with the updates waiting for it.
+    let mut busy: HashMap<String, VecDeque<EngineUpdate>> = HashMap::new();
+    let mut launching: HashSet<String> = HashSet::new();
+    let start_record = |jobs: &mut tokio::task::JoinSet<()>,
+                        job_runs: &mut HashMap<tokio::task::Id, String>,
+                        update: EngineUpdate| {
+        let app = Arc::clone(&app);
+        let run_id = update.run_id.clone();
+        let handle = jobs.spawn(async move { record(&app, update).await });
+        job_runs.insert(handle.id(), run_id);
+    };
     loop {
-        while let Ok(update) = updates.try_recv() {
-            record(&app, update).await;
-        }
-        if *stop.borrow() && engine.running() == 0 {
+        let stopping = *stop.borrow();
+        // Runs that hold a slot: attempts the engine follows, and launches
+        // in flight that the engine does not follow yet.
+        let used = engine.running()
+            + launching
+                .iter()
+                .filter(|run_id| !engine.follows(run_id))
+                .count();
+        if stopping && used == 0 && jobs.is_empty() {
             return;
         }
-        if !*stop.borrow() && engine.running() < parallelism {
+        if !stopping && used < parallelism {
             match store.claim(last_cluster.clone(), app.now()).await {
                 Ok(Some(claimed)) => {
                     last_cluster = Some(claimed.ticket.cluster.clone());
-                    handle_ticket(&app, &store, claimed).await;
+                    let run_id = claimed.ticket.run_id.clone();
+                    if busy.contains_key(&run_id) {
+                        // A duplicate ticket while its run is being worked on:
+                        // it will be looked at again.
+                        let _ = store
+                            .release(claimed.seq, app.now() + chrono::Duration::seconds(1))
+                            .await;
+                    } else {
+                        busy.insert(run_id.clone(), VecDeque::new());
+                        launching.insert(run_id.clone());
+                        let (app, store) = (Arc::clone(&app), store.clone());
+                        let handle = jobs.spawn(async move {
+                            handle_ticket(&app, &store, claimed).await;
+                        });
+                        job_runs.insert(handle.id(), run_id);
+                    }
                     continue;
                 }
                 Ok(None) => {}
@@ -341,7 +404,33 @@ async fn drive(
             }
         }
         tokio::select! {
-            Some(update) = updates.recv() => record(&app, update).await,
+            Some(update) = updates.recv() => {
+                match busy.get_mut(&update.run_id) {
+                    Some(waiting) => waiting.push_back(update),
+                    None => {
+                        busy.insert(update.run_id.clone(), VecDeque::new());
+                        start_record(&mut jobs, &mut job_runs, update);
+                    }
+                }
+            }
+            Some(done) = jobs.join_next_with_id() => {
+                let id = match &done {
+                    Ok((id, ())) => *id,
+                    Err(e) => {
+                        error!(error = %e, "a launch or an update failed unexpectedly");
+                        e.id()
+                    }
+                };
+                let Some(run_id) = job_runs.remove(&id) else { continue };
+                launching.remove(&run_id);
+                let next = busy.get_mut(&run_id).and_then(VecDeque::pop_front);
+                match next {
+                    Some(update) => start_record(&mut jobs, &mut job_runs, update),
+                    None => {
+                        busy.remove(&run_id);
+                    }
+                }
+            }
             () = enqueued.notified() => {}
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => {}

@@ -74,11 +74,35 @@ async fn main() {
         .unwrap_or(runs);
     assert_eq!(non_zero, 0, "every `true` exited 0");
 
+    // CPU the server spent, and its children (supervisors, and the commands
+    // they reaped), in clock ticks from /proc/<pid>/stat.
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let cpu = server
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .and_then(|stat| {
+            let fields: Vec<f64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some((fields[0] + fields[1], fields[2] + fields[3]))
+        })
+        .unwrap_or_default();
     println!(
         "throughput: {runs} runs, parallelism {parallelism}, {clients} HTTP clients: \
-         submitted in {:.2} s, all STOPPED after {:.2} s = {:.0} runs/s end to end",
+         submitted in {:.2} s, all STOPPED after {:.2} s = {:.0} runs/s end to end; \
+         CPU per run: server {:.2} ms, supervisors and commands {:.2} ms",
         submitted.as_secs_f64(),
         total.as_secs_f64(),
-        runs as f64 / total.as_secs_f64()
+        runs as f64 / total.as_secs_f64(),
+        cpu.0 / ticks * 1000.0 / runs as f64,
+        cpu.1 / ticks * 1000.0 / runs as f64,
     );
 }

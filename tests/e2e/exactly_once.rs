@@ -195,18 +195,18 @@ async fn a_retry_ends_the_previous_attempt_before_the_next_starts_and_each_attem
         .await;
     assert_eq!(status, 400, "an attempt that does not exist");
 
-    // Attempt 1 had ended before attempt 2 started.
-    let status_1: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            server
-                .data_dir
-                .join("runs")
-                .join(&run_id)
-                .join("attempt-1/status.json"),
-        )
-        .unwrap_or_default(),
+    // Attempt 1 had ended before attempt 2 started: its record's second
+    // line is how it ended.
+    let record = std::fs::read_to_string(
+        server
+            .data_dir
+            .join("runs")
+            .join(&run_id)
+            .join("attempt-1.record"),
     )
     .unwrap_or_default();
+    let status_1: Value =
+        serde_json::from_str(record.lines().nth(1).unwrap_or_default()).unwrap_or_default();
     let ended = status_1["ended_at"].as_str().unwrap_or_default().to_owned();
     let started = done["started_at"].as_str().unwrap_or_default().to_owned();
     let parse =

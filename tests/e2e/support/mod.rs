@@ -104,27 +104,28 @@ impl Server {
     }
 
     /// The token attempt `attempt` of `run_id` was given (as
-    /// `FLOTILLA_RUN_TOKEN`), read from the launch file the engine wrote
-    /// beside it.
+    /// `FLOTILLA_RUN_TOKEN`), read from the environment of its running
+    /// process, as the run itself reads it.
     pub fn run_token(&self, run_id: &str, attempt: u32) -> String {
-        let path = self
-            .data_dir
-            .join("runs")
-            .join(run_id)
-            .join(format!("attempt-{attempt}"))
-            .join("launch.json");
-        let launch: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        launch["env"]
-            .as_array()
-            .and_then(|env| {
-                env.iter()
-                    .find(|pair| pair[0] == "FLOTILLA_RUN_TOKEN")
-                    .and_then(|pair| pair[1].as_str())
+        let attempt = attempt.to_string();
+        processes_with_env("FLOTILLA_RUN_ID", run_id)
+            .into_iter()
+            .find_map(|pid| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                let vars: Vec<String> = environ
+                    .split(|b| *b == 0)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                let of_attempt = vars
+                    .iter()
+                    .any(|v| v.strip_prefix("FLOTILLA_RUN_ATTEMPT=") == Some(attempt.as_str()));
+                vars.iter()
+                    .find_map(|v| v.strip_prefix("FLOTILLA_RUN_TOKEN=").map(str::to_owned))
+                    .filter(|_| of_attempt)
             })
-            .unwrap_or_else(|| panic!("no token in {launch}"))
-            .to_owned()
+            .unwrap_or_else(|| {
+                panic!("no running process of {run_id} attempt {attempt} holds a token")
+            })
     }
 
     /// PUT a self-report for `run_id`, with `token` when given.
@@ -137,6 +138,13 @@ impl Server {
             request = request.header("X-Flotilla-Run-Token", token);
         }
         json_of(request.send().await.unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    /// The server's process id, while it runs (the throughput bench reads
+    /// its CPU time).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// What the server printed so far.

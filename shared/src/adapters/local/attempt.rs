@@ -1,18 +1,26 @@
-//! One attempt's directory, `<runs>/<run_id>/attempt-<n>/`: the protocol
-//! between the local engine and the supervisor of that attempt, on disk so
-//! that it outlives either of them.
+//! One attempt's files, in its run's directory `<runs>/<run_id>/`: the
+//! protocol between the local engine and the supervisor of that attempt, on
+//! disk so that it outlives either of them.
 //!
 //! | file | written by | when |
 //! | --- | --- | --- |
-//! | `launch.json` | the engine | before it starts a supervisor |
-//! | `claim` | the supervisor | before it starts the command; created with `link`, so exactly one supervisor ever holds it |
-//! | `output.log` | the command | as it runs (stdout and stderr) |
-//! | `status.json` | the supervisor | when the command and all it started have ended (written to a temporary name, then renamed) |
+//! | `attempt-<n>.record` | the supervisor | its first line before it starts the command, created with `O_EXCL` so that exactly one supervisor ever holds the attempt; its second line, the ending, once the command and all it started have ended |
+//! | `attempt-<n>.log` | the command | as it runs (stdout and stderr) |
+//! | `attempt-<n>.supervisor.log` | the supervisor | only if it fails |
+//! | `work/` | the supervisor | the command's working directory, shared by the run's attempts |
 //!
-//! The `claim` names the supervisor by process id *and* start time, so a
-//! recycled process id is never mistaken for it. An attempt whose `claim`
-//! exists was started, once; one without it was never started and may be
-//! (it is the claim, not the engine, that decides who runs it).
+//! The record's first line names the supervisor by process id *and* start
+//! time, so a recycled process id is never mistaken for it. An attempt whose
+//! record exists was started, once; one without it was never started and may
+//! be (it is the record, not the engine, that decides who runs it). A record
+//! whose first line is not there yet belongs to a supervisor between
+//! creating it and writing it, before it starts anything. The engine hands
+//! the supervisor its [`Launch`] on stdin, so nothing is written before an
+//! attempt is claimed.
+//!
+//! Nothing is written through temporary names: the ending is read only once
+//! its supervisor is gone, and every file made per run costs time on the
+//! file system (a run makes four: its directory, `work/`, a record, a log).
 
 use std::fs;
 use std::io::{self, Write};
@@ -21,14 +29,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Name of an attempt's launch file.
-const LAUNCH: &str = "launch.json";
-/// Name of an attempt's claim file.
-const CLAIM: &str = "claim";
-/// Name of an attempt's status file.
-const STATUS: &str = "status.json";
-/// Name of an attempt's log file.
-pub const LOG: &str = "output.log";
+/// Suffix of an attempt's record.
+const RECORD: &str = "record";
+/// Suffix of an attempt's log file.
+const LOG: &str = "log";
+/// Name of a run's one log file before logs were kept per attempt.
+pub const LEGACY_LOG: &str = "output.log";
 /// Exit code of a supervisor that found its attempt claimed by another.
 pub const CLAIMED_ELSEWHERE: i32 = 75;
 
@@ -54,6 +60,9 @@ pub struct Launch {
     pub attempt: u32,
     /// `bash -c` this.
     pub command: String,
+    /// The bash to run it with (found on the server's PATH once).
+    #[serde(default = "default_shell")]
+    pub shell: PathBuf,
     /// Variables set over the supervisor's environment, in order.
     pub env: Vec<(String, String)>,
     /// Working directory.
@@ -68,6 +77,10 @@ pub struct Launch {
     pub deadline_seconds: Option<u64>,
     /// Milliseconds between SIGTERM and SIGKILL when it is stopped.
     pub stop_grace_ms: u64,
+}
+
+fn default_shell() -> PathBuf {
+    PathBuf::from("bash")
 }
 
 /// How an attempt ended, written by its supervisor.
@@ -135,91 +148,119 @@ impl ProcessId {
     }
 }
 
-/// One attempt's directory.
+/// One attempt's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptDir(PathBuf);
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced,
-/// then renamed over it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
+pub struct AttemptDir {
+    run_dir: PathBuf,
+    attempt: u32,
 }
 
 impl AttemptDir {
-    /// The directory of `run_id`'s attempt `attempt` under `runs_dir`.
+    /// The files of `run_id`'s attempt `attempt` under `runs_dir`.
     pub fn new(runs_dir: &Path, run_id: &str, attempt: u32) -> Self {
-        Self(runs_dir.join(run_id).join(format!("attempt-{attempt}")))
+        Self::in_run_dir(runs_dir.join(run_id), attempt)
     }
 
-    /// An attempt directory at `path` (the supervisor's argument).
-    pub fn at(path: PathBuf) -> Self {
-        Self(path)
+    /// The files of attempt `attempt` in the run directory `run_dir`.
+    pub fn in_run_dir(run_dir: PathBuf, attempt: u32) -> Self {
+        Self { run_dir, attempt }
     }
 
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
+    /// The run's directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn file(&self, suffix: &str) -> PathBuf {
+        self.run_dir
+            .join(format!("attempt-{}.{suffix}", self.attempt))
     }
 
     /// Its log file.
     pub fn log(&self) -> PathBuf {
-        self.0.join(LOG)
-    }
-
-    /// Writes the launch file (creating the directory).
-    pub fn write_launch(&self, launch: &Launch) -> io::Result<()> {
-        fs::create_dir_all(&self.0)?;
-        let bytes = serde_json::to_vec(launch).map_err(io::Error::other)?;
-        write_atomically(&self.0.join(LAUNCH), &bytes)
-    }
-
-    /// Reads the launch file.
-    pub fn read_launch(&self) -> io::Result<Launch> {
-        let bytes = fs::read(self.0.join(LAUNCH))?;
-        serde_json::from_slice(&bytes).map_err(io::Error::other)
+        self.file(LOG)
     }
 
     /// Claims the attempt for `who`: `true` when `who` now holds it, `false`
-    /// when another did already. The claim appears whole or not at all.
+    /// when another did already.
     pub fn claim(&self, who: ProcessId) -> io::Result<bool> {
-        let tmp = self.0.join(format!("{CLAIM}.tmp-{}", who.pid));
-        fs::write(&tmp, who.encode())?;
-        let linked = fs::hard_link(&tmp, self.0.join(CLAIM));
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(true),
+        fs::create_dir_all(&self.run_dir)?;
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.file(RECORD));
+        match created {
+            Ok(mut file) => {
+                file.write_all(who.encode().as_bytes())?;
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// Who holds the claim, if anyone ever did.
-    pub fn claimant(&self) -> io::Result<Option<ProcessId>> {
-        match fs::read_to_string(self.0.join(CLAIM)) {
-            Ok(text) => Ok(ProcessId::decode(&text)),
+    /// The record's lines, or `None` before anyone claimed the attempt.
+    fn record(&self) -> io::Result<Option<String>> {
+        match fs::read_to_string(self.file(RECORD)) {
+            Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Records how the attempt ended.
+    /// Who holds the claim, if anyone ever did. A claim just created, whose
+    /// first line its supervisor has not written yet, is read again for up
+    /// to a second; one still empty then belongs to a supervisor that died
+    /// before it started anything, and reads as a claimant long gone.
+    pub fn claimant(&self) -> io::Result<Option<ProcessId>> {
+        for _ in 0..100 {
+            let Some(text) = self.record()? else {
+                return Ok(None);
+            };
+            if let Some(who) = text.lines().next().and_then(ProcessId::decode) {
+                return Ok(Some(who));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(Some(ProcessId {
+            pid: 0,
+            start_time: 0,
+        }))
+    }
+
+    /// Records how the attempt ended (the record's second line).
     pub fn write_status(&self, ending: &Ending) -> io::Result<()> {
-        let bytes = serde_json::to_vec(ending).map_err(io::Error::other)?;
-        write_atomically(&self.0.join(STATUS), &bytes)
+        let mut line = serde_json::to_vec(ending).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(self.file(RECORD))?;
+        file.write_all(&line)
     }
 
     /// How the attempt ended, once its supervisor said so.
     pub fn read_status(&self) -> io::Result<Option<Ending>> {
-        match fs::read(self.0.join(STATUS)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(io::Error::other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let Some(text) = self.record()? else {
+            return Ok(None);
+        };
+        Ok(text
+            .lines()
+            .nth(1)
+            .and_then(|line| serde_json::from_str(line).ok()))
+    }
+
+    /// Notes why the supervisor could not do its work.
+    pub fn note_failure(&self, what: &str) {
+        let line = format!(
+            "{} flotilla-supervise: {what}\n",
+            chrono::Utc::now().to_rfc3339()
+        );
+        if let Ok(mut file) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.file("supervisor.log"))
+        {
+            let _ = file.write_all(line.as_bytes());
         }
     }
 }
@@ -232,7 +273,6 @@ mod tests {
     fn an_attempt_is_claimed_once_and_its_claimant_is_known_by_pid_and_start_time() {
         let dir = tempfile::tempdir().unwrap();
         let attempt = AttemptDir::new(dir.path(), "local-1", 1);
-        fs::create_dir_all(attempt.path()).unwrap();
         assert_eq!(attempt.claimant().unwrap(), None);
         let me = ProcessId::current().unwrap();
         assert!(attempt.claim(me).unwrap());
@@ -257,8 +297,9 @@ mod tests {
     fn a_status_reads_back_as_written_and_none_before() {
         let dir = tempfile::tempdir().unwrap();
         let attempt = AttemptDir::new(dir.path(), "local-1", 2);
-        fs::create_dir_all(attempt.path()).unwrap();
         assert_eq!(attempt.read_status().unwrap(), None);
+        assert!(attempt.claim(ProcessId::current().unwrap()).unwrap());
+        assert_eq!(attempt.read_status().unwrap(), None, "claimed, not ended");
         let ending = Ending {
             exit_code: Some(7),
             reason: None,

@@ -1,5 +1,5 @@
 //! Run logs from the files the local engine's supervisors write: one per
-//! attempt, `<runs>/<run_id>/attempt-<n>/output.log`, paged by byte offset.
+//! attempt, `<runs>/<run_id>/attempt-<n>.log`, paged by byte offset.
 //! Runs recorded before logs were kept per attempt have one log for all
 //! attempts, `<runs>/<run_id>/output.log`, which is read for any attempt.
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::attempt::{AttemptDir, LOG};
+use super::attempt::{AttemptDir, LEGACY_LOG};
 use crate::error::LogError;
 use crate::ports::{AttemptLog, LogPage, LogSource};
 
@@ -29,7 +29,7 @@ impl LocalLogs {
 
     fn path(&self, log: &AttemptLog<'_>) -> PathBuf {
         let per_attempt = AttemptDir::new(&self.runs_dir, log.run_id, log.attempt).log();
-        let legacy = self.runs_dir.join(log.run_id).join(LOG);
+        let legacy = self.runs_dir.join(log.run_id).join(LEGACY_LOG);
         if !per_attempt.exists() && legacy.exists() {
             legacy
         } else {

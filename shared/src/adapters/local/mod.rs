@@ -72,7 +72,8 @@ pub struct LocalEngine {
     stop_grace: Duration,
     updates: mpsc::UnboundedSender<EngineUpdate>,
     clock: Arc<dyn Clock>,
-    supervisor: PathBuf,
+    supervisor: Vec<std::ffi::OsString>,
+    shell: PathBuf,
     cgroups: Option<CgroupRoot>,
     tasks: Arc<Mutex<HashMap<String, Task>>>,
 }
@@ -83,14 +84,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl LocalEngine {
     /// An engine keeping attempt directories under `runs_dir`, starting
-    /// supervisors with the `flotilla` binary at `supervisor`, and reporting
-    /// on `updates` with the times of `clock`.
+    /// supervisors with the command `supervisor` (followed by the attempt's
+    /// directory), and reporting on `updates` with the times of `clock`.
     pub fn new(
         runs_dir: PathBuf,
         stop_grace: Duration,
         updates: mpsc::UnboundedSender<EngineUpdate>,
         clock: Arc<dyn Clock>,
-        supervisor: PathBuf,
+        supervisor: Vec<std::ffi::OsString>,
     ) -> Self {
         let host = nix::unistd::gethostname()
             .ok()
@@ -103,6 +104,7 @@ impl LocalEngine {
             updates,
             clock,
             supervisor,
+            shell: find_on_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
             cgroups: CgroupRoot::detect(),
             tasks: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -116,6 +118,11 @@ impl LocalEngine {
     /// Attempts this engine follows that have not ended yet.
     pub fn running(&self) -> usize {
         lock(&self.tasks).len()
+    }
+
+    /// Whether the engine follows an attempt of `run_id` now.
+    pub fn follows(&self, run_id: &str) -> bool {
+        lock(&self.tasks).contains_key(run_id)
     }
 
     /// `(run_id, task_id)` of every attempt not ended yet.
@@ -218,6 +225,20 @@ impl LocalEngine {
     }
 }
 
+/// `program`'s path on the server's PATH, found once so that no supervisor
+/// searches for it again.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(program))
+        .find(|path| {
+            std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Waits until `process` has ended.
 async fn until_gone(process: ProcessId) {
     while process.is_alive() {
@@ -301,34 +322,46 @@ impl ExecutionEngine for LocalEngine {
             run_id: spec.run_id.clone(),
             attempt: spec.attempt,
             command: command.to_owned(),
+            shell: self.shell.clone(),
             env: spec
                 .env
                 .iter()
                 .map(|v| (v.name.clone(), v.value.clone()))
                 .collect(),
-            work_dir: self.runs_dir.join(&spec.run_id).join("work"),
+            work_dir: dir.run_dir().join("work"),
             memory_mb: spec.resources.memory,
             cpu_units: spec.resources.cpu,
             limits: plan,
             deadline_seconds: spec.active_deadline_seconds,
             stop_grace_ms: u64::try_from(self.stop_grace.as_millis()).unwrap_or(u64::MAX),
         };
-        dir.write_launch(&launch)
-            .map_err(|e| io_error("write the attempt's launch file", e))?;
-        let supervisor_log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("supervisor.log"))
-            .map_err(|e| io_error("open the supervisor's log", e))?;
-        let child = tokio::process::Command::new(&self.supervisor)
-            .arg("supervise")
-            .arg(dir.path())
-            .stdin(Stdio::null())
+        let input = serde_json::to_vec(&launch).map_err(|e| EngineError::Permanent {
+            message: format!("could not describe the launch: {e}"),
+            source: None,
+        })?;
+        let (program, args) =
+            self.supervisor
+                .split_first()
+                .ok_or_else(|| EngineError::Permanent {
+                    message: "no supervisor command is configured".into(),
+                    source: None,
+                })?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .arg(dir.run_dir())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(supervisor_log))
+            .stderr(Stdio::null())
             .kill_on_drop(false)
             .spawn()
             .map_err(|e| io_error("start the attempt's supervisor", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            // A launch is far smaller than a pipe's buffer: this never waits.
+            if let Err(e) = stdin.write_all(&input).await {
+                warn!(run_id = %spec.run_id, error = %e, "could not hand the launch to its supervisor");
+            }
+        }
         let pid = child.id().ok_or_else(|| EngineError::Retryable {
             message: "the supervisor ended before its id could be read".into(),
             source: None,

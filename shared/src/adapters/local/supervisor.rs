@@ -1,5 +1,6 @@
-//! The supervisor of one attempt: `flotilla supervise <attempt-dir>`, started
-//! by the local engine and outliving it.
+//! The supervisor of one attempt: `flotilla-supervise <run-dir>` (or
+//! `flotilla supervise <run-dir>`), started by the local engine with the
+//! attempt's [`Launch`] on stdin, and outliving it.
 //!
 //! It leaves the server's session (so a signal to the server's terminal or
 //! process group never reaches a job), becomes a child subreaper (so every
@@ -82,14 +83,16 @@ impl Wakeups {
     }
 }
 
-/// Runs the attempt in `dir`; returns the supervisor's exit code.
-pub fn supervise(dir: PathBuf) -> i32 {
-    let attempt = AttemptDir::at(dir);
+/// Runs the attempt described on stdin, of the run whose directory is
+/// `run_dir`; returns the supervisor's exit code.
+pub fn supervise(run_dir: PathBuf) -> i32 {
+    // Until the launch is read, failures are noted as attempt 0's.
+    let mut attempt = AttemptDir::in_run_dir(run_dir.clone(), 0);
     // A stop may come at any moment from here on; it is noted and acted on.
     let mut wakeups = match Wakeups::install() {
         Ok(wakeups) => wakeups,
         Err(e) => {
-            eprintln!("flotilla supervise: cannot listen for signals: {e}");
+            attempt.note_failure(&format!("cannot listen for signals: {e}"));
             return CANNOT_RUN;
         }
     };
@@ -100,24 +103,39 @@ pub fn supervise(dir: PathBuf) -> i32 {
     let Some(me) = ProcessId::current() else {
         return CANNOT_RUN;
     };
-    let launch = match attempt.read_launch() {
+    let mut input = Vec::new();
+    let launch = match std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice::<Launch>(&input).map_err(|e| e.to_string()))
+    {
         Ok(launch) => launch,
         Err(e) => {
-            eprintln!("flotilla supervise: cannot read the launch file: {e}");
+            // The engine died while handing it over: the attempt was never
+            // started, and the next launch of it will start it.
+            attempt.note_failure(&format!("cannot read the launch on stdin: {e}"));
             return CANNOT_RUN;
         }
     };
+    attempt = AttemptDir::in_run_dir(run_dir, launch.attempt);
     match attempt.claim(me) {
         Ok(true) => {}
         Ok(false) => return CLAIMED_ELSEWHERE,
         Err(e) => {
-            eprintln!("flotilla supervise: cannot claim the attempt: {e}");
+            attempt.note_failure(&format!("cannot claim the attempt: {e}"));
             return CANNOT_RUN;
         }
     }
     let ending = run(&attempt, &launch, me, &mut wakeups);
+    if let Some(reason) = ending
+        .reason
+        .as_deref()
+        .filter(|_| ending.exit_code.is_none())
+    {
+        attempt.note_failure(reason);
+    }
     if let Err(e) = attempt.write_status(&ending) {
-        eprintln!("flotilla supervise: cannot write the attempt's status: {e}");
+        attempt.note_failure(&format!("cannot write the attempt's status: {e}"));
         return CANNOT_RUN;
     }
     0
@@ -261,7 +279,7 @@ fn spawn(
         .append(true)
         .open(attempt.log())?;
     let stderr = log.try_clone()?;
-    let mut command = Command::new("bash");
+    let mut command = Command::new(&launch.shell);
     match launch
         .memory_mb
         .filter(|_| limit_here && launch.limits != LimitPlan::None)
@@ -270,8 +288,8 @@ fn spawn(
             let kb = mb.saturating_mul(1024);
             command
                 .arg("-c")
-                .arg(format!("ulimit -v {kb} && exec bash -c \"$1\""))
-                .arg("flotilla-limit")
+                .arg(format!("ulimit -v {kb} && exec \"$0\" -c \"$1\""))
+                .arg(&launch.shell)
                 .arg(&launch.command);
         }
         None => {

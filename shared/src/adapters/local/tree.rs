@@ -22,8 +22,42 @@ fn processes() -> Vec<(i32, i32)> {
         .collect()
 }
 
-/// Every live descendant of `root` (not `root` itself), parents first.
+/// The children of `pid`, from `/proc/<pid>/task/*/children` (each thread's
+/// children); `None` where the kernel does not offer those files.
+fn children(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    let mut offered = false;
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            offered = true;
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    offered.then_some(out)
+}
+
+/// Every live descendant of `root` (not `root` itself), parents first. Walks
+/// the children files below `root` where the kernel has them (cheap: only the
+/// subtree is read), else every process's parent.
 pub fn descendants(root: i32) -> Vec<i32> {
+    let Some(first) = children(root) else {
+        return descendants_by_parent(root);
+    };
+    let mut out = Vec::new();
+    let mut next = first;
+    while let Some(pid) = next.pop() {
+        out.push(pid);
+        next.extend(children(pid).unwrap_or_default());
+    }
+    out
+}
+
+/// [`descendants`] from every process's parent in `/proc/<pid>/stat`.
+fn descendants_by_parent(root: i32) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for (pid, ppid) in processes() {
         children.entry(ppid).or_default().push(pid);
