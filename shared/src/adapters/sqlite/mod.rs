@@ -8,7 +8,7 @@
 //!   claim, acknowledge and release;
 //! - `sql`: the filter, sort and page clauses the lists share.
 //!
-//! One connection behind a mutex serves every call on a blocking thread; SQLite
+//! One connection on a thread of its own serves every call in turn; SQLite
 //! in WAL mode with `synchronous=NORMAL` keeps every committed write across a
 //! crash of the process (a power loss may lose the last transactions). An append
 //! writes its events and the new projection row in one transaction, after
@@ -24,7 +24,7 @@ mod sql;
 mod templates;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -101,10 +101,13 @@ CREATE TABLE IF NOT EXISTS templates (
 );
 "#;
 
+/// Work for the connection's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
 /// The SQLite store; cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<Job>,
     enqueued: Arc<tokio::sync::Notify>,
     clock: Arc<dyn Clock>,
 }
@@ -135,8 +138,21 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(backend)?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(backend)?;
+        // The connection lives on a thread of its own, which runs every call
+        // in turn: no lock to take, no blocking pool to hop through. It ends,
+        // closing the database, when the last clone of the store is dropped.
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("flotilla-sqlite".into())
+            .spawn(move || {
+                let mut conn = conn;
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(backend)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            jobs,
             enqueued: Arc::new(tokio::sync::Notify::new()),
             clock,
         })
@@ -147,21 +163,21 @@ impl SqliteStore {
         Arc::clone(&self.enqueued)
     }
 
-    /// Runs `f` with the connection on a blocking thread.
+    /// Runs `f` with the connection, on the connection's thread.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| backend("the SQLite connection lock was poisoned"))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(backend)?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = answer.send(f(conn));
+            }))
+            .map_err(|_| backend("the SQLite connection's thread has ended"))?;
+        answered
+            .await
+            .map_err(|_| backend("the SQLite connection's thread ended during a call"))?
     }
 
     /// Now, by the store's clock.
