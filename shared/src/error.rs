@@ -77,6 +77,13 @@ pub enum EngineError {
 /// Failures reading logs.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// The log is larger than one answer may carry; it can be read a page
+    /// at a time.
+    #[error("the log is larger than the {limit} bytes one answer may carry")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// The `last_seen` cursor is not one this source issued.
     #[error("{0}")]
     BadCursor(String),
@@ -131,6 +138,10 @@ pub enum AppError {
         #[source]
         source: BoxError,
     },
+    /// What was asked for is larger than an answer may carry; the message
+    /// says how to ask for it instead.
+    #[error("{0}")]
+    TooLarge(String),
     /// Our own failure (storage, logs, a broken invariant).
     #[error("internal failure in {what}")]
     Internal {
@@ -277,6 +288,10 @@ impl From<LogError> for AppError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::BadCursor(msg) => Self::Invalid(ValidationError::new(msg)),
+            LogError::TooLarge { limit } => Self::TooLarge(format!(
+                "the log is larger than the {} MB one answer may carry: page through it with last_seen (leave out raw_text)",
+                limit / (1024 * 1024)
+            )),
             other => Self::internal(Dependency::Logs, other),
         }
     }

@@ -198,6 +198,7 @@ pub async fn serve(
         max_attempts: config.max_attempts,
         clusters: vec![],
         add_cluster_hint: String::new(),
+        launch_limits: crate::domain::limits::LaunchLimits::Local,
     };
     let app = Arc::new(App::new(Arc::new(store.clone()), runtime, settings));
 

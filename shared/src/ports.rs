@@ -328,6 +328,11 @@ pub struct LogPage {
     pub last_seen: String,
 }
 
+/// A log read as it is sent.
+pub type LogStream = std::pin::Pin<
+    Box<dyn futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
+
 /// Which log to read: one attempt of a run (each attempt has its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptLog<'a> {
@@ -348,8 +353,9 @@ pub trait LogSource: Send + Sync {
         log: &AttemptLog<'_>,
         last_seen: Option<&str>,
     ) -> Result<LogPage, LogError>;
-    /// The whole of `log` as text.
-    async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError>;
+    /// The whole of `log`, as chunks of bytes read one after the other, so
+    /// that a log of any size is sent in constant memory.
+    async fn stream(&self, log: &AttemptLog<'_>) -> Result<LogStream, LogError>;
     /// Where a person can read the run's log in a browser outside Flotilla
     /// (a cloud console), when there is such a place.
     fn link(&self, _run: &Run) -> Option<String> {

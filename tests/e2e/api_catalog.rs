@@ -105,8 +105,15 @@ async fn clusters_are_managed_and_execute_routes_by_tier_to_an_active_one() {
         json!(["default"]),
         "only active clusters take runs"
     );
-    let (_, all) = server.get("/api/v6/clusters").await;
+    let (_, all) = server.get("/api/v7/clusters").await;
     assert_eq!(all["total"], 2);
+    assert_eq!(all["clusters"][1]["status"], "maintenance", "{all}");
+    let (_, names) = server.get("/api/v6/clusters").await;
+    assert_eq!(
+        names["clusters"],
+        json!(["default"]),
+        "v6 answers names, as Flotilla's UI renders them"
+    );
     let (status, one) = server.get("/api/v6/clusters/gpu").await;
     assert_eq!((status, one["status"].clone()), (200, json!("maintenance")));
     let (status, _) = server.delete("/api/v6/clusters/gpu", &[]).await;
@@ -314,9 +321,14 @@ async fn templates_version_validate_their_payload_and_render_the_command() {
     ];
     for (method, path, code, needle) in bad {
         let method: Method = method.parse().unwrap_or(Method::GET);
-        let (status, answer) = server
-            .send(method, &path, r#"{"template_payload":{"epochs":1}}"#)
-            .await;
+        // An execute body to the execute routes; a template body (missing its
+        // name) to create.
+        let body = if method == Method::POST {
+            r#"{"image":"python:3"}"#
+        } else {
+            r#"{"template_payload":{"epochs":1}}"#
+        };
+        let (status, answer) = server.send(method, &path, body).await;
         assert_eq!(status, code, "{path}: {answer}");
         assert!(error(&answer).contains(needle), "{path}: {answer}");
     }

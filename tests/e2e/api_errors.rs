@@ -114,8 +114,7 @@ async fn bad_requests_get_a_4xx_whose_message_says_what_to_fix() {
     let gets = [
         ("/api/v6/history?sort_by=password", 400, "sort_by"),
         ("/api/v6/history?order=sideways", 400, "order"),
-        ("/api/v6/history?limit=ten", 400, "limit"),
-        ("/api/v6/history?offset=-1", 400, "offset"),
+        ("/api/v6/history?alias=%00", 400, "NUL"),
         ("/api/v6/history?status=DONE", 400, "invalid status [DONE]"),
         ("/api/v6/task?sort_by=command", 400, "sort_by"),
         (
@@ -152,6 +151,23 @@ async fn bad_requests_get_a_4xx_whose_message_says_what_to_fix() {
         .get("/api/v6/history?unknown_ui_param=1&page=2")
         .await;
     assert_eq!(status, 200, "unknown query keys are ignored");
+    // As Flotilla reads them (its own UI sends offset=NaN for a hand-typed
+    // page): a paging value that is not a whole number is the default.
+    for path in [
+        "/api/v6/history?limit=ten&offset=NaN",
+        "/api/v6/task?offset=-1",
+    ] {
+        let (status, list) = server.get(path).await;
+        assert_eq!(status, 200, "{path}: {list}");
+        assert_eq!(list["offset"], 0, "{path}: {list}");
+        assert_eq!(list["limit"], 1024, "{path}: {list}");
+        assert!(
+            list["ignored"].as_array().is_some_and(|i| i
+                .iter()
+                .any(|v| v.as_str().is_some_and(|v| v.contains('=')))),
+            "the values read as defaults are named: {list}"
+        );
+    }
 }
 
 #[tokio::test]

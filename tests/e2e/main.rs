@@ -7,6 +7,7 @@ mod api_catalog;
 mod api_errors;
 mod api_openapi;
 mod api_routes;
+mod bad_input;
 mod exactly_once;
 mod lifecycle;
 mod restart;

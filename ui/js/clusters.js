@@ -4,7 +4,7 @@ import { get } from './api.js';
 import { h, table, timeEl } from './dom.js';
 
 export async function clustersView() {
-  const data = await get('api/v6/clusters');
+  const data = await get('api/v7/clusters');
   return h('section', {},
     h('h1', {}, 'Clusters'),
     h('p', { class: 'muted' }, 'A cluster is a queue of runs; only active clusters take new runs. Manage them with /api/v6/clusters.'),

@@ -15,12 +15,15 @@ use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use crate::adapters::ecs::CONTAINER_NAME;
 use crate::domain::run::Run;
 use crate::error::LogError;
-use crate::ports::{AttemptLog, LogPage, LogSource};
+use crate::ports::{AttemptLog, LogPage, LogSource, LogStream};
 
 /// `awslogs-stream-prefix` of every task definition.
 pub const STREAM_PREFIX: &str = "flotilla";
 /// Pages read at most for one `raw_text` answer (10,000 events or 1 MB each).
 pub const MAX_PAGES: usize = 100;
+/// Most bytes of log one `raw_text` answer carries from CloudWatch: a Lambda
+/// answer holds 6 MB at most.
+pub const MAX_RAW_BYTES: usize = 5 * 1024 * 1024;
 
 /// Logs of ECS runs.
 #[derive(Debug, Clone)]
@@ -60,7 +63,48 @@ fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> LogError {
     LogError::Backend(Box::new(e))
 }
 
+/// A stream of one item.
+struct Once<T>(Option<T>);
+
+impl<T: Unpin> futures_core::Stream for Once<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        std::task::Poll::Ready(self.0.take())
+    }
+}
+
 impl CloudWatchLogs {
+    /// The whole log, gathered page by page, up to [`MAX_RAW_BYTES`]: past
+    /// that (an answer from Lambda holds 6 MB at most) it is refused, to be
+    /// paged through instead.
+    pub async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError> {
+        let Some(stream) = log.task_id.and_then(stream_of_task) else {
+            return Ok(String::new());
+        };
+        let mut text = String::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let Some((page, next)) = self.read(&stream, token.as_deref()).await? else {
+                break;
+            };
+            text.push_str(&page);
+            if text.len() > MAX_RAW_BYTES {
+                return Err(LogError::TooLarge {
+                    limit: MAX_RAW_BYTES,
+                });
+            }
+            if token.as_deref() == Some(next.as_str()) || next.is_empty() {
+                break;
+            }
+            token = Some(next);
+        }
+        Ok(text)
+    }
+
     /// Logs in `group` of `region` (the region is used for console links).
     pub fn new(client: Client, group: impl Into<String>, region: impl Into<String>) -> Self {
         Self {
@@ -137,23 +181,10 @@ impl LogSource for CloudWatchLogs {
         }
     }
 
-    async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError> {
-        let Some(stream) = log.task_id.and_then(stream_of_task) else {
-            return Ok(String::new());
-        };
-        let mut text = String::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let Some((page, next)) = self.read(&stream, token.as_deref()).await? else {
-                break;
-            };
-            text.push_str(&page);
-            if token.as_deref() == Some(next.as_str()) || next.is_empty() {
-                break;
-            }
-            token = Some(next);
-        }
-        Ok(text)
+    async fn stream(&self, log: &AttemptLog<'_>) -> Result<LogStream, LogError> {
+        let text = self.all(log).await?;
+        let chunk: Result<bytes::Bytes, std::io::Error> = Ok(bytes::Bytes::from(text));
+        Ok(Box::pin(Once(Some(chunk))))
     }
 
     fn link(&self, run: &Run) -> Option<String> {
@@ -253,5 +284,61 @@ mod tests {
             "",
             "a stream not created yet reads as empty"
         );
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn a_raw_log_past_what_one_lambda_answer_holds_is_refused_and_still_pages() {
+        let moto = Moto::start();
+        let client = Client::new(&moto.sdk_config().await);
+        let (group, stream) = ("/flotilla/runs", "flotilla/main/big");
+        client
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+            .unwrap();
+        client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let line = "x".repeat(200 * 1024);
+        let now = chrono::Utc::now().timestamp_millis();
+        // 7 batches of 4 events of 200 KiB: 5.5 MiB, past MAX_RAW_BYTES.
+        for batch in 0..7_i64 {
+            let mut req = client
+                .put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream);
+            for i in 0..4 {
+                req = req.log_events(
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .message(&line)
+                        .timestamp(now + batch * 4 + i)
+                        .build()
+                        .unwrap(),
+                );
+            }
+            req.send().await.unwrap();
+        }
+        let logs = CloudWatchLogs::new(client, group, "us-east-1");
+        let log = AttemptLog {
+            run_id: "r-1",
+            attempt: 1,
+            task_id: Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/big"),
+        };
+        match logs.all(&log).await {
+            Err(LogError::TooLarge { limit }) => assert_eq!(limit, MAX_RAW_BYTES),
+            other => panic!("expected TooLarge, got {:?}", other.map(|t| t.len())),
+        }
+        let refusal = crate::error::AppError::from(LogError::TooLarge {
+            limit: MAX_RAW_BYTES,
+        });
+        assert!(refusal.to_string().contains("last_seen"), "{refusal}");
+        let first = logs.page(&log, None).await.unwrap();
+        assert!(!first.log.is_empty(), "paging still reads the log");
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::app::App;
+use crate::domain::ValidationError;
 use crate::domain::definition::{Definition, DefinitionInput};
+use crate::domain::launch::definition_problems;
 use crate::domain::query::{DefinitionQuery, MAX_LIMIT, Page};
 use crate::error::{AppError, Conflict, Missing, StoreError};
 
@@ -27,9 +29,15 @@ impl DefinitionRef<'_> {
     }
 }
 
-/// The id a new definition of `group` gets: `<group>-<uuid>`.
+/// The id a new definition of `group` gets: `<group>-<uuid>`, or the bare
+/// uuid without a group, so that no id starts with a separator.
 fn definition_id(group: &str) -> String {
-    format!("{group}-{}", uuid::Uuid::new_v4())
+    let uuid = uuid::Uuid::new_v4();
+    if group.trim().is_empty() {
+        uuid.to_string()
+    } else {
+        format!("{group}-{uuid}")
+    }
 }
 
 impl App {
@@ -37,6 +45,7 @@ impl App {
     pub async fn create_definition(&self, input: DefinitionInput) -> Result<Definition, AppError> {
         let id = definition_id(input.group_name.as_deref().unwrap_or_default());
         let definition = Definition::create(id, input)?;
+        self.check(&definition)?;
         self.definitions
             .create(&definition)
             .await
@@ -52,11 +61,23 @@ impl App {
     ) -> Result<Definition, AppError> {
         let current = self.definition(DefinitionRef::Id(definition_id)).await?;
         let next = current.updated(input)?;
+        self.check(&next)?;
         self.definitions
             .update(&next)
             .await
             .map_err(|e| stored(e, &next))?;
         Ok(next)
+    }
+
+    /// What a launch of `definition` would meet at the engine, refused now.
+    fn check(&self, definition: &Definition) -> Result<(), AppError> {
+        let problems = definition_problems(
+            definition.command.as_deref(),
+            &definition.env,
+            &self.settings.owner_var,
+            self.settings.launch_limits,
+        );
+        Ok(ValidationError::from_problems(problems)?)
     }
 
     /// Deletes a definition. Its runs stay: run history is never deleted.

@@ -115,6 +115,7 @@ impl App {
             default_cluster: self.settings.default_cluster.clone(),
             clusters,
             requires_command: self.settings.requires_command,
+            limits: self.settings.launch_limits,
         };
         let mut spec = build_spec(definition, request, rule, &ctx)?;
         spec.template = template;

@@ -6,7 +6,7 @@ use crate::domain::ValidationError;
 use crate::domain::event::RunEvent;
 use crate::domain::run::Run;
 use crate::error::AppError;
-use crate::ports::{AttemptLog, LogPage};
+use crate::ports::{AttemptLog, LogPage, LogStream};
 
 impl App {
     /// Attempt `attempt` of `run` (the current one when `None`) and the
@@ -68,18 +68,20 @@ impl App {
         Ok(self.logs.page(&log, last_seen).await?)
     }
 
-    /// Attempt `attempt`'s whole log (the current attempt's when `None`).
-    pub async fn log_text(&self, run_id: &str, attempt: Option<u32>) -> Result<String, AppError> {
+    /// Attempt `attempt`'s whole log (the current attempt's when `None`),
+    /// as it is read.
+    pub async fn log_stream(
+        &self,
+        run_id: &str,
+        attempt: Option<u32>,
+    ) -> Result<LogStream, AppError> {
         let run = self.run(run_id).await?;
         let (attempt, task_id) = self.attempt_task(&run, attempt).await?;
-        if task_id.is_none() && run.attempt == attempt && run.started_at.is_none() {
-            return Ok(String::new());
-        }
         let log = AttemptLog {
             run_id,
             attempt,
             task_id: task_id.as_deref(),
         };
-        Ok(self.logs.all(&log).await?)
+        Ok(self.logs.stream(&log).await?)
     }
 }

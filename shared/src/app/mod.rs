@@ -74,6 +74,8 @@ pub struct AppSettings {
     /// How to add a cluster to the deployment, for the message refusing one
     /// it has no queue for (the AWS edge names the stack's parameter).
     pub add_cluster_hint: String,
+    /// What the engine can take of a launch's command and env.
+    pub launch_limits: crate::domain::limits::LaunchLimits,
 }
 
 /// Every storage port, implemented by one backend (SQLite, DynamoDB).

@@ -3,6 +3,7 @@
 //! against the schema, rendered into the command).
 
 use crate::app::{App, Step, retry_on_conflict};
+use crate::domain::ValidationError;
 use crate::domain::definition::Definition;
 use crate::domain::launch::{LaunchRequest, OwnerRule};
 use crate::domain::run::{Run, TemplateUse};
@@ -11,6 +12,43 @@ use crate::error::{AppError, Contended, Missing, StoreError};
 
 /// Group of the runs made from templates.
 pub const TEMPLATE_GROUP: &str = "templates";
+
+/// Longest a template may take to render.
+pub const RENDER_SECONDS: u64 = 2;
+
+/// Renders at once, at most: a template that never stops rendering (loops
+/// that write nothing) keeps its thread, and no more than these can.
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs `render` on a thread of its own within [`RENDER_SECONDS`]: a render
+/// that takes longer, or fails in the renderer, is the template's problem
+/// (a 400), never the server's.
+async fn bounded<T: Send + 'static>(
+    render: impl FnOnce() -> Result<T, ValidationError> + Send + 'static,
+) -> Result<T, AppError> {
+    let budget = std::time::Duration::from_secs(RENDER_SECONDS);
+    let too_long = || {
+        AppError::Invalid(ValidationError::new(format!(
+            "the template took over {RENDER_SECONDS} s to render: render less (fewer or smaller loops)"
+        )))
+    };
+    let started = tokio::time::Instant::now();
+    let permit = tokio::time::timeout(budget, RENDERS.acquire())
+        .await
+        .map_err(|_| too_long())?
+        .map_err(|e| AppError::internal(crate::error::Dependency::Rules, e))?;
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        render()
+    });
+    match tokio::time::timeout(budget.saturating_sub(started.elapsed()), task).await {
+        Err(_) => Err(too_long()),
+        Ok(Err(_)) => Err(AppError::Invalid(ValidationError::new(
+            "the template could not be rendered: the renderer failed on it; simplify the template",
+        ))),
+        Ok(Ok(rendered)) => Ok(rendered?),
+    }
+}
 
 impl App {
     /// Creates a template, or its next version when the content differs from
@@ -34,6 +72,19 @@ impl App {
             let id = format!("tpl-{}", &uuid::Uuid::new_v4().simple().to_string()[..28]);
             let version = latest.as_ref().map_or(1, |t| t.version + 1);
             let candidate = Template::create(id, version, input.clone())?;
+            let mut problems = crate::domain::launch::definition_problems(
+                None,
+                &candidate.env,
+                &self.settings.owner_var,
+                self.settings.launch_limits,
+            );
+            problems.extend(crate::domain::limits::nul_problem(
+                "command_template",
+                &candidate.command_template,
+            ));
+            ValidationError::from_problems(problems)?;
+            let checked = candidate.clone();
+            bounded(move || checked.check_render()).await?;
             if let Some(latest) = latest
                 && latest.same_content(&candidate)
             {
@@ -116,7 +167,10 @@ impl App {
         payload: Option<serde_json::Value>,
         dry_run: bool,
     ) -> Result<Run, AppError> {
-        let rendered = template.command_for(payload.as_ref())?;
+        let rendered = {
+            let (template, payload) = (template.clone(), payload.clone());
+            bounded(move || template.command_for(payload.as_ref())).await?
+        };
         let definition = Definition {
             definition_id: template.template_id.clone(),
             alias: template.template_name.clone(),

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::domain::cluster::{Cluster, RouteRequest, route};
 use crate::domain::definition::Definition;
 use crate::domain::error::ValidationError;
+use crate::domain::limits::{LaunchLimits, nul_problem};
 use crate::domain::spec::{Engine, NodeLifecycle, Resources, RunSpec};
 use crate::domain::{EnvVar, validate_env};
 
@@ -143,6 +144,43 @@ pub struct LaunchContext {
     /// Whether the engine needs a command (a local process does; a container has
     /// its image's default command).
     pub requires_command: bool,
+    /// What the engine can take.
+    pub limits: LaunchLimits,
+}
+
+/// The variables Flotilla sets for every run, which neither a definition
+/// nor a request may set: `owner_var` is the deployment's owner variable.
+pub fn reserved_names(owner_var: &str) -> [&str; 5] {
+    [
+        RUN_ID_VAR,
+        SERVER_MODE_VAR,
+        ATTEMPT_VAR,
+        RUN_TOKEN_VAR,
+        owner_var,
+    ]
+}
+
+/// The problems of a definition's (or template's) own command and env, as a
+/// launch would meet them: the engine's limits, and no reserved variable.
+pub fn definition_problems(
+    command: Option<&str>,
+    env: &[EnvVar],
+    owner_var: &str,
+    limits: LaunchLimits,
+) -> Vec<String> {
+    let reserved = reserved_names(owner_var);
+    let mut problems: Vec<String> = env
+        .iter()
+        .filter(|v| reserved.contains(&v.name.as_str()))
+        .map(|v| {
+            format!(
+                "env: {} is reserved and set by Flotilla for every run; remove it",
+                v.name
+            )
+        })
+        .collect();
+    problems.extend(limits.problems(command, env));
+    problems
 }
 
 /// Validates a request against its definition and builds the run's spec,
@@ -162,13 +200,7 @@ pub fn build_spec(
     if let Err(e) = validate_env(&request_env, "env") {
         problems.extend(e.problems);
     }
-    let reserved = [
-        RUN_ID_VAR,
-        SERVER_MODE_VAR,
-        ATTEMPT_VAR,
-        RUN_TOKEN_VAR,
-        ctx.owner_var.as_str(),
-    ];
+    let reserved = reserved_names(&ctx.owner_var);
     for var in &request_env {
         if reserved.contains(&var.name.as_str()) {
             problems.push(format!(
@@ -225,6 +257,21 @@ pub fn build_spec(
             "active_deadline_seconds must be greater than 0 when given: leave it out to use the default".to_owned(),
         );
     }
+    if let Some(problem) = nul_problem("run_tags owner", &owner) {
+        problems.push(problem);
+    }
+    if let Some(description) = &request.description {
+        problems.extend(nul_problem("description", description));
+    }
+    // The launch as the engine will meet it: the definition's env, then the
+    // run's (reserved variables and the request's).
+    let launch_env: Vec<EnvVar> = definition
+        .env
+        .iter()
+        .chain(request_env.iter())
+        .cloned()
+        .collect();
+    problems.extend(ctx.limits.problems(command.as_deref(), &launch_env));
     ValidationError::from_problems(problems)?;
 
     let mut env = vec![
@@ -303,6 +350,7 @@ mod tests {
             default_cluster: "default".into(),
             clusters: vec![Cluster::implicit("default", chrono::DateTime::UNIX_EPOCH)],
             requires_command: true,
+            limits: LaunchLimits::Local,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod definition;
 pub mod error;
 pub mod event;
 pub mod launch;
+pub mod limits;
 pub mod query;
 pub mod report;
 pub mod run;

@@ -28,6 +28,9 @@ pub struct StatusReport {
     pub run_exceptions: Option<Vec<String>>,
 }
 
+/// Most bytes of text (exit reason and exceptions) a report may carry.
+pub const MAX_REPORT_BYTES: usize = 64 * 1024;
+
 /// Exit reason categories, checked in order; the first that matches wins.
 const CATEGORIES: &[(&str, &[&str])] = &[
     (
@@ -140,6 +143,29 @@ impl StatusReport {
                 "exit_code goes with status STOPPED, not {status}: leave it out or report STOPPED"
             )));
         }
+        let mut problems = Vec::new();
+        let texts = self
+            .exit_reason
+            .iter()
+            .chain(self.run_exceptions.iter().flatten());
+        for text in texts {
+            problems.extend(crate::domain::limits::nul_problem(
+                "exit_reason and run_exceptions",
+                text,
+            ));
+        }
+        let bytes: usize = self
+            .exit_reason
+            .iter()
+            .chain(self.run_exceptions.iter().flatten())
+            .map(String::len)
+            .sum();
+        if bytes > MAX_REPORT_BYTES {
+            problems.push(format!(
+                "exit_reason and run_exceptions are {bytes} bytes, more than the {MAX_REPORT_BYTES} a report may carry: send the last exceptions only"
+            ));
+        }
+        ValidationError::from_problems(problems)?;
         let reason = self
             .exit_reason
             .clone()
@@ -192,6 +218,35 @@ mod tests {
 
     fn reason(exceptions: &[&str]) -> Option<String> {
         exit_reason_from_exceptions(&exceptions.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_report_too_large_or_holding_a_nul_is_refused_with_the_limit() {
+        let big = StatusReport {
+            status: Some("STOPPED".into()),
+            exit_code: Some(1),
+            run_exceptions: Some(vec!["x".repeat(MAX_REPORT_BYTES / 2); 3]),
+            ..StatusReport::default()
+        };
+        let refused = big.parse().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains("more than the 65536 a report may carry"),
+            "{refused}"
+        );
+        let nul = StatusReport {
+            status: Some("STOPPED".into()),
+            exit_reason: Some("bad\0".into()),
+            ..StatusReport::default()
+        };
+        let refused = nul.parse().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("NUL"), "{refused}");
+        let fits = StatusReport {
+            status: Some("STOPPED".into()),
+            exit_code: Some(1),
+            run_exceptions: Some(vec!["x".repeat(MAX_REPORT_BYTES)]),
+            ..StatusReport::default()
+        };
+        assert!(fits.parse().is_ok(), "exactly the limit is taken");
     }
 
     #[test]

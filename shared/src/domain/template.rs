@@ -118,6 +118,8 @@ impl Template {
                 "command_template is required, e.g. \"python train.py --epochs {{ .epochs }}\""
                     .to_owned(),
             );
+        } else if let Some(problem) = sub_template_problem(&command_template) {
+            problems.push(problem);
         } else if let Err(e) = parse(&command_template) {
             problems.push(format!("command_template does not parse: {e}"));
         }
@@ -200,7 +202,17 @@ impl Template {
             })
             .collect();
         ValidationError::from_problems(problems)?;
-        render(&self.command_template, &merged)
+        Ok(render(&self.command_template, &merged)?)
+    }
+
+    /// Renders the command with the defaults alone, to catch at create what
+    /// would fail every execute: a render over a limit. (Other failures may
+    /// be a payload's to fix, and are not checked here.)
+    pub fn check_render(&self) -> Result<(), ValidationError> {
+        match render(&self.command_template, &self.defaults) {
+            Err(RenderError::Limit(problem)) => Err(ValidationError::new(problem)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -345,9 +357,107 @@ fn f_to_json(args: &[gtmpl::Value]) -> FuncResult {
     Ok(to_json(one("toJson", args)?).to_string().into())
 }
 
+/// Most bytes a rendered command may have.
+pub const MAX_RENDERED_BYTES: usize = 64 * 1024;
+/// Largest width or precision a `printf` verb may ask for.
+pub const MAX_PRINTF_WIDTH: usize = 256;
+
+/// Why a template cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// It asked for more than a limit allows; the message names the limit.
+    Limit(String),
+    /// It failed for its own reasons (a missing key, a bad call).
+    Failed(String),
+}
+
+impl From<RenderError> for ValidationError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Limit(m) | RenderError::Failed(m) => ValidationError::new(m),
+        }
+    }
+}
+
+/// Templates may not define or call templates: `template` and `block` can
+/// recurse deeper than any stack.
+fn sub_template_problem(command_template: &str) -> Option<String> {
+    let actions = command_template.split("{{").skip(1);
+    actions
+        .filter_map(|action| {
+            let action = action.trim_start_matches('-').trim_start();
+            ["define", "template", "block"]
+                .into_iter()
+                .find(|word| {
+                    action.starts_with(word)
+                        && action[word.len()..]
+                            .chars()
+                            .next()
+                            .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+                })
+        })
+        .next()
+        .map(|word| {
+            format!(
+                "command_template may not use `{word}`: sub-templates can recurse without end; write the command in one template"
+            )
+        })
+}
+
+/// A writer that takes at most [`MAX_RENDERED_BYTES`], then refuses: the
+/// render stops at the first byte over the limit.
+struct Bounded(Vec<u8>);
+
+/// The message of a render stopped by [`Bounded`].
+const TOO_LONG: &str = "rendered command over the limit";
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(TOO_LONG));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `printf`, refusing widths and precisions over [`MAX_PRINTF_WIDTH`] (a
+/// `%065536d` would otherwise make a string as large as it asks).
+fn f_printf(args: &[gtmpl::Value]) -> FuncResult {
+    if let Some(gtmpl::Value::String(format)) = args.first() {
+        let mut rest = format.as_str();
+        while let Some(at) = rest.find('%') {
+            rest = &rest[at + 1..];
+            let spec: String = rest
+                .chars()
+                .take_while(|c| {
+                    c.is_ascii_digit()
+                        || matches!(c, '.' | '-' | '+' | '#' | ' ' | '0' | '*' | '[' | ']')
+                })
+                .collect();
+            let too_wide = spec.contains('*')
+                || spec
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|n| !n.is_empty())
+                    .any(|n| n.len() > 3 || n.parse::<usize>().is_ok_and(|w| w > MAX_PRINTF_WIDTH));
+            if too_wide {
+                return Err(gtmpl::FuncError::Generic(format!(
+                    "printf width or precision over {MAX_PRINTF_WIDTH} in \"%{spec}\": ask for less"
+                )));
+            }
+        }
+    }
+    gtmpl::funcs::printf(args)
+}
+
 fn parse(command_template: &str) -> Result<gtmpl::Template, String> {
     let mut tmpl = gtmpl::Template::default();
-    let funcs: [(&str, gtmpl::Func); 8] = [
+    let funcs: [(&str, gtmpl::Func); 9] = [
+        ("printf", f_printf),
         ("default", f_default),
         ("upper", f_upper),
         ("lower", f_lower),
@@ -362,12 +472,33 @@ fn parse(command_template: &str) -> Result<gtmpl::Template, String> {
     Ok(tmpl)
 }
 
-/// Renders a command template with `data`.
-pub fn render(command_template: &str, data: &Value) -> Result<String, ValidationError> {
+/// Renders a command template with `data`, within [`MAX_RENDERED_BYTES`]
+/// and [`MAX_PRINTF_WIDTH`].
+pub fn render(command_template: &str, data: &Value) -> Result<String, RenderError> {
     let tmpl = parse(command_template)
-        .map_err(|e| ValidationError::new(format!("command_template does not parse: {e}")))?;
-    tmpl.render(&gtmpl::Context::from(to_gtmpl(data)))
-        .map_err(|e| ValidationError::new(format!("the command could not be rendered: {e}")))
+        .map_err(|e| RenderError::Failed(format!("command_template does not parse: {e}")))?;
+    let mut out = Bounded(Vec::new());
+    match tmpl.execute(&mut out, &gtmpl::Context::from(to_gtmpl(data))) {
+        Ok(()) => String::from_utf8(out.0)
+            .map_err(|_| RenderError::Failed("the rendered command is not UTF-8 text".into())),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains(TOO_LONG) {
+                Err(RenderError::Limit(format!(
+                    "the rendered command would be over {} KiB, the most a command may be: render less (fewer loop rounds, shorter values)",
+                    MAX_RENDERED_BYTES / 1024
+                )))
+            } else if text.contains("printf width") {
+                Err(RenderError::Limit(format!(
+                    "the command could not be rendered: {text}"
+                )))
+            } else {
+                Err(RenderError::Failed(format!(
+                    "the command could not be rendered: {text}"
+                )))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::domain::query::Page;
 use crate::http::input::{DEFINITION_FILTER_KEYS, QueryPairs, definition_query, json_body};
 use crate::http::routes::{Operation, V1_AND_V6};
 use crate::http::views::{ListMeta, page_envelope};
-use crate::http::{ApiResult, AppState, ok};
+use crate::http::{ApiResult, AppState, ok, ok_ignoring};
 
 /// Nested objects whose keys are matched case-insensitively in definition bodies.
 const DEFINITION_NESTED: &[&str] = &["env[]"];
@@ -28,7 +28,8 @@ pub fn routes() -> Vec<Operation> {
             [
                 Operation::get(p("/task"), list_definitions)
                     .doc(tag, "List definitions")
-                    .list_query(DEFINITION_FILTER_KEYS),
+                    .list_query(DEFINITION_FILTER_KEYS)
+                    .returns_page::<Definition>("definitions"),
                 Operation::post(p("/task"), create_definition)
                     .doc(tag, "Create a definition")
                     .body::<DefinitionInput>()
@@ -41,16 +42,19 @@ pub fn routes() -> Vec<Operation> {
                     .body::<DefinitionInput>()
                     .returns::<Definition>(),
                 Operation::delete(p("/task/{definition_id}"), delete_definition)
-                    .doc(tag, "Delete a definition (its runs stay)"),
+                    .doc(tag, "Delete a definition (its runs stay)")
+                    .returns_flag("deleted"),
                 Operation::get(p("/task/alias/{alias}"), get_definition_by_alias)
                     .doc(tag, "Read a definition by alias")
                     .returns::<Definition>(),
                 Operation::get(p("/groups"), groups)
                     .doc(tag, "Every group of the definitions")
-                    .query(&["name"]),
+                    .query(&["name"])
+                    .returns_all::<String>("groups"),
                 Operation::get(p("/tags"), tags)
                     .doc(tag, "Every tag of the definitions")
-                    .query(&["name"]),
+                    .query(&["name"])
+                    .returns_all::<String>("tags"),
             ]
         })
         .collect()
@@ -80,8 +84,8 @@ async fn list_definitions(State(app): State<AppState>, RawQuery(raw): RawQuery) 
 }
 
 async fn create_definition(State(app): State<AppState>, body: Bytes) -> ApiResult {
-    let input: DefinitionInput = json_body(&body, DEFINITION_NESTED)?;
-    ok(app.create_definition(input).await?)
+    let (input, ignored): (DefinitionInput, _) = json_body(&body, DEFINITION_NESTED)?;
+    ok_ignoring(app.create_definition(input).await?, ignored)
 }
 
 async fn get_definition(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
@@ -100,8 +104,8 @@ async fn update_definition(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let input: DefinitionInput = json_body(&body, DEFINITION_NESTED)?;
-    ok(app.update_definition(&id, input).await?)
+    let (input, ignored): (DefinitionInput, _) = json_body(&body, DEFINITION_NESTED)?;
+    ok_ignoring(app.update_definition(&id, input).await?, ignored)
 }
 
 async fn delete_definition(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {

@@ -27,6 +27,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An answer of `status` saying `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
     /// A 400 with a message that says what to fix.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self {
@@ -129,6 +138,7 @@ impl From<AppError> for ApiError {
             AppError::NotFound(missing) => (StatusCode::NOT_FOUND, missing_words(missing)),
             AppError::Conflict(c) => (StatusCode::CONFLICT, conflict_words(c)),
             AppError::Forbidden(reason) => (StatusCode::FORBIDDEN, reason.clone()),
+            AppError::TooLarge(what) => (StatusCode::PAYLOAD_TOO_LARGE, what.clone()),
             AppError::Unavailable { what, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 match what {

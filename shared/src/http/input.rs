@@ -48,9 +48,107 @@ fn fold_keys(value: &mut Value, paths: &[&str]) {
     *map = folded;
 }
 
+/// A request body type: its own fields come from its JSON Schema; the
+/// fields of Flotilla's that this service takes but does not use are named
+/// here, and are answered back under `ignored_fields`. Any other field is a
+/// 400 that names it (and the nearest field there is), so a typo never goes
+/// unnoticed.
+pub trait Body: DeserializeOwned + schemars::JsonSchema + 'static {
+    /// Flotilla's fields this service accepts and does not use.
+    const FLOTILLA_FIELDS: &'static [&'static str] = &[];
+    /// Whether any other field is taken too (a status report is a whole run).
+    const OPEN: bool = false;
+}
+
+impl Body for crate::domain::definition::DefinitionInput {
+    const FLOTILLA_FIELDS: &'static [&'static str] = &[
+        "definition_id",
+        "arn",
+        "container_name",
+        "privileged",
+        "shared_memory_size",
+        "user",
+        "created_at",
+        "updated_at",
+    ];
+}
+
+impl Body for crate::domain::launch::LaunchRequest {
+    const FLOTILLA_FIELDS: &'static [&'static str] = &["spark_extension", "command_hash"];
+}
+
+impl Body for TemplateExecution {
+    const FLOTILLA_FIELDS: &'static [&'static str] =
+        &["spark_extension", "command_hash", "run_tags"];
+}
+
+impl Body for crate::domain::template::TemplateInput {
+    const FLOTILLA_FIELDS: &'static [&'static str] = &["template_id", "version", "created_at"];
+}
+
+impl Body for crate::domain::cluster::ClusterInput {
+    const FLOTILLA_FIELDS: &'static [&'static str] = &[
+        "id",
+        "status_since",
+        "updated_at",
+        "emr_virtual_cluster",
+        "spark_server_uri",
+    ];
+}
+
+impl Body for crate::domain::report::StatusReport {
+    const OPEN: bool = true;
+}
+
+/// The top-level field names of `T`'s JSON Schema, found once per type.
+fn fields_of<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<Vec<String>> {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static FIELDS: OnceLock<Mutex<HashMap<TypeId, Arc<Vec<String>>>>> = OnceLock::new();
+    let cache = FIELDS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(cache.entry(TypeId::of::<T>()).or_insert_with(|| {
+        let schema = schemars::schema_for!(T);
+        let mut names: Vec<String> = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        Arc::new(names)
+    }))
+}
+
+/// The number of single-character edits between `a` and `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let replaced = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = replaced.min(previous + 1).min(row[j] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The field a misspelt `name` most likely meant, if one is close.
+fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .min()
+        .map(|(_, k)| k)
+}
+
 /// Parses a JSON body into `T`. An empty body counts as `{}`. Errors name the
-/// field and what was expected.
-pub fn json_body<T: DeserializeOwned>(body: &[u8], nested: &[&str]) -> Result<T, ApiError> {
+/// field and what was expected; a field `T` does not know is refused with the
+/// nearest it does. Returns the body and the Flotilla fields it ignored.
+pub fn json_body<T: Body>(body: &[u8], nested: &[&str]) -> Result<(T, Vec<String>), ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8 text: send JSON"))?;
     let mut value: Value = if text.trim().is_empty() {
@@ -66,7 +164,30 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8], nested: &[&str]) -> Result<T,
         ));
     }
     fold_keys(&mut value, nested);
-    serde_path_to_error::deserialize(&value).map_err(|e| {
+    let mut ignored = Vec::new();
+    if let Value::Object(map) = &mut value {
+        let known = fields_of::<T>();
+        let mut problems = Vec::new();
+        let keys: Vec<String> = map.keys().cloned().collect();
+        for key in keys {
+            if known.contains(&key) {
+                continue;
+            }
+            if T::FLOTILLA_FIELDS.contains(&key.as_str()) || T::OPEN {
+                map.remove(&key);
+                ignored.push(key);
+                continue;
+            }
+            problems.push(match nearest(&key, known.iter().map(String::as_str)) {
+                Some(near) => format!("unknown field `{key}` — did you mean `{near}`?"),
+                None => format!("unknown field `{key}`: the fields are {}", known.join(", ")),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(crate::domain::ValidationError { problems }.into());
+        }
+    }
+    let parsed = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match Some(path)
@@ -76,7 +197,8 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8], nested: &[&str]) -> Result<T,
             Some(path) => ApiError::bad_request(format!("invalid value for \"{path}\": {inner}")),
             None => ApiError::bad_request(format!("invalid request body: {inner}")),
         }
-    })
+    })?;
+    Ok((parsed, ignored))
 }
 
 /// The top-level field that makes `body` fail to parse as `T`, for errors
@@ -162,21 +284,49 @@ impl QueryPairs {
         self.all(key).pop()
     }
 
-    fn number(&self, key: &str, default: u64) -> Result<u64, ApiError> {
-        match self.one(key) {
-            None => Ok(default),
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "{key} must be a whole number of 0 or more, got \"{v}\""
-                ))
-            }),
+    /// The number `key` holds; as Flotilla reads it, a value that is not a
+    /// whole number of 0 or more (Flotilla's own UI sends `offset=NaN` for a
+    /// hand-typed page) counts as `default`, and [`Self::lenient`] names it.
+    fn number(&self, key: &str, default: u64) -> u64 {
+        self.one(key)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default)
+    }
+
+    /// The paging values that were not whole numbers and were read as the
+    /// default, each as `key=value`, for the envelope's `ignored`.
+    pub fn lenient(&self) -> Vec<String> {
+        ["limit", "offset"]
+            .iter()
+            .filter_map(|key| {
+                let v = self.one(key)?;
+                v.trim()
+                    .parse::<u64>()
+                    .is_err()
+                    .then(|| format!("{key}={v}"))
+            })
+            .collect()
+    }
+
+    /// Refuses a query holding a NUL byte, which no filter can mean.
+    pub fn refuse_nul(&self) -> Result<(), ApiError> {
+        match self
+            .0
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            Some((key, _)) => Err(ApiError::bad_request(format!(
+                "{} holds a NUL byte: remove it",
+                key.replace('\0', "\\0")
+            ))),
+            None => Ok(()),
         }
     }
 
     /// `limit` and `offset`.
     pub fn paging(&self) -> Result<Paging, ApiError> {
         let defaults = Paging::default();
-        let limit = self.number("limit", defaults.limit)?;
+        let limit = self.number("limit", defaults.limit);
         if limit > MAX_LIMIT {
             return Err(ApiError::bad_request(format!(
                 "limit {limit} is too large: ask for at most {MAX_LIMIT} rows and page with offset"
@@ -184,7 +334,7 @@ impl QueryPairs {
         }
         Ok(Paging {
             limit,
-            offset: self.number("offset", 0)?,
+            offset: self.number("offset", 0),
         })
     }
 
@@ -301,6 +451,7 @@ pub const DEFINITION_FILTER_KEYS: &[&str] = &["alias", "group_name", "image", "e
 /// ignored (Flotilla's UI forwards its own page parameters); the envelope
 /// lists them under `ignored`.
 pub fn run_query(q: &QueryPairs) -> Result<RunQuery, ApiError> {
+    q.refuse_nul()?;
     let defaults = RunQuery::default();
     let mut statuses = Vec::new();
     for value in q.all("status") {
@@ -343,6 +494,7 @@ pub fn run_query(q: &QueryPairs) -> Result<RunQuery, ApiError> {
 
 /// Parses the query of a definition list.
 pub fn definition_query(q: &QueryPairs) -> Result<DefinitionQuery, ApiError> {
+    q.refuse_nul()?;
     let defaults = DefinitionQuery::default();
     Ok(DefinitionQuery {
         alias: TextFilter(q.all("alias")),
@@ -366,7 +518,7 @@ mod tests {
 
     #[test]
     fn upper_case_run_tags_fill_owner_id() {
-        let req: LaunchRequest = json_body(
+        let (req, _): (LaunchRequest, _) = json_body(
             br#"{"RUN_TAGS":{"OWNER_ID":"me"},"Env":[{"NAME":"A","Value":"1"}],"labels":{"KeepCase":"x"}}"#,
             &["run_tags", "env[]"],
         )
@@ -384,15 +536,46 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_field_is_refused_with_the_nearest_and_flotillas_own_are_ignored() {
+        let err = json_body::<LaunchRequest>(br#"{"comand":"x","memroy":5}"#, &[]).unwrap_err();
+        assert!(
+            err.message()
+                .contains("unknown field `comand` — did you mean `command`?"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("did you mean `memory`?"),
+            "{}",
+            err.message()
+        );
+        let (_, ignored) =
+            json_body::<LaunchRequest>(br#"{"spark_extension":{},"command":"x"}"#, &[]).unwrap();
+        assert_eq!(ignored, ["spark_extension"]);
+        let err = json_body::<LaunchRequest>(br#"{"zzzzzzzzzzzz":1}"#, &[]).unwrap_err();
+        assert!(
+            err.message().contains("the fields are"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
     fn an_empty_body_is_an_empty_object_and_a_list_is_refused() {
         assert!(json_body::<LaunchRequest>(b"  ", &[]).is_ok());
         assert!(json_body::<LaunchRequest>(b"[]", &[]).is_err());
     }
 
     #[test]
-    fn a_non_numeric_limit_and_an_unknown_sort_field_are_refused() {
-        let q = QueryPairs::parse(Some("limit=abc"));
-        assert!(run_query(&q).unwrap_err().message().contains("limit"));
+    fn a_non_numeric_limit_is_read_as_flotilla_does_and_an_unknown_sort_field_is_refused() {
+        let q = QueryPairs::parse(Some("limit=abc&offset=NaN"));
+        let query = run_query(&q).unwrap();
+        assert_eq!(query.paging, Paging::default());
+        assert_eq!(q.lenient(), ["limit=abc", "offset=NaN"]);
+        let q = QueryPairs::parse(Some("offset=-20"));
+        assert_eq!(run_query(&q).unwrap().paging.offset, 0);
+        let q = QueryPairs::parse(Some("alias=%00"));
+        assert!(run_query(&q).unwrap_err().message().contains("NUL"));
         let q = QueryPairs::parse(Some("sort_by=password"));
         assert!(run_query(&q).unwrap_err().message().contains("sort_by"));
         let q = QueryPairs::parse(Some("order=up"));

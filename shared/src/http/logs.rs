@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::http::error::ApiError;
 use crate::http::input::QueryPairs;
-use crate::http::routes::{Operation, V1_AND_V6};
+use crate::http::routes::{Operation, V1_AND_V6, object_of};
 use crate::http::{ApiResult, AppState, ok};
 
 /// The log route, under v1 and v6.
@@ -23,6 +23,13 @@ pub fn routes() -> Vec<Operation> {
                     "A page of a run's log (last_seen pages; raw_text=true for plain text; attempt=N for an earlier attempt)",
                 )
                 .query(&["last_seen", "raw_text", "attempt"])
+                .returns_shape(|_| {
+                    object_of(&[
+                        ("log", json!({"type": "string"})),
+                        ("last_seen", json!({"type": "string"})),
+                    ])
+                })
+                .or_text()
         })
         .collect()
 }
@@ -42,8 +49,12 @@ async fn logs(
         })?),
     };
     if q.flag("raw_text") {
-        let text = app.log_text(&run_id, attempt).await?;
-        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+        let stream = app.log_stream(&run_id, attempt).await?;
+        return Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response());
     }
     let last_seen = q.one("last_seen");
     let page = app.log_page(&run_id, attempt, last_seen.as_deref()).await?;

@@ -27,6 +27,9 @@ pub mod templates;
 pub mod ui;
 pub mod views;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use axum::http::{Method, Uri, header};
@@ -119,10 +122,87 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app);
+    let router = guarded(router);
     match options.cors() {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// Longest request target the API reads; a longer one is a 414 with a JSON
+/// body. (The HTTP parser itself answers an empty 414 past 64 KiB, and an
+/// empty 431 for headers too large, before any of this code runs.)
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// Largest request body the API reads (axum's default limit, named).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The layers every answer goes through: a panic in a handler becomes a
+/// 500 JSON answer with a request id (and the panic is logged with it),
+/// and any other error answer that is not JSON (a body over the limit, a
+/// path that is not UTF-8) is made one, saying what to fix.
+pub fn guarded(router: Router) -> Router {
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let what = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(request_id = %request_id, panic = %what, "a request handler panicked");
+    let body = serde_json::json!({
+        "error": format!("internal error (request {request_id}): see the server log"),
+        "request_id": request_id,
+    });
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::StatusCode;
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request's path and query are {target} bytes, more than the {MAX_URI_BYTES} this API reads: send fewer or shorter filters"
+            ),
+        )
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "the request body is larger than the {} MB this API reads: send less",
+            MAX_BODY_BYTES / (1024 * 1024)
+        ),
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("the request could not be served")
+            .to_owned(),
+        _ => format!("{text}: check the request's path, query and body"),
+    };
+    ApiError::new(status, message).into_response()
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -141,6 +221,21 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 
 /// A 200 with `value` as JSON.
 pub fn ok<T: serde::Serialize>(value: T) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+/// A 200 with `value` (a JSON object) and, when the request sent Flotilla
+/// fields this service does not use, their names under `ignored_fields`.
+pub fn ok_ignoring<T: serde::Serialize>(value: T, ignored: Vec<String>) -> ApiResult {
+    let mut value = serde_json::to_value(value).map_err(|e| {
+        error::ApiError::from(crate::error::AppError::internal(
+            crate::error::Dependency::Rules,
+            e,
+        ))
+    })?;
+    if let (serde_json::Value::Object(map), false) = (&mut value, ignored.is_empty()) {
+        map.insert("ignored_fields".into(), serde_json::json!(ignored));
+    }
     Ok(Json(value).into_response())
 }
 

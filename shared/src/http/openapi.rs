@@ -30,10 +30,19 @@ pub fn document() -> Value {
             json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}})
         }));
         let response = (op.response)(&mut generator);
+        let mut content = json!({"application/json": {"schema": response}});
+        if op.text {
+            content["text/plain"] = json!({"schema": {"type": "string"}});
+        }
         let mut responses = json!({
-            "200": {"description": "OK", "content": {"application/json": {"schema": response}}},
+            "200": {"description": "OK", "content": content},
             "4XX": {"description": "The request cannot be served; the message says what to fix", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         });
+        let error = json!({"$ref": "#/components/schemas/Error"});
+        responses["414"] = json!({"description": format!("The path and query are longer than {} bytes", super::MAX_URI_BYTES), "content": {"application/json": {"schema": error}}});
+        if op.body.is_some() {
+            responses["413"] = json!({"description": format!("The body is larger than {} bytes", super::MAX_BODY_BYTES), "content": {"application/json": {"schema": error}}});
+        }
         if op.path.ends_with("/status") && op.method == axum::http::Method::GET {
             responses["304"] =
                 json!({"description": "Not modified since the ETag sent in If-None-Match"});

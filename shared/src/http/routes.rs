@@ -9,14 +9,66 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodRouter, on};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Value, json};
 
 use super::AppState;
 
 /// Makes the schema of a body type.
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
+/// Makes the schema of a 200 answer.
+pub type ReplyFn = Box<dyn Fn(&mut SchemaGenerator) -> Value + Send + Sync>;
+
 fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()
+}
+
+fn value_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    generator.subschema_for::<T>().to_value()
+}
+
+/// Flotilla's list envelope around rows of `T` under `key`: the total, the
+/// paging and sort used, the filters echoed and the query keys ignored.
+pub fn page_of<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator) -> Value {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "type": "object",
+        "required": [key, "total", "limit", "offset", "sort_by", "order"],
+        "properties": {
+            key: {"type": "array", "items": value_of::<T>(generator)},
+            "total": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": 0},
+            "offset": {"type": "integer", "minimum": 0},
+            "sort_by": {"type": "string"},
+            "order": {"type": "string", "enum": ["asc", "desc"]},
+            "env_filters": {"type": "object", "additionalProperties": {"type": "string"}},
+            "latest_only": {"type": "boolean"},
+            "ignored": strings.clone(),
+        },
+        "additionalProperties": strings,
+    })
+}
+
+/// `{"total": n, key: [T, ...]}`: every item, unpaged.
+pub fn all_of<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator) -> Value {
+    json!({
+        "type": "object",
+        "required": [key, "total"],
+        "properties": {
+            key: {"type": "array", "items": value_of::<T>(generator)},
+            "total": {"type": "integer", "minimum": 0},
+        },
+    })
+}
+
+/// An object of the named fields, each with its schema, all present.
+pub fn object_of(fields: &[(&str, Value)]) -> Value {
+    let required: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+    let properties: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+        .collect();
+    json!({"type": "object", "required": required, "properties": properties})
 }
 
 /// One method on one path.
@@ -34,7 +86,9 @@ pub struct Operation {
     /// Its JSON body, if it takes one.
     pub body: Option<SchemaFn>,
     /// Its 200 answer.
-    pub response: SchemaFn,
+    pub response: ReplyFn,
+    /// It may answer plain text as well as JSON.
+    pub text: bool,
     /// The handler.
     pub handler: MethodRouter<AppState>,
 }
@@ -56,7 +110,8 @@ impl Operation {
             tag: "service",
             query: Vec::new(),
             body: None,
-            response: schema::<serde_json::Value>,
+            response: Box::new(|_| json!({"type": "object"})),
+            text: false,
             handler: on(filter, handler),
         }
     }
@@ -114,8 +169,38 @@ impl Operation {
     }
 
     /// The JSON body of its 200 answer.
-    pub fn returns<R: JsonSchema>(mut self) -> Self {
-        self.response = schema::<R>;
+    pub fn returns<R: JsonSchema + 'static>(mut self) -> Self {
+        self.response = Box::new(value_of::<R>);
+        self
+    }
+
+    /// Its 200 answer, as `shape` makes it.
+    pub fn returns_shape(
+        mut self,
+        shape: impl Fn(&mut SchemaGenerator) -> Value + Send + Sync + 'static,
+    ) -> Self {
+        self.response = Box::new(shape);
+        self
+    }
+
+    /// Its 200 answer is a page of `T` under `key` in Flotilla's envelope.
+    pub fn returns_page<T: JsonSchema + 'static>(self, key: &'static str) -> Self {
+        self.returns_shape(move |g| page_of::<T>(key, g))
+    }
+
+    /// Its 200 answer is every `T` under `key`, with their number.
+    pub fn returns_all<T: JsonSchema + 'static>(self, key: &'static str) -> Self {
+        self.returns_shape(move |g| all_of::<T>(key, g))
+    }
+
+    /// Its 200 answer is `{flag: true}`.
+    pub fn returns_flag(self, flag: &'static str) -> Self {
+        self.returns_shape(move |_| object_of(&[(flag, json!({"type": "boolean"}))]))
+    }
+
+    /// It may also answer plain text (when asked to).
+    pub fn or_text(mut self) -> Self {
+        self.text = true;
         self
     }
 }

@@ -15,9 +15,11 @@ use crate::domain::query::Page;
 use crate::domain::report::StatusReport;
 use crate::domain::run::Run;
 use crate::http::input::{QueryPairs, RUN_FILTER_KEYS, json_body, run_query};
-use crate::http::routes::{Operation, V1_AND_V6};
-use crate::http::views::{ListMeta, RunStatusView, RunView, page_envelope, status_etag, timeline};
-use crate::http::{ApiResult, AppState, ok};
+use crate::http::routes::{Operation, V1_AND_V6, object_of};
+use crate::http::views::{
+    ListMeta, RunStatusView, RunView, TimelineEntry, page_envelope, status_etag, timeline,
+};
+use crate::http::{ApiResult, AppState, ok, ok_ignoring};
 
 /// Nested objects whose keys are matched case-insensitively in execute bodies.
 const LAUNCH_NESTED: &[&str] = &["run_tags", "env[]"];
@@ -39,7 +41,8 @@ pub fn routes() -> Vec<Operation> {
                     .returns::<RunView>(),
                 Operation::get(p("/history"), list_runs)
                     .doc(tag, "List runs")
-                    .list_query(RUN_FILTER_KEYS),
+                    .list_query(RUN_FILTER_KEYS)
+                    .returns_page::<RunView>("history"),
                 Operation::get(p("/history/{run_id}"), get_run)
                     .doc(tag, "Read a run")
                     .returns::<RunView>(),
@@ -48,16 +51,26 @@ pub fn routes() -> Vec<Operation> {
                     .returns::<RunView>(),
                 Operation::get(p("/task/{definition_id}/history"), list_definition_runs)
                     .doc(tag, "List the runs of a definition")
-                    .list_query(RUN_FILTER_KEYS),
+                    .list_query(RUN_FILTER_KEYS)
+                    .returns_page::<RunView>("history"),
                 Operation::get(p("/task/{definition_id}/history/{run_id}"), get_nested_run)
                     .doc(tag, "Read a run")
                     .returns::<RunView>(),
                 Operation::delete(p("/task/{definition_id}/history/{run_id}"), stop_run)
-                    .doc(tag, "Stop a run"),
-                Operation::get(p("/{run_id}/events"), run_events).doc(tag, "A run's timeline"),
+                    .doc(tag, "Stop a run")
+                    .returns_flag("terminated"),
+                Operation::get(p("/{run_id}/events"), run_events)
+                    .doc(tag, "A run's timeline")
+                    .returns_all::<TimelineEntry>("pod_events"),
                 Operation::put(p("/{run_id}/status"), report_status)
                     .doc(tag, "A run reports its own status")
-                    .body::<StatusReport>(),
+                    .body::<StatusReport>()
+                    .returns_shape(|_| {
+                        object_of(&[
+                            ("updated", json!({"type": "boolean"})),
+                            ("status", json!({"type": "string"})),
+                        ])
+                    }),
             ]
         })
         .collect();
@@ -92,9 +105,9 @@ pub fn routes() -> Vec<Operation> {
 // ----- execute ---------------------------------------------------------------
 
 async fn execute(app: &App, by: DefinitionRef<'_>, rule: OwnerRule, body: &[u8]) -> ApiResult {
-    let request: LaunchRequest = json_body(body, LAUNCH_NESTED)?;
+    let (request, ignored): (LaunchRequest, _) = json_body(body, LAUNCH_NESTED)?;
     let run = app.execute(by, rule, request).await?;
-    run_response(app, &run)
+    ok_ignoring(run_view(app, &run), ignored)
 }
 
 async fn execute_by_alias(
@@ -169,7 +182,7 @@ async fn list_definition_runs(
 }
 
 /// A run as the API shows it, with the links only the app's adapters know.
-fn run_view(app: &App, run: &Run) -> RunView {
+pub(crate) fn run_view(app: &App, run: &Run) -> RunView {
     let mut view = RunView::from(run);
     view.log_url = app.logs.link(run);
     view
@@ -247,7 +260,7 @@ async fn report_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let report: StatusReport = json_body(&body, &[])?;
+    let (report, _): (StatusReport, _) = json_body(&body, &[])?;
     let token = headers.get(RUN_TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let (run, changed) = app.report_status(&run_id, &report.parse()?, token).await?;
     ok(json!({ "updated": changed, "status": run.status }))

@@ -4,14 +4,23 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use crate::http::routes::{Operation, V1_AND_V6};
+use crate::http::routes::{Operation, V1_AND_V6, object_of};
 use crate::http::{ApiResult, ok, openapi};
 
 /// `/health` under v1 and v6.
 pub fn routes() -> Vec<Operation> {
     V1_AND_V6
         .into_iter()
-        .map(|v| Operation::get(format!("{v}/health"), health).doc("service", "Health"))
+        .map(|v| {
+            Operation::get(format!("{v}/health"), health)
+                .doc("service", "Health")
+                .returns_shape(|_| {
+                    object_of(&[
+                        ("status", json!({"type": "string"})),
+                        ("message", json!({"type": "string"})),
+                    ])
+                })
+        })
         .collect()
 }
 

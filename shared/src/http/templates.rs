@@ -10,10 +10,10 @@ use crate::domain::query::{SortOrder, page_of};
 use crate::domain::template::{Template, TemplateInput};
 use crate::http::error::ApiError;
 use crate::http::input::{QueryPairs, RUN_FILTER_KEYS, TemplateExecution, json_body};
-use crate::http::routes::Operation;
-use crate::http::runs::{get_nested_run, get_run, run_response, runs_page, stop_run};
+use crate::http::routes::{Operation, object_of};
+use crate::http::runs::{get_nested_run, get_run, run_view, runs_page, stop_run};
 use crate::http::views::RunView;
-use crate::http::{ApiResult, AppState, ok};
+use crate::http::{ApiResult, AppState, ok, ok_ignoring};
 
 /// The template routes.
 pub fn routes() -> Vec<Operation> {
@@ -21,10 +21,17 @@ pub fn routes() -> Vec<Operation> {
     vec![
         Operation::get("/api/v7/template", list_templates)
             .doc(tag, "List templates")
-            .query(&["latest_only", "limit", "offset", "sort_by", "order"]),
+            .query(&["latest_only", "limit", "offset", "sort_by", "order"])
+            .returns_page::<Template>("templates"),
         Operation::post("/api/v7/template", create_template)
             .doc(tag, "Create a template or its next version")
-            .body::<TemplateInput>(),
+            .body::<TemplateInput>()
+            .returns_shape(|g| {
+                object_of(&[
+                    ("did_create", json!({"type": "boolean"})),
+                    ("template", g.subschema_for::<Template>().to_value()),
+                ])
+            }),
         Operation::get("/api/v7/template/{template_id}", get_template)
             .doc(tag, "Read a template version")
             .returns::<Template>(),
@@ -50,13 +57,15 @@ pub fn routes() -> Vec<Operation> {
             template_name_runs,
         )
         .doc(tag, "Runs of every version of a template")
-        .list_query(RUN_FILTER_KEYS),
+        .list_query(RUN_FILTER_KEYS)
+        .returns_page::<RunView>("history"),
         Operation::get("/api/v7/template/history/{run_id}", get_run)
             .doc(tag, "Read a template run")
             .returns::<RunView>(),
         Operation::get("/api/v7/template/{template_id}/history", template_runs)
             .doc(tag, "Runs of a template version")
-            .list_query(RUN_FILTER_KEYS),
+            .list_query(RUN_FILTER_KEYS)
+            .returns_page::<RunView>("history"),
         Operation::get(
             "/api/v7/template/{template_id}/history/{run_id}",
             get_nested_run,
@@ -64,7 +73,8 @@ pub fn routes() -> Vec<Operation> {
         .doc(tag, "Read a template run")
         .returns::<RunView>(),
         Operation::delete("/api/v7/template/{template_id}/history/{run_id}", stop_run)
-            .doc(tag, "Stop a template run"),
+            .doc(tag, "Stop a template run")
+            .returns_flag("terminated"),
     ]
 }
 
@@ -105,9 +115,12 @@ async fn list_templates(State(app): State<AppState>, RawQuery(raw): RawQuery) ->
 }
 
 async fn create_template(State(app): State<AppState>, body: Bytes) -> ApiResult {
-    let input: TemplateInput = json_body(&body, &["env[]"])?;
+    let (input, ignored): (TemplateInput, _) = json_body(&body, &["env[]"])?;
     let (template, did_create) = app.create_template(input).await?;
-    ok(json!({ "did_create": did_create, "template": template }))
+    ok_ignoring(
+        json!({ "did_create": did_create, "template": template }),
+        ignored,
+    )
 }
 
 async fn get_template(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
@@ -115,12 +128,12 @@ async fn get_template(State(app): State<AppState>, Path(id): Path<String>) -> Ap
 }
 
 async fn run_template(app: &App, template: &Template, body: &[u8]) -> ApiResult {
-    let request: TemplateExecution = json_body(body, &["env[]"])?;
+    let (request, ignored): (TemplateExecution, _) = json_body(body, &["env[]"])?;
     let (launch, payload, dry_run) = request.into_parts();
     let run = app
         .execute_template(template, launch, payload, dry_run)
         .await?;
-    run_response(app, &run)
+    ok_ignoring(run_view(app, &run), ignored)
 }
 
 async fn execute_template_by_id(

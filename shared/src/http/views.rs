@@ -70,6 +70,13 @@ pub struct RunView {
     /// Memory, cpu, gpu and ephemeral storage.
     #[serde(flatten)]
     pub resources: Resources,
+    /// Memory limit (MB): the memory asked for, which the engine holds the run to
+    /// (Flotilla's UI shows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// CPU limit (units): the cpu asked for (Flotilla's UI shows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<u64>,
     /// Engine.
     pub engine: Engine,
     /// The engine's id for the current attempt.
@@ -144,6 +151,8 @@ impl From<&Run> for RunView {
             command: spec.command.clone(),
             command_hash: spec.command.as_deref().map(command_hash),
             resources: spec.resources,
+            memory_limit: spec.resources.memory,
+            cpu_limit: spec.resources.cpu,
             engine: spec.engine,
             task_id: run.task_id.clone(),
             node_lifecycle: spec.node_lifecycle,
@@ -412,7 +421,8 @@ pub fn page_envelope(
             }
         }
         let known: Vec<&str> = filter_keys.iter().chain(PAGING_KEYS).copied().collect();
-        let ignored = q.unknown_keys(&known);
+        let mut ignored = q.unknown_keys(&known);
+        ignored.extend(q.lenient());
         if !ignored.is_empty() {
             map.insert("ignored".into(), json!(ignored));
         }

@@ -160,6 +160,7 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
         max_attempts: config.max_attempts,
         clusters: config.clusters.clone(),
         add_cluster_hint: ADD_CLUSTER_HINT.to_owned(),
+        launch_limits: crate::domain::limits::LaunchLimits::Ecs,
     };
     App::new(Arc::new(store), runtime, settings)
 }

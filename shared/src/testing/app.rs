@@ -282,6 +282,7 @@ impl TestApp {
             max_attempts,
             clusters: vec![],
             add_cluster_hint: String::new(),
+            launch_limits: crate::domain::limits::LaunchLimits::Local,
         };
         let mut app = App::new(Arc::new(store.clone()), runtime, settings);
         app.runs = runs.clone();

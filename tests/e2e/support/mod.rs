@@ -140,9 +140,7 @@ impl Server {
         json_of(request.send().await.unwrap_or_else(|e| panic!("{e}"))).await
     }
 
-    /// The server's process id, while it runs (the throughput bench reads
-    /// its CPU time).
-    #[allow(dead_code)]
+    /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

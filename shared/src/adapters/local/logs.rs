@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::attempt::{AttemptDir, LEGACY_LOG};
 use crate::error::LogError;
-use crate::ports::{AttemptLog, LogPage, LogSource};
+use crate::ports::{AttemptLog, LogPage, LogSource, LogStream};
 
 /// Largest log page returned at once.
 pub const LOG_PAGE_BYTES: usize = 256 * 1024;
@@ -101,10 +101,15 @@ impl LogSource for LocalLogs {
         })
     }
 
-    async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError> {
-        match tokio::fs::read(self.path(log)).await {
-            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+    async fn stream(&self, log: &AttemptLog<'_>) -> Result<LogStream, LogError> {
+        match tokio::fs::File::open(self.path(log)).await {
+            Ok(file) => Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                64 * 1024,
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::pin(
+                tokio_util::io::ReaderStream::new(tokio::io::empty()),
+            )),
             Err(e) => Err(log_backend(e)),
         }
     }

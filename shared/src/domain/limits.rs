@@ -1,0 +1,132 @@
+//! What an engine can take: the size of a launch's command and environment,
+//! checked once for every path that makes one (a definition's create and
+//! update, an execute, a template's render), so that a launch never fails
+//! at the engine for something a request could have been told.
+//!
+//! No NUL byte is taken anywhere: neither a process's arguments and
+//! environment nor most stores can hold one.
+
+use crate::domain::EnvVar;
+
+/// Largest single argument, or `NAME=value` environment string, Linux
+/// passes to a program (`MAX_ARG_STRLEN`, 32 pages, less its final NUL).
+pub const LOCAL_MAX_ARGUMENT_BYTES: usize = 32 * 4096 - 1;
+/// Most bytes a local launch's command and environment may have together:
+/// half of Linux's usual 2 MiB `ARG_MAX`, leaving the rest to the server's
+/// own environment, which runs inherit.
+pub const LOCAL_MAX_TOTAL_BYTES: usize = 1024 * 1024;
+/// Most characters ECS takes in a RunTask's overrides, command and
+/// environment included, counted as JSON
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskOverride.html>).
+pub const ECS_MAX_OVERRIDE_BYTES: usize = 8192;
+
+/// The engine whose limits a launch must fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchLimits {
+    /// A local process: `bash -c <command>` with the environment.
+    Local,
+    /// An ECS task: the command and the environment as container overrides.
+    Ecs,
+}
+
+/// The problem with `value` of `field` holding a NUL byte, if it does.
+pub fn nul_problem(field: &str, value: &str) -> Option<String> {
+    value
+        .contains('\0')
+        .then(|| format!("{field} holds a NUL byte, which no process or store can take: remove it"))
+}
+
+impl LaunchLimits {
+    /// What is wrong with a launch of `command` with `env` (every variable
+    /// the process gets, in order), each problem naming its field and limit.
+    pub fn problems(self, command: Option<&str>, env: &[EnvVar]) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(command) = command {
+            problems.extend(nul_problem("command", command));
+        }
+        for var in env {
+            problems.extend(nul_problem(&format!("env {}", var.name), &var.value));
+        }
+        match self {
+            Self::Local => {
+                if let Some(command) = command
+                    && command.len() > LOCAL_MAX_ARGUMENT_BYTES
+                {
+                    problems.push(format!(
+                        "command is {} bytes, more than the {LOCAL_MAX_ARGUMENT_BYTES} one argument may be on Linux: put the script in a file the command runs",
+                        command.len()
+                    ));
+                }
+                for var in env {
+                    let bytes = var.name.len() + 1 + var.value.len();
+                    if bytes > LOCAL_MAX_ARGUMENT_BYTES {
+                        problems.push(format!(
+                            "env {} is {bytes} bytes, more than the {LOCAL_MAX_ARGUMENT_BYTES} one variable may be on Linux: pass a file's path instead",
+                            var.name
+                        ));
+                    }
+                }
+                let total = command.map_or(0, str::len)
+                    + env
+                        .iter()
+                        .map(|v| v.name.len() + v.value.len() + 2)
+                        .sum::<usize>();
+                if total > LOCAL_MAX_TOTAL_BYTES {
+                    problems.push(format!(
+                        "command and env are {total} bytes together, more than the {LOCAL_MAX_TOTAL_BYTES} a launch may be: make them smaller"
+                    ));
+                }
+            }
+            Self::Ecs => {
+                let overrides = serde_json::json!({
+                    "containerOverrides": [{
+                        "name": "main",
+                        "command": command.map(|c| vec!["bash", "-c", c]),
+                        "environment": env.iter().map(|v| serde_json::json!({"name": v.name, "value": v.value})).collect::<Vec<_>>(),
+                    }],
+                    "cpu": "00000",
+                    "memory": "000000",
+                });
+                let bytes = overrides.to_string().len();
+                if bytes > ECS_MAX_OVERRIDE_BYTES {
+                    problems.push(format!(
+                        "command and env are {bytes} characters as ECS overrides, more than the {ECS_MAX_OVERRIDE_BYTES} ECS takes: make them smaller, or read large inputs from S3"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_launch_within_the_limits_has_no_problem_and_one_past_them_names_field_and_limit() {
+        let env = [EnvVar::new("A", "1")];
+        assert!(
+            LaunchLimits::Local
+                .problems(Some("echo hi"), &env)
+                .is_empty()
+        );
+        assert!(LaunchLimits::Ecs.problems(Some("echo hi"), &env).is_empty());
+        let long = "x".repeat(LOCAL_MAX_ARGUMENT_BYTES + 1);
+        let problems = LaunchLimits::Local.problems(Some(&long), &env);
+        assert!(
+            problems[0].starts_with("command is 131072 bytes"),
+            "{problems:?}"
+        );
+        let problems = LaunchLimits::Ecs.problems(Some(&"x".repeat(9000)), &env);
+        assert!(problems[0].contains("8192"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_in_the_command_and_in_env_values() {
+        let env = [EnvVar::new("A", "a\0b")];
+        let problems = LaunchLimits::Local.problems(Some("echo \0"), &env);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].starts_with("env A holds a NUL byte"));
+    }
+}
