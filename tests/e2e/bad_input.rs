@@ -285,3 +285,84 @@ async fn oversized_bodies_and_paths_get_a_json_answer_from_the_real_server() {
     assert_eq!(status, 400, "{answer}");
     assert!(error(&answer).contains("UTF-8"), "{answer}");
 }
+
+#[tokio::test]
+async fn oversized_fields_and_lists_are_refused_so_nothing_stored_can_bloat_a_list() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 1).await;
+    let mega = "x".repeat(1024 * 1024);
+    let many: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
+    let definitions = [
+        (
+            json!({"alias": "a", "image": mega, "command": "true"}),
+            "image is 1048576 bytes, more than the 1024",
+        ),
+        (
+            json!({"alias": "b", "group_name": mega, "image": "i", "command": "true"}),
+            "group_name is 1048576 bytes, more than the 255",
+        ),
+        (
+            json!({"alias": "c", "image": "i", "command": "true", "tags": many}),
+            "tags has 1000 items, more than the 256",
+        ),
+    ];
+    for (body, needle) in definitions {
+        let (status, answer) = server
+            .send(Method::POST, "/api/v6/task", &body.to_string())
+            .await;
+        assert_eq!(status, 400, "{needle}: {answer}");
+        assert!(error(&answer).contains(needle), "{needle}: {answer}");
+    }
+    let (status, answer) = server
+        .send(
+            Method::POST,
+            "/api/v7/template",
+            &json!({
+                "template_name": "big",
+                "image": "i",
+                "command_template": format!("{{{{ if false }}}}{mega}{{{{ end }}}}"),
+                "schema": {"type": "object"},
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error(&answer).contains("command_template is 1048599 bytes, more than the 65536"),
+        "{answer}"
+    );
+
+    server.define("ok", "true").await;
+    let executes = [
+        (
+            json!({"run_tags": {"owner_id": mega}}),
+            "run_tags owner is 1048576 bytes, more than the 255",
+        ),
+        (
+            json!({"run_tags": {"owner_id": "a"}, "description": mega}),
+            "description is 1048576 bytes, more than the 4096",
+        ),
+        (
+            json!({"run_tags": {"owner_id": "a"}, "idempotence_key": mega}),
+            "idempotence_key is 1048576 bytes",
+        ),
+    ];
+    for (body, needle) in executes {
+        let (status, answer) = server
+            .send(
+                Method::PUT,
+                "/api/v6/task/alias/ok/execute",
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(status, 400, "{needle}: {answer}");
+        assert!(error(&answer).contains(needle), "{needle}: {answer}");
+    }
+    let (_, list) = server.get("/api/v6/task").await;
+    assert_eq!(
+        list["total"], 1,
+        "only the good definition is stored: {list}"
+    );
+    let (_, runs) = server.get("/api/v6/history").await;
+    assert_eq!(runs["total"], 0, "no refused execute made a run: {runs}");
+}

@@ -198,6 +198,31 @@ impl Cluster {
                 Err(e) => problems.extend(e.problems),
             }
         }
+        {
+            use crate::domain::limits::{
+                MAX_NAME_BYTES, MAX_TEXT_BYTES, length_problem, names_problems, nul_problem,
+            };
+            let texts = [
+                ("status_reason", &input.status_reason, MAX_TEXT_BYTES),
+                ("cluster_version", &input.cluster_version, MAX_NAME_BYTES),
+                ("namespace", &input.namespace, MAX_NAME_BYTES),
+                ("region", &input.region, MAX_NAME_BYTES),
+            ];
+            for (field, value, max) in texts {
+                if let Some(value) = value {
+                    problems.extend(length_problem(field, value, max));
+                    problems.extend(nul_problem(field, value));
+                }
+            }
+            for (field, names) in [
+                ("allowed_tiers", &input.allowed_tiers),
+                ("capabilities", &input.capabilities),
+            ] {
+                if let Some(names) = names {
+                    problems.extend(names_problems(field, names));
+                }
+            }
+        }
         if let Some(tiers) = input.allowed_tiers {
             if tiers.iter().any(|t| t.trim().is_empty()) {
                 problems.push("allowed_tiers: a tier cannot be empty".to_owned());

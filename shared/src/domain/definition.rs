@@ -101,7 +101,32 @@ fn alias_problem(alias: &str) -> Option<String> {
 }
 
 fn resource_problems(input: &DefinitionInput, problems: &mut Vec<String>) {
+    use crate::domain::limits::{
+        MAX_IMAGE_BYTES, MAX_ITEMS, MAX_NAME_BYTES, count_problem, length_problem, names_problems,
+        nul_problem,
+    };
     problems.extend(input.resources.problems());
+    let names = [
+        ("group_name", &input.group_name, MAX_NAME_BYTES),
+        ("image", &input.image, MAX_IMAGE_BYTES),
+        ("target_cluster", &input.target_cluster, MAX_NAME_BYTES),
+        ("task_type", &input.task_type, MAX_NAME_BYTES),
+    ];
+    for (field, value, max) in names {
+        if let Some(value) = value {
+            problems.extend(length_problem(field, value, max));
+            problems.extend(nul_problem(field, value));
+        }
+    }
+    if let Some(tags) = &input.tags {
+        problems.extend(names_problems("tags", tags));
+    }
+    if let Some(ports) = &input.ports {
+        problems.extend(count_problem("ports", ports.len(), MAX_ITEMS));
+    }
+    if let Some(env) = &input.env {
+        problems.extend(count_problem("env", env.len(), MAX_ITEMS));
+    }
     if let Some(env) = &input.env
         && let Err(e) = validate_env(env, "env")
     {

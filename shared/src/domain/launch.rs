@@ -15,7 +15,10 @@ use serde::Deserialize;
 use crate::domain::cluster::{Cluster, RouteRequest, route};
 use crate::domain::definition::Definition;
 use crate::domain::error::ValidationError;
-use crate::domain::limits::{LaunchLimits, nul_problem};
+use crate::domain::limits::{
+    LaunchLimits, MAX_ITEMS, MAX_NAME_BYTES, MAX_TEXT_BYTES, count_problem, length_problem,
+    nul_problem,
+};
 use crate::domain::spec::{Engine, NodeLifecycle, Resources, RunSpec};
 use crate::domain::{EnvVar, validate_env};
 
@@ -262,6 +265,45 @@ pub fn build_spec(
     }
     if let Some(description) = &request.description {
         problems.extend(nul_problem("description", description));
+        problems.extend(length_problem("description", description, MAX_TEXT_BYTES));
+    }
+    problems.extend(length_problem("run_tags owner", &owner, MAX_NAME_BYTES));
+    if let Some(tags) = &request.run_tags {
+        for (field, value) in [
+            ("run_tags.owner_email", &tags.owner_email),
+            ("run_tags.team_name", &tags.team_name),
+        ] {
+            if let Some(value) = value {
+                problems.extend(length_problem(field, value, MAX_NAME_BYTES));
+                problems.extend(nul_problem(field, value));
+            }
+        }
+    }
+    let names = [
+        ("cluster", &request.cluster),
+        ("tier", &request.tier),
+        ("arch", &request.arch),
+        ("service_account", &request.service_account),
+        ("idempotence_key", &request.idempotence_key),
+    ];
+    for (field, value) in names {
+        if let Some(value) = value {
+            problems.extend(length_problem(field, value, MAX_NAME_BYTES));
+            problems.extend(nul_problem(field, value));
+        }
+    }
+    problems.extend(count_problem("env", request_env.len(), MAX_ITEMS));
+    if let Some(labels) = &request.labels {
+        problems.extend(count_problem("labels", labels.len(), MAX_ITEMS));
+        for (key, value) in labels {
+            problems.extend(length_problem("labels key", key, MAX_NAME_BYTES));
+            problems.extend(length_problem(
+                &format!("labels.{key}"),
+                value,
+                MAX_TEXT_BYTES,
+            ));
+            problems.extend(nul_problem("labels", &format!("{key}{value}")));
+        }
     }
     // The launch as the engine will meet it: the definition's env, then the
     // run's (reserved variables and the request's).

@@ -20,6 +20,60 @@ pub const LOCAL_MAX_TOTAL_BYTES: usize = 1024 * 1024;
 /// (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskOverride.html>).
 pub const ECS_MAX_OVERRIDE_BYTES: usize = 8192;
 
+/// Longest name-like field: a group, an owner, a tag, a label's key, an
+/// idempotence key, a cluster or tier asked for.
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest image reference: a registry, a 255-character name, a tag and a
+/// digest fit.
+pub const MAX_IMAGE_BYTES: usize = 1024;
+/// Longest free text: a description, an avatar URI, a label's value.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Most items of one list field: tags, labels, ports, env variables.
+pub const MAX_ITEMS: usize = 256;
+/// Largest JSON document kept with a template or a run: a template's
+/// source, schema or defaults, a run's template payload.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// The problem with `value` of `field` being longer than `max` bytes, if it is.
+pub fn length_problem(field: &str, value: &str, max: usize) -> Option<String> {
+    (value.len() > max).then(|| {
+        format!(
+            "{field} is {} bytes, more than the {max} it may be: shorten it",
+            value.len()
+        )
+    })
+}
+
+/// The problem with list `field` having more than `max` items, if it has.
+pub fn count_problem(field: &str, count: usize, max: usize) -> Option<String> {
+    (count > max).then(|| format!("{field} has {count} items, more than the {max} it may have"))
+}
+
+/// The problem with JSON `value` of `field` being larger than
+/// [`MAX_DOCUMENT_BYTES`] written out, if it is.
+pub fn document_problem(field: &str, value: &serde_json::Value) -> Option<String> {
+    let bytes = serde_json::to_vec(value).map_or(0, |v| v.len());
+    (bytes > MAX_DOCUMENT_BYTES).then(|| {
+        format!("{field} is {bytes} bytes as JSON, more than the {MAX_DOCUMENT_BYTES} it may be: send less")
+    })
+}
+
+/// The problems of a list of names: too many, or one too long or holding a NUL.
+pub fn names_problems(field: &str, names: &[String]) -> Vec<String> {
+    let mut problems: Vec<String> = count_problem(field, names.len(), MAX_ITEMS)
+        .into_iter()
+        .collect();
+    for name in names {
+        problems.extend(length_problem(
+            &format!("{field} item"),
+            name,
+            MAX_NAME_BYTES,
+        ));
+        problems.extend(nul_problem(&format!("{field} item"), name));
+    }
+    problems
+}
+
 /// The engine whose limits a launch must fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchLimits {

@@ -141,6 +141,28 @@ impl Template {
             problems.extend(e.problems);
         }
         problems.extend(input.resources.problems());
+        {
+            use crate::domain::limits::{
+                MAX_DOCUMENT_BYTES, MAX_IMAGE_BYTES, MAX_ITEMS, MAX_TEXT_BYTES, count_problem,
+                document_problem, length_problem, names_problems, nul_problem,
+            };
+            problems.extend(length_problem(
+                "command_template",
+                &command_template,
+                MAX_DOCUMENT_BYTES,
+            ));
+            problems.extend(nul_problem("command_template", &command_template));
+            problems.extend(length_problem("image", &image, MAX_IMAGE_BYTES));
+            problems.extend(document_problem("schema", &schema));
+            problems.extend(document_problem("defaults", &defaults));
+            problems.extend(count_problem("env", env.len(), MAX_ITEMS));
+            if let Some(uri) = &input.avatar_uri {
+                problems.extend(length_problem("avatar_uri", uri, MAX_TEXT_BYTES));
+            }
+            if let Some(tags) = &input.tags {
+                problems.extend(names_problems("tags", tags));
+            }
+        }
         ValidationError::from_problems(problems)?;
         Ok(Self {
             template_id,
@@ -174,6 +196,11 @@ impl Template {
     /// The command for `payload`: merged over the defaults, validated against
     /// the schema, rendered. Every schema violation is reported.
     pub fn command_for(&self, payload: Option<&Value>) -> Result<String, ValidationError> {
+        if let Some(problem) =
+            payload.and_then(|p| crate::domain::limits::document_problem("template_payload", p))
+        {
+            return Err(ValidationError::new(problem));
+        }
         let mut merged = self.defaults.clone();
         match payload {
             None | Some(Value::Null) => {}
