@@ -76,6 +76,11 @@ struct ServeArgs {
     /// http://localhost:3000; `*` allows any. Default: none.
     #[arg(long, env = "FLOTILLA_CORS_ALLOWED_ORIGINS")]
     cors_origins: Option<String>,
+    /// More of the server's environment variables runs get, comma-separated
+    /// or repeated. Runs get PATH, HOME, LANG, TZ and USER and no other of
+    /// the server's variables.
+    #[arg(long, env = "FLOTILLA_PASS_ENV", value_delimiter = ',')]
+    pass_env: Vec<String>,
 }
 
 fn supervised(attempt_dir: PathBuf) -> ExitCode {
@@ -123,6 +128,12 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.default_cluster = args.default_cluster;
     config.max_attempts = args.max_attempts.max(1);
     config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
+    for name in args.pass_env {
+        let name = name.trim().to_owned();
+        if !name.is_empty() && !config.pass_env.contains(&name) {
+            config.pass_env.push(name);
+        }
+    }
     if let Some(origins) = &args.cors_origins {
         config.http = shared::http::HttpOptions::with_cors_origins(origins);
     }

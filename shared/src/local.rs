@@ -72,6 +72,8 @@ pub struct ServeConfig {
     /// directory: `flotilla-supervise` beside the running binary, else the
     /// running binary's `supervise` command.
     pub supervisor: Vec<std::ffi::OsString>,
+    /// The server's variables runs get (none other of its environment).
+    pub pass_env: Vec<String>,
 }
 
 impl ServeConfig {
@@ -89,6 +91,10 @@ impl ServeConfig {
             requeue_after: Duration::from_secs(60),
             http: crate::http::HttpOptions::default(),
             supervisor: default_supervisor(),
+            pass_env: crate::adapters::local::DEFAULT_PASS_ENV
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }
@@ -173,13 +179,16 @@ pub async fn serve(
     let store = SqliteStore::open(&config.data_dir.join("flotilla.db"), Arc::clone(&clock))?;
     let runs_dir = config.data_dir.join("runs");
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-    let engine = Arc::new(LocalEngine::new(
-        runs_dir.clone(),
-        config.stop_grace,
-        updates_tx,
-        Arc::clone(&clock),
-        config.supervisor.clone(),
-    ));
+    let engine = Arc::new(
+        LocalEngine::new(
+            runs_dir.clone(),
+            config.stop_grace,
+            updates_tx,
+            Arc::clone(&clock),
+            config.supervisor.clone(),
+        )
+        .passing_env(&config.pass_env),
+    );
     let tokens = run_tokens(&config.data_dir.join("run-token.key"))?;
     let runtime = Runtime {
         queue: Arc::new(store.clone()),

@@ -11,3 +11,4 @@ mod bad_input;
 mod exactly_once;
 mod lifecycle;
 mod restart;
+mod security;

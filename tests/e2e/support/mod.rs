@@ -19,6 +19,7 @@ pub struct Server {
     port: u16,
     parallelism: usize,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
     log_path: PathBuf,
     http: reqwest::Client,
 }
@@ -31,6 +32,16 @@ impl Server {
 
     /// [`Server::start`] with more `flotilla serve` arguments.
     pub async fn start_with(data_dir: &Path, parallelism: usize, args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, parallelism, args, &[]).await
+    }
+
+    /// [`Server::start_with`], the server's environment holding `env` too.
+    pub async fn start_with_env(
+        data_dir: &Path,
+        parallelism: usize,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut server = Self {
             child: None,
             base: String::new(),
@@ -38,6 +49,10 @@ impl Server {
             port: free_port(),
             parallelism,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             log_path: data_dir.with_extension("server.log"),
             http: reqwest::Client::new(),
         };
@@ -96,6 +111,7 @@ impl Server {
             .args(["--parallelism", &self.parallelism.to_string()])
             .args(["--stop-grace-seconds", "2"])
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()

@@ -63,7 +63,8 @@ pub struct Launch {
     /// The bash to run it with (found on the server's PATH once).
     #[serde(default = "default_shell")]
     pub shell: PathBuf,
-    /// Variables set over the supervisor's environment, in order.
+    /// The command's whole environment, in order: nothing of the
+    /// supervisor's own is inherited.
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub work_dir: PathBuf,

@@ -76,7 +76,12 @@ pub struct LocalEngine {
     shell: PathBuf,
     cgroups: Option<CgroupRoot>,
     tasks: Arc<Mutex<HashMap<String, Task>>>,
+    inherited: Vec<(String, String)>,
 }
+
+/// The server's variables a run gets unless told otherwise: enough for a
+/// shell and its tools to work, nothing that could be a secret.
+pub const DEFAULT_PASS_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "TZ", "USER"];
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -107,7 +112,18 @@ impl LocalEngine {
             shell: find_on_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
             cgroups: CgroupRoot::detect(),
             tasks: Arc::new(Mutex::new(HashMap::new())),
+            inherited: Vec::new(),
         }
+    }
+
+    /// Runs get the server's variables named in `names` (those it has, as
+    /// they are now), and no other of its variables.
+    pub fn passing_env(mut self, names: &[String]) -> Self {
+        self.inherited = names
+            .iter()
+            .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)))
+            .collect();
+        self
     }
 
     /// Whether memory limits are enforced in cgroups (else as `ulimit -v`).
@@ -323,10 +339,12 @@ impl ExecutionEngine for LocalEngine {
             attempt: spec.attempt,
             command: command.to_owned(),
             shell: self.shell.clone(),
-            env: spec
-                .env
+            env: self
+                .inherited
                 .iter()
-                .map(|v| (v.name.clone(), v.value.clone()))
+                .filter(|(name, _)| !spec.env.iter().any(|v| &v.name == name))
+                .cloned()
+                .chain(spec.env.iter().map(|v| (v.name.clone(), v.value.clone())))
                 .collect(),
             work_dir: dir.run_dir().join("work"),
             memory_mb: spec.resources.memory,

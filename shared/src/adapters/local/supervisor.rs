@@ -298,6 +298,7 @@ fn spawn(
     }
     command
         .current_dir(&launch.work_dir)
+        .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
