@@ -42,3 +42,58 @@ async fn a_run_gets_the_allowlisted_server_variables_and_none_of_its_secrets() {
     assert!(log.contains("PATH="), "PATH is passed by default:\n{log}");
     assert!(log.contains(&format!("FLOTILLA_RUN_ID={run_id}")), "{log}");
 }
+
+#[tokio::test]
+async fn twenty_racing_executes_with_one_key_make_one_run_and_all_get_it_in_thirty_trials() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 1).await;
+    server.define("race", "true").await;
+    for trial in 0..30 {
+        let key = format!("nightly-{trial}");
+        let body = json!({"run_tags": {"owner_id": "ana"}, "idempotence_key": key}).to_string();
+        let requests = (0..20).map(|_| {
+            let body = body.clone();
+            let http = server.http().clone();
+            let url = server.url("/api/v6/task/alias/race/execute");
+            tokio::spawn(async move {
+                let answer = http
+                    .put(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let status = answer.status().as_u16();
+                let run: serde_json::Value = answer.json().await.unwrap_or_else(|e| panic!("{e}"));
+                (status, run)
+            })
+        });
+        let mut ids = std::collections::BTreeSet::new();
+        for request in requests.collect::<Vec<_>>() {
+            let (status, run) = request.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                status, 200,
+                "trial {trial}: every request gets the run: {run}"
+            );
+            ids.insert(run["run_id"].as_str().unwrap_or_default().to_owned());
+        }
+        assert_eq!(ids.len(), 1, "trial {trial}: one run for one key: {ids:?}");
+    }
+    let (_, runs) = server.get("/api/v6/history?limit=100").await;
+    assert_eq!(runs["total"], 30, "one run per trial: {}", runs["total"]);
+
+    let bo = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v6/task/alias/race/execute",
+            &json!({"run_tags": {"owner_id": "bo"}, "idempotence_key": "nightly-0"}).to_string(),
+        )
+        .await;
+    assert_eq!(bo.0, 200, "{}", bo.1);
+    assert_eq!(bo.1["user"], "bo", "bo's key is bo's: {}", bo.1);
+    let (_, runs) = server.get("/api/v6/history?limit=100").await;
+    assert_eq!(
+        runs["total"], 31,
+        "the same key from another owner made that owner a run"
+    );
+}

@@ -1,7 +1,12 @@
 //! Executing a definition: validate the request into a run spec (owner,
 //! routing, env, resources), record `RunQueued`, then enqueue a ticket. With
 //! an idempotence key that names a run of the last 7 days that did not fail,
-//! that run is returned instead of a new one.
+//! that run is returned instead of a new one. Keys belong to an owner: the
+//! same key sent by two owners names two runs. Requests racing with one key
+//! make one run, and every one of them gets it: a request that finds the key
+//! claimed a moment ago waits for the claimant's run.
+
+use std::time::Duration;
 
 use tracing::warn;
 
@@ -20,6 +25,15 @@ pub const IDEMPOTENCE_WINDOW_DAYS: i64 = 7;
 /// that claimed it counts as dead (it claims the key, then appends the run, a
 /// moment later). Until then another request with the key is told to try again.
 pub const IDEMPOTENCE_CLAIM_GRACE_SECONDS: i64 = 60;
+
+/// How long a request waits for the run of a key another request claimed a
+/// moment ago before it is told to try again.
+const KEY_WAIT: Duration = Duration::from_secs(10);
+
+/// The stored form of `owner`'s `key`: unambiguous for every owner and key.
+pub(crate) fn scoped_key(owner: &str, key: &str) -> String {
+    format!("{}:{owner}/{key}", owner.len())
+}
 
 /// What an idempotence key lets a launch do.
 enum KeyState {
@@ -76,6 +90,23 @@ impl App {
         })
     }
 
+    /// What an idempotence key names once no request is between claiming it
+    /// and recording its run: a request that lost a race waits (a few
+    /// milliseconds, usually) for the winner's run.
+    async fn settled_key_state(&self, key: &str) -> Result<KeyState, AppError> {
+        let deadline = tokio::time::Instant::now() + KEY_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.key_state(key).await? {
+                KeyState::Busy if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
     /// Validates and records a run of `definition` (a stored definition, or
     /// one made from a template), unless `dry_run`.
     pub(crate) async fn launch(
@@ -86,21 +117,6 @@ impl App {
         template: Option<TemplateUse>,
         dry_run: bool,
     ) -> Result<Run, AppError> {
-        let key = request
-            .idempotence_key
-            .clone()
-            .filter(|k| !k.trim().is_empty());
-        let mut replacing = None;
-        if let Some(key) = &key
-            && !dry_run
-        {
-            match self.key_state(key).await? {
-                KeyState::Free => {}
-                KeyState::Reuse(run) => return Ok(*run),
-                KeyState::Replace(run_id) => replacing = Some(run_id),
-                KeyState::Busy => return Err(busy(key)),
-            }
-        }
         let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
         let clusters = if named(&request.cluster) || named(&request.tier) {
             self.known_clusters().await?
@@ -119,6 +135,22 @@ impl App {
         };
         let mut spec = build_spec(definition, request, rule, &ctx)?;
         spec.template = template;
+        let asked = spec.idempotence_key.clone().unwrap_or_default();
+        let key = spec
+            .idempotence_key
+            .as_deref()
+            .map(|k| scoped_key(&spec.owner, k));
+        let mut replacing = None;
+        if let Some(key) = &key
+            && !dry_run
+        {
+            match self.settled_key_state(key).await? {
+                KeyState::Free => {}
+                KeyState::Reuse(run) => return Ok(*run),
+                KeyState::Replace(run_id) => replacing = Some(run_id),
+                KeyState::Busy => return Err(busy(&asked)),
+            }
+        }
         let run_id = spec.run_id.clone();
         let now = self.now();
         if dry_run {
@@ -138,9 +170,9 @@ impl App {
                 .await?;
             if !claimed {
                 // Another request with the same key got there first.
-                return match self.key_state(key).await? {
+                return match self.settled_key_state(key).await? {
                     KeyState::Reuse(run) => Ok(*run),
-                    _ => Err(busy(key)),
+                    _ => Err(busy(&asked)),
                 };
             }
         }
