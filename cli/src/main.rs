@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run the API on this machine: with SQLite and local processes (no AWS
     /// needed), or over AWS with --backend aws.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run one attempt of a run (started by `flotilla serve`; see
     /// `shared::adapters::local::supervisor`).
     #[command(hide = true)]
@@ -81,6 +81,15 @@ struct ServeArgs {
     /// the server's variables.
     #[arg(long, env = "FLOTILLA_PASS_ENV", value_delimiter = ',')]
     pass_env: Vec<String>,
+    /// File of bearer tokens requests need, one per line: `<token> <user>
+    /// [admin]`; made with one random admin token if it does not exist.
+    /// Required to listen on anything but loopback.
+    #[arg(long, env = "FLOTILLA_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Host names requests may name besides IP addresses, localhost and this
+    /// machine's name, comma-separated (`.example.com` allows its subdomains).
+    #[arg(long, env = "FLOTILLA_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
 }
 
 fn supervised(attempt_dir: PathBuf) -> ExitCode {
@@ -128,6 +137,8 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.default_cluster = args.default_cluster;
     config.max_attempts = args.max_attempts.max(1);
     config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
+    config.auth_token_file = args.auth_token_file;
+    config.allowed_hosts = args.allowed_hosts;
     for name in args.pass_env {
         let name = name.trim().to_owned();
         if !name.is_empty() && !config.pass_env.contains(&name) {
@@ -188,8 +199,8 @@ fn main() -> ExitCode {
             };
             runtime.block_on(async {
                 match args.backend {
-                    Backend::Embedded => serve_embedded(args).await,
-                    Backend::Aws => serve_aws(args).await,
+                    Backend::Embedded => serve_embedded(*args).await,
+                    Backend::Aws => serve_aws(*args).await,
                 }
             })
         }

@@ -128,6 +128,9 @@ pub enum AppError {
     /// The caller may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The caller may not act on what another user owns.
+    #[error("{} may not act for {}", .0.caller, .0.owner)]
+    NotOwner(Refusal),
     /// Something the request needs (the engine, say) is unavailable for now;
     /// the same request may succeed later.
     #[error("{what} is unavailable")]
@@ -182,6 +185,28 @@ pub enum Missing {
         /// Version asked for.
         version: Option<u32>,
     },
+}
+
+/// Who was refused what, and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The caller's name.
+    pub caller: String,
+    /// The owner of what they asked to act on.
+    pub owner: String,
+    /// What they asked.
+    pub act: Act,
+}
+
+/// An act only an owner or an admin may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Act {
+    /// Stop this run.
+    StopRun(String),
+    /// Update or delete this definition.
+    ChangeDefinition(String),
+    /// Launch a run owned by someone else.
+    LaunchAs,
 }
 
 /// What a [`AppError::Conflict`] is about.

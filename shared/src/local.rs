@@ -74,6 +74,11 @@ pub struct ServeConfig {
     pub supervisor: Vec<std::ffi::OsString>,
     /// The server's variables runs get (none other of its environment).
     pub pass_env: Vec<String>,
+    /// The bearer tokens requests need; required to listen beyond loopback.
+    pub auth_token_file: Option<PathBuf>,
+    /// Host names requests may carry besides addresses, `localhost` and this
+    /// machine's name.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServeConfig {
@@ -95,6 +100,8 @@ impl ServeConfig {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            auth_token_file: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -142,6 +149,14 @@ pub enum ServeError {
     /// The database failed.
     #[error("the database failed")]
     Store(#[from] StoreError),
+    /// It would listen beyond loopback with nobody's identity asked.
+    #[error(
+        "listening on {0} would let anyone who can reach it run commands as this user: pass --auth-token-file <file> (a token is made in it if it does not exist yet), or listen on 127.0.0.1"
+    )]
+    Unprotected(SocketAddr),
+    /// The token file cannot be used.
+    #[error(transparent)]
+    Tokens(#[from] crate::http::access::TokenFileError),
 }
 
 /// Runs the service until `shutdown` completes.
@@ -153,6 +168,7 @@ pub async fn serve(
         let path = path.clone();
         move |source| ServeError::Io { what, path, source }
     };
+    let http = access_of(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(io("create", &config.data_dir))?;
     let lock_path = config.data_dir.join("flotilla.lock");
     let lock_file = std::fs::OpenOptions::new()
@@ -235,7 +251,7 @@ pub async fn serve(
         parallelism = config.parallelism,
         "flotilla serve is listening"
     );
-    let served = axum::serve(listener, router_with(Arc::clone(&app), &config.http))
+    let served = axum::serve(listener, router_with(Arc::clone(&app), &http))
         .with_graceful_shutdown(shutdown)
         .await;
 
@@ -253,6 +269,39 @@ pub async fn serve(
         path: PathBuf::from(local_addr.to_string()),
         source,
     })
+}
+
+/// The HTTP edge's options with who may call: tokens (required beyond
+/// loopback), the host names requests may carry, and same-origin changes.
+fn access_of(config: &ServeConfig) -> Result<crate::http::HttpOptions, ServeError> {
+    use crate::http::access::{Access, HostRule, TokenTable};
+    let tokens = match &config.auth_token_file {
+        Some(path) => {
+            let user = std::env::var("USER").unwrap_or_default();
+            let (table, made) = TokenTable::load_or_create(path, &user)?;
+            if made {
+                info!(path = %path.display(), "made a token file: send its token as Authorization: Bearer <token>");
+            }
+            info!(path = %path.display(), "requests need a token from the token file");
+            Some(Arc::new(table))
+        }
+        None if !config.listen.ip().is_loopback() => {
+            return Err(ServeError::Unprotected(config.listen));
+        }
+        None => None,
+    };
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok());
+    let mut http = config.http.clone();
+    http.access = Access {
+        tokens,
+        hosts: Some(HostRule::new(
+            config.allowed_hosts.iter().cloned().chain(hostname),
+        )),
+        check_origin: true,
+    };
+    Ok(http)
 }
 
 /// The key of the run tokens, in `path` (0600), made with 32 random bytes

@@ -757,3 +757,146 @@ async fn an_api_gateway_request_runs_through_the_api_functions_router() {
         "{run}"
     );
 }
+
+/// An API Gateway event of `fixture` as the api function's router gets it,
+/// with its method, path and body replaced and, for a JWT, its `email` claim.
+fn gateway_request(
+    fixture: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+    email: Option<&str>,
+) -> lambda_http::Request {
+    let mut event: Value = serde_json::from_str(fixture).unwrap();
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["body"] = json!(body.to_string());
+    event["headers"]["content-length"] = json!(body.to_string().len().to_string());
+    if let Some(email) = email {
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["email"] = json!(email);
+    }
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+async fn answer_of(router: &axum::Router, request: lambda_http::Request) -> (u16, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn the_callers_identity_comes_from_the_gateways_jwt_or_iam_context_and_owners_rules_apply() {
+    let s = stack().await;
+    let ops = "arn:aws:sts::123456789012:assumed-role/flotilla-ops/ops-session";
+    let mut env = s.env.clone();
+    env.push(("FLOTILLA_ADMINS", ops.to_owned()));
+    let config =
+        Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let router = shared::lambda::api_router(Arc::clone(&s.app), &config);
+    let jwt = include_str!("../../events/apigw-http-request-jwt.json");
+    let iam = include_str!("../../events/apigw-http-request-iam.json");
+
+    let (status, def) = answer_of(
+        &router,
+        gateway_request(
+            jwt,
+            "POST",
+            "/api/v6/task",
+            json!({"alias": "hello", "image": "ubuntu:latest", "command": "echo hi"}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{def}");
+    assert_eq!(def["created_by"], "ana@example.com", "{def}");
+    let id = def["definition_id"].as_str().unwrap().to_owned();
+
+    let (status, run) = answer_of(
+        &router,
+        gateway_request(
+            jwt,
+            "PUT",
+            "/api/v6/task/alias/hello/execute",
+            json!({}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "the JWT's email owns the run: {run}");
+    assert_eq!(run["user"], "ana@example.com", "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+
+    let (status, refused) = answer_of(
+        &router,
+        gateway_request(
+            jwt,
+            "PUT",
+            "/api/v6/task/alias/hello/execute",
+            json!({"run_tags": {"owner_id": "ana@example.com"}}),
+            Some("bo@example.com"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "bo may not launch as ana: {refused}");
+
+    let stop = format!("/api/v6/task/{id}/history/{run_id}");
+    let (status, refused) = answer_of(
+        &router,
+        gateway_request(jwt, "DELETE", &stop, json!({}), Some("bo@example.com")),
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("belongs to ana@example.com"),
+        "{refused}"
+    );
+    let (status, refused) = answer_of(
+        &router,
+        gateway_request(
+            jwt,
+            "PUT",
+            &format!("/api/v6/task/{id}"),
+            json!({"command": "echo bo"}),
+            Some("bo@example.com"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
+
+    let (status, run) = answer_of(
+        &router,
+        gateway_request(
+            iam,
+            "PUT",
+            "/api/v6/task/alias/hello/execute",
+            json!({}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "an IAM caller is named by their principal ARN: {run}"
+    );
+    assert_eq!(run["user"], ops, "{run}");
+    let (status, stopped) = answer_of(
+        &router,
+        gateway_request(iam, "DELETE", &stop, json!({}), None),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "an admin (FLOTILLA_ADMINS) may stop ana's run: {stopped}"
+    );
+}

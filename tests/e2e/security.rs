@@ -1,9 +1,354 @@
-//! Who gets what: a run's environment holds its own variables and a short
-//! allowlist of the server's, never the server's secrets.
+//! Who may do what: a server beyond loopback asks every caller for a token
+//! that names them, answers only to its own names, takes changes only from
+//! its own pages, and lets only an owner (or an admin) stop a run or change
+//! a definition. A run's environment holds its own variables and a short
+//! allowlist of the server's, never the server's secrets. Idempotence keys
+//! belong to their owner.
 
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, flotilla_bin, free_port};
+
+const ANA: &str = "ana-0123456789abcdef";
+const BO: &str = "bo-0123456789abcdef0";
+const ROOT: &str = "root-0123456789abcdef";
+
+/// A server on loopback whose token file names ana, bo and root (an admin).
+async fn team_server(dir: &std::path::Path) -> (Server, std::path::PathBuf) {
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("# the team\n{ANA} ana\n{BO} bo\n{ROOT} root admin\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = tokens.to_string_lossy().into_owned();
+    let server = Server::start_with(&dir.join("data"), 1, &["--auth-token-file", &file]).await;
+    (server, tokens)
+}
+
+/// `method path` with `token` as bearer (none when empty) and `headers`.
+async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server.http().request(method, server.url(path));
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let answer = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn error(answer: &Value) -> String {
+    answer["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_server_beyond_loopback_without_a_token_file_refuses_to_start_and_says_how() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(flotilla_bin())
+        .args(["serve", "--listen", &format!("0.0.0.0:{}", free_port())])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success(), "it must not start");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--auth-token-file"), "{said}");
+    assert!(said.contains("127.0.0.1"), "{said}");
+}
+
+#[tokio::test]
+async fn with_a_token_file_every_api_request_needs_a_token_that_names_its_caller() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (server, tokens) = team_server(dir.path()).await;
+    let (status, answer) = call(&server, Method::GET, "/api/v6/task", "", &[], None).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(error(&answer).contains("Authorization: Bearer"), "{answer}");
+    assert!(
+        error(&answer).contains(&tokens.to_string_lossy().into_owned()),
+        "it says where the tokens are: {answer}"
+    );
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/api/v6/task",
+        "wrong-but-long-token",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(&server, Method::GET, "/api/v6/task", ANA, &[], None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&server, Method::GET, "/api/v6/health", "", &[], None).await;
+    assert_eq!(status, 200, "health needs no token");
+    let (status, _) = call(&server, Method::GET, "/", "", &[], None).await;
+    assert_eq!(status, 200, "the UI's page loads, to ask for the token");
+
+    // A run reports its own status with its run token, not a user's.
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/api/v6/task",
+        ANA,
+        &[],
+        Some(json!({"alias": "reporter", "image": "i", "command": "sleep 60"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, run) = call(
+        &server,
+        Method::PUT,
+        "/api/v6/task/alias/reporter/execute",
+        ANA,
+        &[],
+        Some(json!({})),
+    )
+    .await;
+    let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    crate::support::eventually("the run's process starts", || {
+        !crate::support::processes_with_env("FLOTILLA_RUN_ID", &run_id).is_empty()
+    })
+    .await;
+    let (status, _) = server
+        .report(&run_id, r#"{"status":"STOPPED"}"#, None)
+        .await;
+    assert_eq!(status, 401, "neither a user's token nor the run's");
+    let run_token = server.run_token(&run_id, 1);
+    let (status, answer) = server
+        .report(
+            &run_id,
+            r#"{"status":"STOPPED","exit_code":0}"#,
+            Some(&run_token),
+        )
+        .await;
+    assert_eq!(status, 200, "the run's own token is enough: {answer}");
+}
+
+#[tokio::test]
+async fn a_made_up_token_file_is_private_and_its_path_is_in_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tokens = dir.path().join("made-tokens");
+    let file = tokens.to_string_lossy().into_owned();
+    let server =
+        Server::start_with(&dir.path().join("data"), 1, &["--auth-token-file", &file]).await;
+    let mode = std::fs::metadata(&tokens)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or_default();
+    assert_eq!(mode, 0o600);
+    assert!(
+        server.server_log().contains(&file),
+        "{}",
+        server.server_log()
+    );
+    let text = std::fs::read_to_string(&tokens).unwrap_or_default();
+    let token = text
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    let (status, _) = call(&server, Method::GET, "/api/v6/task", &token, &[], None).await;
+    assert_eq!(status, 200, "the made token works");
+}
+
+#[tokio::test]
+async fn a_foreign_host_or_a_cross_site_change_is_refused_and_curl_still_works() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 1).await;
+    let (status, answer) = call(
+        &server,
+        Method::GET,
+        "/api/v6/task",
+        "",
+        &[("host", "rebound.attacker.example")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(error(&answer).contains("--allowed-hosts"), "{answer}");
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/api/v6/task",
+        "",
+        &[("host", "localhost:5000")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "localhost is always this server's name");
+
+    let definition = json!({"alias": "x", "image": "i", "command": "true"});
+    let (status, answer) = call(
+        &server,
+        Method::POST,
+        "/api/v6/task",
+        "",
+        &[
+            ("origin", "https://attacker.example"),
+            ("content-type", "text/plain"),
+        ],
+        Some(definition.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        error(&answer).contains("https://attacker.example"),
+        "{answer}"
+    );
+    let own = server.base.clone();
+    let (status, answer) = call(
+        &server,
+        Method::POST,
+        "/api/v6/task",
+        "",
+        &[("origin", &own)],
+        Some(definition.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "the server's own pages may: {answer}");
+    let (status, answer) = call(
+        &server,
+        Method::POST,
+        "/api/v6/task",
+        "",
+        &[],
+        Some(json!({"alias": "y", "image": "i", "command": "true"})),
+    )
+    .await;
+    assert_eq!(status, 200, "no Origin (curl, scripts): {answer}");
+    let (_, list) = server.get("/api/v6/task").await;
+    assert_eq!(list["total"], 2, "the refused post stored nothing: {list}");
+}
+
+#[tokio::test]
+async fn only_a_runs_owner_or_an_admin_may_stop_it_and_only_a_creator_may_change_a_definition() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (server, _) = team_server(dir.path()).await;
+    let (status, created) = call(
+        &server,
+        Method::POST,
+        "/api/v6/task",
+        ANA,
+        &[],
+        Some(json!({"alias": "sleepy", "image": "i", "command": "sleep 60"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["created_by"], "ana");
+    let id = created["definition_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let execute = "/api/v6/task/alias/sleepy/execute";
+    let (status, run) = call(&server, Method::PUT, execute, ANA, &[], Some(json!({}))).await;
+    assert_eq!(
+        status, 200,
+        "a known caller need not name themselves: {run}"
+    );
+    assert_eq!(run["user"], "ana", "{run}");
+    let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    let (status, answer) = call(
+        &server,
+        Method::PUT,
+        execute,
+        BO,
+        &[],
+        Some(json!({"run_tags": {"owner_id": "ana"}})),
+    )
+    .await;
+    assert_eq!(status, 403, "bo may not launch as ana: {answer}");
+    assert!(error(&answer).contains("you are bo"), "{answer}");
+
+    let stop = format!("/api/v6/task/{id}/history/{run_id}");
+    let (status, answer) = call(&server, Method::DELETE, &stop, BO, &[], None).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        error(&answer).contains("belongs to ana"),
+        "it names the owner: {answer}"
+    );
+    let (_, still) = call(
+        &server,
+        Method::GET,
+        &format!("/api/v6/history/{run_id}"),
+        BO,
+        &[],
+        None,
+    )
+    .await;
+    assert_ne!(
+        still["status"], "STOPPED",
+        "a refused stop stops nothing: {still}"
+    );
+    let (status, answer) = call(
+        &server,
+        Method::PUT,
+        &format!("/api/v6/task/{id}"),
+        BO,
+        &[],
+        Some(json!({"command": "echo mine"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(error(&answer).contains("created by ana"), "{answer}");
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/api/v6/task/{id}"),
+        BO,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let (status, answer) = call(&server, Method::DELETE, &stop, ROOT, &[], None).await;
+    assert_eq!(status, 200, "an admin may stop anyone's run: {answer}");
+    let (status, run) = call(&server, Method::PUT, execute, ANA, &[], Some(json!({}))).await;
+    assert_eq!(status, 200, "{run}");
+    let second = run["run_id"].as_str().unwrap_or_default().to_owned();
+    let (status, answer) = call(
+        &server,
+        Method::DELETE,
+        &format!("/api/v6/task/{id}/history/{second}"),
+        ANA,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the owner may stop her run: {answer}");
+    let (status, answer) = call(
+        &server,
+        Method::PUT,
+        &format!("/api/v6/task/{id}"),
+        ANA,
+        &[],
+        Some(json!({"command": "true"})),
+    )
+    .await;
+    assert_eq!(status, 200, "the creator may change it: {answer}");
+}
 
 #[tokio::test]
 async fn a_run_gets_the_allowlisted_server_variables_and_none_of_its_secrets() {

@@ -490,3 +490,85 @@ async fn a_task_is_edited_and_copied_from_its_page_and_the_list_filters_and_sort
     );
     ui.shot("tasks-sorted").await;
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn the_ui_asks_for_the_servers_token_and_shows_a_refused_stop_as_a_clear_message() {
+    let ana = "ana-0123456789abcdef";
+    let bo = "bo-0123456789abcdef0";
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{ana} ana\n{bo} bo\n")).unwrap_or_else(|e| panic!("{e}"));
+    let file = tokens.to_string_lossy().into_owned();
+    let ui = Ui::start_with("tokens", &["--auth-token-file", &file]).await;
+    let as_ana = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        ui.server
+            .http()
+            .request(method, ui.server.url(path))
+            .bearer_auth(ana)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let created: serde_json::Value = as_ana(
+        reqwest::Method::POST,
+        "/api/v6/task",
+        json!({"alias": "anas", "image": "i", "command": "echo started; sleep 300"}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .json()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let id = created["definition_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let run: serde_json::Value = as_ana(
+        reqwest::Method::PUT,
+        "/api/v6/task/alias/anas/execute",
+        json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .json()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
+
+    ui.open(&format!("#/runs/{run_id}")).await;
+    ui.wait_heading("Sign in").await;
+    ui.assert_controls_labelled().await;
+    ui.shot("sign-in").await;
+    ui.fill("#token", bo).await;
+    ui.find("#sign-in-submit").await.click().await;
+    ui.wait_text("#run-status", "RUNNING").await;
+
+    ui.find("#stop-run").await.click().await;
+    ui.find("#dialog-confirm").await.click().await;
+    let said = ui.wait_text("[role=alert]", "belongs to ana").await;
+    assert!(said.contains("not stopped"), "{said}");
+    ui.shot("stop-refused").await;
+    let still: serde_json::Value = as_ana(
+        reqwest::Method::GET,
+        &format!("/api/v6/history/{run_id}"),
+        json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .json()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        still["status"], "RUNNING",
+        "bo's refused stop stopped nothing"
+    );
+    let stopped = as_ana(
+        reqwest::Method::DELETE,
+        &format!("/api/v6/task/{id}/history/{run_id}"),
+        json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stopped.status().as_u16(), 200, "ana stops her own run");
+}

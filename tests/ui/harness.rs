@@ -34,8 +34,13 @@ pub struct Ui {
 impl Ui {
     /// Starts a server and a 1280×900 browser; `name` prefixes the screenshots.
     pub async fn start(name: &'static str) -> Self {
+        Self::start_with(name, &[]).await
+    }
+
+    /// [`Ui::start`] with more `flotilla serve` arguments.
+    pub async fn start_with(name: &'static str, args: &[&str]) -> Self {
         let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let server = Server::start(&data.path().join("data"), 4).await;
+        let server = Server::start_with(&data.path().join("data"), 4, args).await;
         let browser = Browser::start(1280, 900).await;
         Self {
             server,

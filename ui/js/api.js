@@ -1,6 +1,19 @@
 // Calls to Flotilla's API. Paths are relative ("api/v6/task"), so the page
 // works on any prefix the API is served under. A refused call throws an
-// ApiError carrying the API's message and its problems one by one.
+// ApiError carrying the API's message and its problems one by one. When the
+// server asks for a token, the one the user gave is kept in this browser and
+// sent as a bearer token with every call.
+
+const TOKEN_KEY = 'flotilla-token';
+
+/** The token this browser sends, if the user gave one. */
+export const token = () => localStorage.getItem(TOKEN_KEY) || '';
+
+/** Keeps `value` as this browser's token (empty: forget it). */
+export function setToken(value) {
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+}
 
 export class ApiError extends Error {
   constructor(status, message, problems) {
@@ -12,6 +25,7 @@ export class ApiError extends Error {
 
 export async function api(method, path, body) {
   const options = { method, headers: { Accept: 'application/json' } };
+  if (token()) options.headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) {
     options.headers['Content-Type'] = 'application/json';
     options.body = JSON.stringify(body);

@@ -3,6 +3,7 @@
 // on. A view that fails shows what went wrong, never a blank page.
 
 import { h, replace, currentRoute, problemBox } from './dom.js';
+import { token, setToken } from './api.js';
 import { tasksView, taskView, taskFormView, launchView } from './tasks.js';
 import { runsView } from './runs.js';
 import { runView } from './run.js';
@@ -88,11 +89,37 @@ async function render() {
     if (!samePage) window.scrollTo(0, 0);
   } catch (e) {
     if (!mine.alive) return;
-    replace(host, h('h1', {}, 'Something went wrong'),
+    if (e.status === 401) {
+      replace(host, signIn(e));
+      const input = document.getElementById('token');
+      if (input) input.focus();
+      return;
+    }
+    replace(host, h('h1', {}, e.status === 403 ? 'Not allowed' : 'Something went wrong'),
       problemBox(e),
       h('p', {}, h('button', { type: 'button', onclick: render }, 'Try again'), ' or ', h('a', { href: '#/tasks' }, 'go to the tasks'), '.'));
     host.focus({ preventScroll: true });
   }
+}
+
+/** The form that asks for this server's token, shown when a call needs one. */
+function signIn(error) {
+  const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', required: true });
+  const submit = (event) => {
+    event.preventDefault();
+    setToken(input.value.trim());
+    render();
+  };
+  return h('div', {},
+    h('h1', {}, 'Sign in'),
+    h('p', {}, token()
+      ? 'This server did not take the token this browser sent. Paste a token from its token file:'
+      : 'This server asks who you are. Paste your token from its token file (whoever runs the server can give you one):'),
+    h('p', { class: 'muted' }, error.message),
+    h('form', { id: 'sign-in', onsubmit: submit },
+      h('label', { for: 'token' }, 'Token'),
+      input,
+      h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary', id: 'sign-in-submit' }, 'Sign in'))));
 }
 
 window.addEventListener('hashchange', render);

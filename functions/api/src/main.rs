@@ -9,5 +9,5 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let (config, app) = shared::lambda::from_env().await?;
-    lambda_http::run(shared::http::router_with(Arc::new(app), &config.http)).await
+    lambda_http::run(shared::lambda::api_router(Arc::new(app), &config)).await
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use crate::app::App;
 use crate::domain::ValidationError;
 use crate::domain::definition::{Definition, DefinitionInput};
+use crate::domain::identity::Caller;
 use crate::domain::launch::definition_problems;
 use crate::domain::query::{DefinitionQuery, MAX_LIMIT, Page};
-use crate::error::{AppError, Conflict, Missing, StoreError};
+use crate::error::{Act, AppError, Conflict, Missing, Refusal, StoreError};
 
 /// How a definition is named in a request.
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +43,14 @@ fn definition_id(group: &str) -> String {
 
 impl App {
     /// Creates a definition; its id is `<group_name>-<uuid>`.
-    pub async fn create_definition(&self, input: DefinitionInput) -> Result<Definition, AppError> {
+    pub async fn create_definition(
+        &self,
+        input: DefinitionInput,
+        caller: &Caller,
+    ) -> Result<Definition, AppError> {
         let id = definition_id(input.group_name.as_deref().unwrap_or_default());
-        let definition = Definition::create(id, input)?;
+        let mut definition = Definition::create(id, input)?;
+        definition.created_by = caller.name().map(str::to_owned);
         self.check(&definition)?;
         self.definitions
             .create(&definition)
@@ -58,8 +64,10 @@ impl App {
         &self,
         definition_id: &str,
         input: DefinitionInput,
+        caller: &Caller,
     ) -> Result<Definition, AppError> {
         let current = self.definition(DefinitionRef::Id(definition_id)).await?;
+        may_change(caller, &current)?;
         let next = current.updated(input)?;
         self.check(&next)?;
         self.definitions
@@ -81,7 +89,14 @@ impl App {
     }
 
     /// Deletes a definition. Its runs stay: run history is never deleted.
-    pub async fn delete_definition(&self, definition_id: &str) -> Result<(), AppError> {
+    pub async fn delete_definition(
+        &self,
+        definition_id: &str,
+        caller: &Caller,
+    ) -> Result<(), AppError> {
+        if let Some(current) = self.definitions.get(definition_id).await? {
+            may_change(caller, &current)?;
+        }
         if self.definitions.delete(definition_id).await? {
             Ok(())
         } else {
@@ -138,4 +153,17 @@ fn stored(e: StoreError, definition: &Definition) -> AppError {
         StoreError::NotFound(_) => DefinitionRef::Id(&definition.definition_id).missing(),
         other => other.into(),
     }
+}
+
+/// Refuses `caller` a change of `definition` unless they created it or are an
+/// admin (a definition made before creators were recorded is anyone's).
+fn may_change(caller: &Caller, definition: &Definition) -> Result<(), AppError> {
+    if caller.may_act_for(definition.created_by.as_deref()) {
+        return Ok(());
+    }
+    Err(AppError::NotOwner(Refusal {
+        caller: caller.name().unwrap_or_default().to_owned(),
+        owner: definition.created_by.clone().unwrap_or_default(),
+        act: Act::ChangeDefinition(definition.definition_id.clone()),
+    }))
 }

@@ -13,9 +13,11 @@ use tracing::warn;
 use crate::app::{App, DefinitionRef};
 use crate::domain::definition::Definition;
 use crate::domain::event::RunEvent;
+use crate::domain::identity::Caller;
+use crate::domain::launch::RunTags;
 use crate::domain::launch::{LaunchContext, LaunchRequest, OwnerRule, build_spec, run_id_for};
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, TemplateUse, replay};
-use crate::error::{AppError, Conflict, Missing};
+use crate::error::{Act, AppError, Conflict, Missing, Refusal};
 use crate::ports::RunTicket;
 
 /// How long an idempotence key names its run.
@@ -57,9 +59,11 @@ impl App {
         by: DefinitionRef<'_>,
         rule: OwnerRule,
         request: LaunchRequest,
+        caller: &Caller,
     ) -> Result<Run, AppError> {
         let definition = self.definition(by).await?;
-        self.launch(&definition, rule, request, None, false).await
+        self.launch(&definition, rule, request, None, false, caller)
+            .await
     }
 
     /// What an idempotence key names now.
@@ -116,7 +120,9 @@ impl App {
         request: LaunchRequest,
         template: Option<TemplateUse>,
         dry_run: bool,
+        caller: &Caller,
     ) -> Result<Run, AppError> {
+        let request = caller_owns_by_default(request, rule, caller);
         let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
         let clusters = if named(&request.cluster) || named(&request.tier) {
             self.known_clusters().await?
@@ -135,6 +141,13 @@ impl App {
         };
         let mut spec = build_spec(definition, request, rule, &ctx)?;
         spec.template = template;
+        if rule != OwnerRule::Anonymous && !caller.may_launch_as(&spec.owner) {
+            return Err(AppError::NotOwner(Refusal {
+                caller: caller.name().unwrap_or_default().to_owned(),
+                owner: spec.owner,
+                act: Act::LaunchAs,
+            }));
+        }
         let asked = spec.idempotence_key.clone().unwrap_or_default();
         let key = spec
             .idempotence_key
@@ -189,6 +202,28 @@ impl App {
         }
         Ok(run)
     }
+}
+
+/// `request` with the caller as its owner when it names none (a known
+/// caller need not say who they are).
+fn caller_owns_by_default(
+    mut request: LaunchRequest,
+    rule: OwnerRule,
+    caller: &Caller,
+) -> LaunchRequest {
+    let Some(name) = caller.name() else {
+        return request;
+    };
+    let tags = request.run_tags.get_or_insert_with(RunTags::default);
+    let field = match rule {
+        OwnerRule::Anonymous => return request,
+        OwnerRule::OwnerId | OwnerRule::TemplateOwner => &mut tags.owner_id,
+        OwnerRule::EmailAndTeam => &mut tags.owner_email,
+    };
+    if field.as_deref().is_none_or(|v| v.trim().is_empty()) {
+        *field = Some(name.to_owned());
+    }
+    request
 }
 
 fn busy(key: &str) -> AppError {

@@ -4,9 +4,10 @@
 use tracing::warn;
 
 use crate::app::App;
+use crate::domain::identity::Caller;
 use crate::domain::query::{Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunStatus};
-use crate::error::{AppError, Missing};
+use crate::error::{Act, AppError, Missing, Refusal};
 use crate::ports::RecordedEvent;
 
 impl App {
@@ -43,6 +44,20 @@ impl App {
     /// Stops a run: a QUEUED run ends at once; a launched one is signalled and
     /// ends when its engine reports it gone. Stopping a stopped run changes
     /// nothing.
+    /// Stops a run for `caller`: only its owner, or an admin, may.
+    pub async fn stop_as(&self, run_id: &str, by: &str, caller: &Caller) -> Result<Run, AppError> {
+        let run = self.run(run_id).await?;
+        if !caller.may_act_for(Some(&run.spec.owner)) {
+            return Err(AppError::NotOwner(Refusal {
+                caller: caller.name().unwrap_or_default().to_owned(),
+                owner: run.spec.owner.clone(),
+                act: Act::StopRun(run_id.to_owned()),
+            }));
+        }
+        self.stop(run_id, by).await
+    }
+
+    /// Stops a run (the server's own stop, at shutdown; see [`Self::stop_as`]).
     pub async fn stop(&self, run_id: &str, by: &str) -> Result<Run, AppError> {
         let command = RunCommand::RequestStop {
             by: by.to_owned(),

@@ -5,6 +5,7 @@
 use crate::app::{App, Step, retry_on_conflict};
 use crate::domain::ValidationError;
 use crate::domain::definition::Definition;
+use crate::domain::identity::Caller;
 use crate::domain::launch::{LaunchRequest, OwnerRule};
 use crate::domain::run::{Run, TemplateUse};
 use crate::domain::template::{Template, TemplateInput};
@@ -166,6 +167,7 @@ impl App {
         request: LaunchRequest,
         payload: Option<serde_json::Value>,
         dry_run: bool,
+        caller: &Caller,
     ) -> Result<Run, AppError> {
         let rendered = {
             let (template, payload) = (template.clone(), payload.clone());
@@ -185,6 +187,7 @@ impl App {
             requires_docker: None,
             target_cluster: None,
             task_type: None,
+            created_by: None,
         };
         let used = TemplateUse {
             template_id: template.template_id.clone(),
@@ -198,6 +201,7 @@ impl App {
             request,
             Some(used),
             dry_run,
+            caller,
         )
         .await
     }

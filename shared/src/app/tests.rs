@@ -169,6 +169,7 @@ async fn twenty_executes_racing_with_one_idempotence_key_make_one_run() {
                 crate::app::DefinitionRef::Alias("job"),
                 crate::domain::launch::OwnerRule::OwnerId,
                 request,
+                &crate::domain::identity::Caller::Anyone,
             )
             .await
         })

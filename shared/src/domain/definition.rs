@@ -49,6 +49,10 @@ pub struct Definition {
     /// Flotilla's task type ("task").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
+    /// Who created it, when the server knew (only they, or an admin, may
+    /// update or delete it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// The body of a create or update: every field optional; on update only the
@@ -162,6 +166,7 @@ impl Definition {
             requires_docker: input.requires_docker,
             target_cluster: input.target_cluster.filter(|c| !c.is_empty()),
             task_type: input.task_type.filter(|t| !t.is_empty()),
+            created_by: None,
         })
     }
 

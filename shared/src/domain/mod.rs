@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod definition;
 pub mod error;
 pub mod event;
+pub mod identity;
 pub mod launch;
 pub mod limits;
 pub mod query;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::app::DefinitionRef;
 use crate::domain::definition::{Definition, DefinitionInput};
 use crate::domain::query::Page;
+use crate::http::access::Who;
 use crate::http::input::{DEFINITION_FILTER_KEYS, QueryPairs, definition_query, json_body};
 use crate::http::routes::{Operation, V1_AND_V6};
 use crate::http::views::{ListMeta, page_envelope};
@@ -83,9 +84,9 @@ async fn list_definitions(State(app): State<AppState>, RawQuery(raw): RawQuery) 
     ))
 }
 
-async fn create_definition(State(app): State<AppState>, body: Bytes) -> ApiResult {
+async fn create_definition(State(app): State<AppState>, Who(who): Who, body: Bytes) -> ApiResult {
     let (input, ignored): (DefinitionInput, _) = json_body(&body, DEFINITION_NESTED)?;
-    ok_ignoring(app.create_definition(input).await?, ignored)
+    ok_ignoring(app.create_definition(input, &who).await?, ignored)
 }
 
 async fn get_definition(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
@@ -102,14 +103,19 @@ async fn get_definition_by_alias(
 async fn update_definition(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    Who(who): Who,
     body: Bytes,
 ) -> ApiResult {
     let (input, ignored): (DefinitionInput, _) = json_body(&body, DEFINITION_NESTED)?;
-    ok_ignoring(app.update_definition(&id, input).await?, ignored)
+    ok_ignoring(app.update_definition(&id, input, &who).await?, ignored)
 }
 
-async fn delete_definition(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    app.delete_definition(&id).await?;
+async fn delete_definition(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Who(who): Who,
+) -> ApiResult {
+    app.delete_definition(&id, &who).await?;
     ok(json!({ "deleted": true }))
 }
 

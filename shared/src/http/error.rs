@@ -111,6 +111,23 @@ fn missing_words(missing: &Missing) -> String {
     }
 }
 
+/// A refusal: whose the thing is, and who may act on it.
+fn refusal_words(refusal: &crate::error::Refusal) -> String {
+    use crate::error::Act;
+    let crate::error::Refusal { caller, owner, act } = refusal;
+    match act {
+        Act::StopRun(run_id) => format!(
+            "run {run_id} belongs to {owner}: only {owner} or an admin may stop it (you are {caller})"
+        ),
+        Act::ChangeDefinition(id) => format!(
+            "definition {id} was created by {owner}: only {owner} or an admin may change or delete it (you are {caller})"
+        ),
+        Act::LaunchAs => format!(
+            "you are {caller} and may launch runs only as yourself, not as {owner}: set the owner to {caller} or leave it out"
+        ),
+    }
+}
+
 /// A conflict, and what the client can do about it.
 fn conflict_words(conflict: &Conflict) -> String {
     let busy = |what: String| format!("{what} is being changed by many writers at once; try again");
@@ -138,6 +155,7 @@ impl From<AppError> for ApiError {
             AppError::NotFound(missing) => (StatusCode::NOT_FOUND, missing_words(missing)),
             AppError::Conflict(c) => (StatusCode::CONFLICT, conflict_words(c)),
             AppError::Forbidden(reason) => (StatusCode::FORBIDDEN, reason.clone()),
+            AppError::NotOwner(refusal) => (StatusCode::FORBIDDEN, refusal_words(refusal)),
             AppError::TooLarge(what) => (StatusCode::PAYLOAD_TOO_LARGE, what.clone()),
             AppError::Unavailable { what, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -14,6 +14,7 @@
 //! case, and shape the answer ([`views`]). Errors become responses in
 //! [`error`] and nowhere else.
 
+pub mod access;
 pub mod clusters;
 pub mod definitions;
 pub mod error;
@@ -52,6 +53,8 @@ pub struct HttpOptions {
     /// Origins a browser may call the API from (CORS); `*` allows any. Empty:
     /// same origin only.
     pub cors_allowed_origins: Vec<String>,
+    /// Who may call (tokens, hosts, origins); open by default.
+    pub access: access::Access,
 }
 
 impl HttpOptions {
@@ -65,6 +68,7 @@ impl HttpOptions {
                 .filter(|o| !o.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            access: access::Access::default(),
         }
     }
 
@@ -122,7 +126,14 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app);
-    let router = guarded(router);
+    let mut router = guarded(router);
+    if !options.access.is_open() {
+        let guard = Arc::new(access::Guard {
+            access: options.access.clone(),
+            cors_allowed_origins: options.cors_allowed_origins.clone(),
+        });
+        router = router.layer(axum::middleware::from_fn_with_state(guard, access::guard));
+    }
     match options.cors() {
         Some(cors) => router.layer(cors),
         None => router,

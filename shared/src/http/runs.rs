@@ -10,10 +10,12 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::app::{App, DefinitionRef};
+use crate::domain::identity::Caller;
 use crate::domain::launch::{LaunchRequest, OwnerRule};
 use crate::domain::query::Page;
 use crate::domain::report::StatusReport;
 use crate::domain::run::Run;
+use crate::http::access::Who;
 use crate::http::input::{QueryPairs, RUN_FILTER_KEYS, json_body, run_query};
 use crate::http::routes::{Operation, V1_AND_V6, object_of};
 use crate::http::views::{
@@ -104,31 +106,74 @@ pub fn routes() -> Vec<Operation> {
 
 // ----- execute ---------------------------------------------------------------
 
-async fn execute(app: &App, by: DefinitionRef<'_>, rule: OwnerRule, body: &[u8]) -> ApiResult {
+async fn execute(
+    app: &App,
+    by: DefinitionRef<'_>,
+    rule: OwnerRule,
+    who: &Caller,
+    body: &[u8],
+) -> ApiResult {
     let (request, ignored): (LaunchRequest, _) = json_body(body, LAUNCH_NESTED)?;
-    let run = app.execute(by, rule, request).await?;
+    let run = app.execute(by, rule, request, who).await?;
     ok_ignoring(run_view(app, &run), ignored)
 }
 
 async fn execute_by_alias(
     State(app): State<AppState>,
     Path(alias): Path<String>,
+    Who(who): Who,
     body: Bytes,
 ) -> ApiResult {
     let by = DefinitionRef::Alias(&alias);
-    execute(&app, by, OwnerRule::OwnerId, &body).await
+    execute(&app, by, OwnerRule::OwnerId, &who, &body).await
 }
 
-async fn execute_v1(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
-    execute(&app, DefinitionRef::Id(&id), OwnerRule::Anonymous, &body).await
+async fn execute_v1(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Who(who): Who,
+    body: Bytes,
+) -> ApiResult {
+    execute(
+        &app,
+        DefinitionRef::Id(&id),
+        OwnerRule::Anonymous,
+        &who,
+        &body,
+    )
+    .await
 }
 
-async fn execute_v2(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
-    execute(&app, DefinitionRef::Id(&id), OwnerRule::EmailAndTeam, &body).await
+async fn execute_v2(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Who(who): Who,
+    body: Bytes,
+) -> ApiResult {
+    execute(
+        &app,
+        DefinitionRef::Id(&id),
+        OwnerRule::EmailAndTeam,
+        &who,
+        &body,
+    )
+    .await
 }
 
-async fn execute_v6(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
-    execute(&app, DefinitionRef::Id(&id), OwnerRule::OwnerId, &body).await
+async fn execute_v6(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Who(who): Who,
+    body: Bytes,
+) -> ApiResult {
+    execute(
+        &app,
+        DefinitionRef::Id(&id),
+        OwnerRule::OwnerId,
+        &who,
+        &body,
+    )
+    .await
 }
 
 // ----- history ---------------------------------------------------------------
@@ -223,9 +268,13 @@ fn stopped_by(headers: &HeaderMap) -> String {
 pub(crate) async fn stop_run(
     State(app): State<AppState>,
     Path((_parent, run_id)): Path<(String, String)>,
+    Who(who): Who,
     headers: HeaderMap,
 ) -> ApiResult {
-    app.stop(&run_id, &stopped_by(&headers)).await?;
+    let by = who
+        .name()
+        .map_or_else(|| stopped_by(&headers), str::to_owned);
+    app.stop_as(&run_id, &by, &who).await?;
     ok(json!({ "terminated": true }))
 }
 

@@ -6,8 +6,10 @@ use axum::extract::{Path, RawQuery, State};
 use serde_json::json;
 
 use crate::app::App;
+use crate::domain::identity::Caller;
 use crate::domain::query::{SortOrder, page_of};
 use crate::domain::template::{Template, TemplateInput};
+use crate::http::access::Who;
 use crate::http::error::ApiError;
 use crate::http::input::{QueryPairs, RUN_FILTER_KEYS, TemplateExecution, json_body};
 use crate::http::routes::{Operation, object_of};
@@ -127,11 +129,11 @@ async fn get_template(State(app): State<AppState>, Path(id): Path<String>) -> Ap
     ok(app.template(&id).await?)
 }
 
-async fn run_template(app: &App, template: &Template, body: &[u8]) -> ApiResult {
+async fn run_template(app: &App, template: &Template, who: &Caller, body: &[u8]) -> ApiResult {
     let (request, ignored): (TemplateExecution, _) = json_body(body, &["env[]"])?;
     let (launch, payload, dry_run) = request.into_parts();
     let run = app
-        .execute_template(template, launch, payload, dry_run)
+        .execute_template(template, launch, payload, dry_run, who)
         .await?;
     ok_ignoring(run_view(app, &run), ignored)
 }
@@ -139,10 +141,11 @@ async fn run_template(app: &App, template: &Template, body: &[u8]) -> ApiResult 
 async fn execute_template_by_id(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    Who(who): Who,
     body: Bytes,
 ) -> ApiResult {
     let template = app.template(&id).await?;
-    run_template(&app, &template, &body).await
+    run_template(&app, &template, &who, &body).await
 }
 
 /// `{template_version}` is a number, or anything else (`latest`) for the
@@ -150,12 +153,13 @@ async fn execute_template_by_id(
 async fn execute_template_by_name(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,
+    Who(who): Who,
     body: Bytes,
 ) -> ApiResult {
     let template = app
         .template_by_name(&name, version.trim().parse::<u32>().ok())
         .await?;
-    run_template(&app, &template, &body).await
+    run_template(&app, &template, &who, &body).await
 }
 
 async fn template_runs(

@@ -43,9 +43,15 @@ pub const CLUSTERS: &str = "FLOTILLA_CLUSTERS";
 pub const CORS_ALLOWED_ORIGINS: &str = "FLOTILLA_CORS_ALLOWED_ORIGINS";
 /// Region (set by Lambda).
 pub const AWS_REGION: &str = "AWS_REGION";
+/// JWT claims that name a caller, comma-separated, the first set wins.
+pub const IDENTITY_CLAIMS: &str = "FLOTILLA_IDENTITY_CLAIMS";
+/// Callers (JWT claim values or IAM principal ARNs) who are admins.
+pub const ADMINS: &str = "FLOTILLA_ADMINS";
+/// The JWT group (`cognito:groups`) whose members are admins.
+pub const ADMIN_GROUP: &str = "FLOTILLA_ADMIN_GROUP";
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 22] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -65,6 +71,9 @@ pub const ALL: [&str; 19] = [
     CORS_ALLOWED_ORIGINS,
     CLUSTERS,
     AWS_REGION,
+    IDENTITY_CLAIMS,
+    ADMINS,
+    ADMIN_GROUP,
 ];
 
 /// The variables without which a function does not start.
@@ -111,6 +120,8 @@ pub struct Config {
     pub http: crate::http::HttpOptions,
     /// The clusters the stack has queues for.
     pub clusters: Vec<String>,
+    /// Who a caller is, from API Gateway's request context.
+    pub identity: super::identity::IdentityRule,
 }
 
 impl Config {
@@ -171,6 +182,14 @@ impl Config {
             max_attempts: number(MAX_ATTEMPTS, 3)?.max(1),
             requeue_after_minutes: number(REQUEUE_AFTER_MINUTES, 5)?,
             clusters: list(CLUSTERS),
+            identity: super::identity::IdentityRule {
+                claims: match list(IDENTITY_CLAIMS) {
+                    claims if claims.is_empty() => super::identity::IdentityRule::default().claims,
+                    claims => claims,
+                },
+                admins: list(ADMINS),
+                admin_group: value(ADMIN_GROUP).map(|g| g.trim().to_owned()),
+            },
             http: crate::http::HttpOptions::with_cors_origins(
                 &value(CORS_ALLOWED_ORIGINS).unwrap_or_default(),
             ),

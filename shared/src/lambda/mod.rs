@@ -13,6 +13,7 @@
 //!   for `flotilla serve --backend aws` (a deployed stack or an emulator).
 
 pub mod config;
+pub mod identity;
 pub mod retry;
 pub mod status;
 pub mod submit;
@@ -125,6 +126,15 @@ pub async fn serve_api(
     axum::serve(listener, crate::http::router_with(app, &config.http))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The `api` function's router: the API, with the caller API Gateway
+/// authenticated taken from each request's context.
+pub fn api_router(app: Arc<App>, config: &Config) -> axum::Router {
+    crate::http::router_with(app, &config.http).layer(axum::middleware::from_fn_with_state(
+        Arc::new(config.identity.clone()),
+        identity::identify,
+    ))
 }
 
 /// How to give the stack a cluster it has no queue for.

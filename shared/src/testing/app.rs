@@ -306,7 +306,12 @@ impl TestApp {
             command: Some(command.into()),
             ..DefinitionInput::default()
         };
-        must(self.app.create_definition(input).await, "define")
+        must(
+            self.app
+                .create_definition(input, &crate::domain::identity::Caller::Anyone)
+                .await,
+            "define",
+        )
     }
 
     /// An execute request owned by `owner`.
@@ -327,6 +332,7 @@ impl TestApp {
                 crate::app::DefinitionRef::Alias(alias),
                 crate::domain::launch::OwnerRule::OwnerId,
                 request,
+                &crate::domain::identity::Caller::Anyone,
             )
             .await
     }
