@@ -90,6 +90,11 @@ struct ServeArgs {
     /// machine's name, comma-separated (`.example.com` allows its subdomains).
     #[arg(long, env = "FLOTILLA_ALLOWED_HOSTS", value_delimiter = ',')]
     allowed_hosts: Vec<String>,
+    /// File of `KEY=value` lines that runs' secrets (`value_from`) resolve
+    /// from. Without it, a secret's `value_from` names a variable of the
+    /// server's environment.
+    #[arg(long, env = "FLOTILLA_SECRETS_FILE")]
+    secrets_file: Option<PathBuf>,
 }
 
 fn supervised(attempt_dir: PathBuf) -> ExitCode {
@@ -139,6 +144,7 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
     config.auth_token_file = args.auth_token_file;
     config.allowed_hosts = args.allowed_hosts;
+    config.secrets_file = args.secrets_file;
     for name in args.pass_env {
         let name = name.trim().to_owned();
         if !name.is_empty() && !config.pass_env.contains(&name) {

@@ -79,6 +79,9 @@ pub struct ServeConfig {
     /// Host names requests may carry besides addresses, `localhost` and this
     /// machine's name.
     pub allowed_hosts: Vec<String>,
+    /// `KEY=value` lines runs' secrets resolve from (else the server's
+    /// environment).
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -102,6 +105,7 @@ impl ServeConfig {
                 .collect(),
             auth_token_file: None,
             allowed_hosts: Vec::new(),
+            secrets_file: None,
         }
     }
 }
@@ -203,7 +207,13 @@ pub async fn serve(
             Arc::clone(&clock),
             config.supervisor.clone(),
         )
-        .passing_env(&config.pass_env),
+        .passing_env(&config.pass_env)
+        .with_secrets(match &config.secrets_file {
+            Some(path) => Some(crate::adapters::local::parse_secrets(
+                &std::fs::read_to_string(path).map_err(io("read the secrets file", path))?,
+            )),
+            None => None,
+        }),
     );
     let tokens = run_tokens(&config.data_dir.join("run-token.key"))?;
     let runtime = Runtime {

@@ -183,6 +183,8 @@ pub struct LaunchSpec {
     pub resources: Resources,
     /// Timeout.
     pub active_deadline_seconds: Option<u64>,
+    /// Variables whose values the engine fetches from where they are kept.
+    pub secrets: Vec<crate::domain::SecretRef>,
 }
 
 impl LaunchSpec {
@@ -203,6 +205,7 @@ impl LaunchSpec {
             env,
             resources: spec.resources,
             active_deadline_seconds: spec.active_deadline_seconds,
+            secrets: spec.secrets.clone(),
         }
     }
 }

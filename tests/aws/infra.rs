@@ -472,3 +472,33 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
         );
     }
 }
+
+#[test]
+fn tasks_may_read_only_the_secrets_under_the_stacks_prefix_with_named_actions() {
+    let t = template();
+    let policies = t["Resources"]["TaskExecutionRole"]["Properties"]["Policies"]
+        .as_array()
+        .unwrap();
+    let secrets = policies
+        .iter()
+        .find(|p| p["PolicyName"] == "read-run-secrets")
+        .expect("the execution role reads run secrets");
+    let statements = secrets["PolicyDocument"]["Statement"].as_array().unwrap();
+    let mut actions = BTreeSet::new();
+    for statement in statements {
+        for action in statement["Action"].as_array().unwrap() {
+            let action = action.as_str().unwrap();
+            assert!(!action.contains('*'), "a wildcard action: {action}");
+            actions.insert(action.to_owned());
+        }
+        let resource = statement["Resource"].to_string();
+        assert!(resource.contains("${SecretsPrefix}*"), "{resource}");
+    }
+    assert_eq!(
+        actions,
+        ["secretsmanager:GetSecretValue", "ssm:GetParameters"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    );
+}

@@ -442,3 +442,119 @@ async fn twenty_racing_executes_with_one_key_make_one_run_and_all_get_it_in_thir
         "the same key from another owner made that owner a run"
     );
 }
+
+#[tokio::test]
+async fn a_secret_reaches_the_process_and_its_value_appears_in_no_answer_or_log() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let secrets = dir.path().join("secrets");
+    std::fs::write(&secrets, "# team secrets\nteam/api-key=s3cr3t-value-42\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = secrets.to_string_lossy().into_owned();
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        1,
+        &["--secrets-file", &file],
+        &[("SERVER_ONLY", "server-value-99")],
+    )
+    .await;
+    let (status, created) = server
+        .send(
+            Method::POST,
+            "/api/v6/task",
+            &json!({
+                "alias": "uses-key",
+                "image": "i",
+                // The value's MD5, so the command does not hold the value.
+                "command": "test \"$(printf %s \"$API_KEY\" | md5sum | cut -c1-32)\" = 3eb20ed16cc8857183093640de567e3a && echo key-ok",
+                "secrets": [{"name": "API_KEY", "value_from": "team/api-key"}],
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["definition_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let run = server.execute("uses-key", json!({})).await;
+    let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    let (ended, _) = server.wait_stopped(&run_id).await;
+    assert_eq!(ended["exit_code"], 0, "the process had the secret: {ended}");
+    let (_, log) = server
+        .get_text(&format!("/api/v6/{run_id}/logs?raw_text=true"))
+        .await;
+    assert!(log.contains("key-ok"), "{log}");
+
+    let mut seen = String::new();
+    for path in [
+        format!("/api/v6/task/{id}"),
+        "/api/v6/task".to_owned(),
+        format!("/api/v6/history/{run_id}"),
+        "/api/v6/history".to_owned(),
+        format!("/api/v6/{run_id}/events"),
+        format!("/api/v6/{run_id}/status"),
+        format!("/api/v6/{run_id}/logs"),
+    ] {
+        let (_, text) = server.get_text(&path).await;
+        seen.push_str(&text);
+    }
+    seen.push_str(&server.server_log());
+    assert!(
+        !seen.contains("s3cr3t-value-42"),
+        "the value leaked:\n{seen}"
+    );
+    let (_, matched) = server
+        .get("/api/v6/history?env=API_KEY%7Cs3cr3t-value-42")
+        .await;
+    assert_eq!(
+        matched["total"], 0,
+        "an env= filter cannot test a secret's value"
+    );
+
+    // With a secrets file, the server's environment is not a source: nobody
+    // can name one of its variables to read it.
+    server
+        .send(
+            Method::POST,
+            "/api/v6/task",
+            &json!({
+                "alias": "reads-server", "image": "i", "command": "echo $STOLEN",
+                "secrets": [{"name": "STOLEN", "value_from": "SERVER_ONLY"}],
+            })
+            .to_string(),
+        )
+        .await;
+    let run = server.execute("reads-server", json!({})).await;
+    let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    let (ended, _) = server.wait_stopped(&run_id).await;
+    let reason = ended["exit_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("is not a key of the server's secrets file"),
+        "{ended}"
+    );
+    let (_, log) = server
+        .get_text(&format!("/api/v6/{run_id}/logs?raw_text=true"))
+        .await;
+    assert!(!log.contains("server-value-99"), "{log}");
+
+    for (body, needle) in [
+        (
+            json!({"alias": "r", "image": "i", "command": "true", "secrets": [{"name": "FLOTILLA_RUN_ID", "value_from": "x"}]}),
+            "FLOTILLA_RUN_ID is reserved",
+        ),
+        (
+            json!({"alias": "d", "image": "i", "command": "true", "env": [{"name": "K", "value": "v"}], "secrets": [{"name": "K", "value_from": "x"}]}),
+            "also a plain env variable",
+        ),
+        (
+            json!({"alias": "e", "image": "i", "command": "true", "secrets": [{"name": "K", "value_from": ""}]}),
+            "needs a value_from",
+        ),
+    ] {
+        let (status, answer) = server
+            .send(Method::POST, "/api/v6/task", &body.to_string())
+            .await;
+        assert_eq!(status, 400, "{needle}: {answer}");
+        assert!(error(&answer).contains(needle), "{needle}: {answer}");
+    }
+}

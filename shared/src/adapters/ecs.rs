@@ -80,17 +80,21 @@ pub fn cluster_of_task(task_arn: &str) -> Option<&str> {
     Some(cluster)
 }
 
-/// A task definition family for a definition, image and resources; ECS allows
+/// A task definition family for a definition, image, resources and secrets
+/// (which ECS takes only in a task definition, never as overrides); ECS allows
 /// letters, digits, `-` and `_`, up to 255 characters.
 pub fn family(spec: &LaunchSpec) -> String {
     use md5::{Digest, Md5};
-    let resources = format!(
+    let mut resources = format!(
         "{}|{}|{}|{}",
         spec.image,
         spec.resources.cpu.unwrap_or(DEFAULT_CPU),
         spec.resources.memory.unwrap_or(DEFAULT_MEMORY),
         spec.resources.gpu.unwrap_or(0)
     );
+    for secret in &spec.secrets {
+        resources.push_str(&format!("|{}={}", secret.name, secret.value_from));
+    }
     let digest = hex::encode(Md5::digest(resources.as_bytes()));
     let definition: String = spec
         .definition_id
@@ -201,6 +205,18 @@ impl EcsExecutionEngine {
             .cpu(i32::try_from(cpu).unwrap_or(i32::MAX))
             .memory(i32::try_from(memory).unwrap_or(i32::MAX))
             .log_configuration(logs)
+            .set_secrets(Some(
+                spec.secrets
+                    .iter()
+                    .map(|s| {
+                        aws_sdk_ecs::types::Secret::builder()
+                            .name(&s.name)
+                            .value_from(&s.value_from)
+                            .build()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| permanent(format!("invalid secret: {e}")))?,
+            ))
             .build();
         let registered = self
             .client
@@ -407,6 +423,7 @@ mod tests {
                 ..Default::default()
             },
             active_deadline_seconds: Some(60),
+            secrets: vec![],
         }
     }
 
@@ -514,6 +531,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(described.tasks()[0].desired_status(), Some("STOPPED"));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn secrets_go_into_the_task_definition_by_reference_and_never_into_the_overrides() {
+        let moto = Moto::start();
+        let (engine, client) = engine(&moto).await;
+        let arn = "arn:aws:ssm:us-east-1:123456789012:parameter/flotilla/team/api-key";
+        let mut with_secret = spec("ecs-secret-1", 1);
+        with_secret.secrets = vec![crate::domain::SecretRef {
+            name: "API_KEY".into(),
+            value_from: arn.into(),
+        }];
+        assert_ne!(
+            family(&with_secret),
+            family(&spec("ecs-secret-1", 1)),
+            "a task definition per set of secrets"
+        );
+        let launched = engine.launch(&with_secret).await.unwrap();
+        let definition = client
+            .describe_task_definition()
+            .task_definition(family(&with_secret))
+            .send()
+            .await
+            .unwrap();
+        let container = &definition
+            .task_definition()
+            .unwrap()
+            .container_definitions()[0];
+        let secrets: Vec<(&str, &str)> = container
+            .secrets()
+            .iter()
+            .map(|s| (s.name(), s.value_from()))
+            .collect();
+        assert_eq!(secrets, vec![("API_KEY", arn)]);
+        let described = client
+            .describe_tasks()
+            .cluster("flotilla-default")
+            .tasks(&launched.task_id)
+            .send()
+            .await
+            .unwrap();
+        let overrides = &described.tasks()[0]
+            .overrides()
+            .unwrap()
+            .container_overrides()[0];
+        assert!(
+            overrides
+                .environment()
+                .iter()
+                .all(|v| v.name() != Some("API_KEY")),
+            "a secret is never an override's plain variable"
+        );
     }
 
     #[tokio::test]

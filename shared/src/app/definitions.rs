@@ -79,12 +79,26 @@ impl App {
 
     /// What a launch of `definition` would meet at the engine, refused now.
     fn check(&self, definition: &Definition) -> Result<(), AppError> {
-        let problems = definition_problems(
+        let mut problems = definition_problems(
             definition.command.as_deref(),
             &definition.env,
             &self.settings.owner_var,
             self.settings.launch_limits,
         );
+        problems.extend(crate::domain::secret_problems(
+            &definition.secrets,
+            &definition.env,
+            "secrets",
+        ));
+        let reserved = crate::domain::launch::reserved_names(&self.settings.owner_var);
+        for secret in &definition.secrets {
+            if reserved.contains(&secret.name.as_str()) {
+                problems.push(format!(
+                    "secrets: {} is reserved and set by Flotilla for every run; remove it",
+                    secret.name
+                ));
+            }
+        }
         Ok(ValidationError::from_problems(problems)?)
     }
 

@@ -187,6 +187,7 @@ impl App {
             requires_docker: None,
             target_cluster: None,
             task_type: None,
+            secrets: vec![],
             created_by: None,
         };
         let used = TemplateUse {

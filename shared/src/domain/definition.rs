@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::error::ValidationError;
 use crate::domain::spec::Resources;
-use crate::domain::{EnvVar, validate_env};
+use crate::domain::{EnvVar, SecretRef, validate_env};
 
 /// A stored job definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -49,6 +49,9 @@ pub struct Definition {
     /// Flotilla's task type ("task").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
+    /// Variables whose values are secrets, by reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
     /// Who created it, when the server knew (only they, or an admin, may
     /// update or delete it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +77,8 @@ pub struct DefinitionInput {
     pub env: Option<Vec<EnvVar>>,
     /// See [`Definition::tags`].
     pub tags: Option<Vec<String>>,
+    /// See [`Definition::secrets`].
+    pub secrets: Option<Vec<SecretRef>>,
     /// See [`Definition::ports`].
     pub ports: Option<Vec<u16>>,
     /// See [`Definition::adaptive_resource_allocation`].
@@ -166,6 +171,7 @@ impl Definition {
             requires_docker: input.requires_docker,
             target_cluster: input.target_cluster.filter(|c| !c.is_empty()),
             task_type: input.task_type.filter(|t| !t.is_empty()),
+            secrets: input.secrets.unwrap_or_default(),
             created_by: None,
         })
     }
@@ -202,6 +208,9 @@ impl Definition {
         }
         if let Some(v) = input.tags {
             next.tags = v;
+        }
+        if let Some(v) = input.secrets {
+            next.secrets = v;
         }
         if let Some(v) = input.ports {
             next.ports = v;

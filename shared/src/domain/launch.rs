@@ -20,7 +20,7 @@ use crate::domain::limits::{
     nul_problem,
 };
 use crate::domain::spec::{Engine, NodeLifecycle, Resources, RunSpec};
-use crate::domain::{EnvVar, validate_env};
+use crate::domain::{EnvVar, SecretRef, secret_problems, validate_env};
 
 /// Reserved variable carrying the run id.
 pub const RUN_ID_VAR: &str = "FLOTILLA_RUN_ID";
@@ -56,6 +56,8 @@ pub struct LaunchRequest {
     pub cluster: Option<String>,
     /// Extra environment for this run.
     pub env: Option<Vec<EnvVar>>,
+    /// Extra secrets for this run, by reference.
+    pub secrets: Option<Vec<SecretRef>>,
     /// Ownership tags.
     pub run_tags: Option<RunTags>,
     /// Command overriding the definition's.
@@ -314,7 +316,27 @@ pub fn build_spec(
         .cloned()
         .collect();
     problems.extend(ctx.limits.problems(command.as_deref(), &launch_env));
+    let request_secrets = request.secrets.unwrap_or_default();
+    problems.extend(secret_problems(&request_secrets, &launch_env, "secrets"));
+    for secret in &request_secrets {
+        if reserved.contains(&secret.name.as_str()) {
+            problems.push(format!(
+                "secrets: {} is reserved and set by Flotilla for every run; remove it from the request",
+                secret.name
+            ));
+        }
+    }
     ValidationError::from_problems(problems)?;
+    // The definition's secrets, then the request's; a name given again wins,
+    // and a plain env variable of that name gives way.
+    let mut secrets: Vec<SecretRef> = definition
+        .secrets
+        .iter()
+        .filter(|s| !request_secrets.iter().any(|r| r.name == s.name))
+        .filter(|s| !request_env.iter().any(|v| v.name == s.name))
+        .cloned()
+        .collect();
+    secrets.extend(request_secrets);
 
     let mut env = vec![
         EnvVar::new(RUN_ID_VAR, &ctx.run_id),
@@ -349,6 +371,7 @@ pub fn build_spec(
         service_account: non_empty(request.service_account),
         idempotence_key: non_empty(request.idempotence_key),
         template: None,
+        secrets,
     })
 }
 
@@ -485,5 +508,28 @@ mod tests {
         let id = run_id_for(Engine::Local, "3f1c8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60");
         assert!(id.starts_with("local-"));
         assert_eq!(id.len(), 36);
+    }
+
+    #[test]
+    fn a_requests_secret_replaces_the_definitions_of_its_name_and_env_of_that_name_gives_way() {
+        let secret = |name: &str, from: &str| SecretRef {
+            name: name.into(),
+            value_from: from.into(),
+        };
+        let mut definition = definition();
+        definition.secrets = vec![secret("API_KEY", "team/old"), secret("DB", "team/db")];
+        let request = owned_by_me(LaunchRequest {
+            secrets: Some(vec![secret("API_KEY", "team/new")]),
+            env: Some(vec![EnvVar::new("DB", "plain")]),
+            ..LaunchRequest::default()
+        });
+        let spec = build_spec(&definition, request, OwnerRule::OwnerId, &ctx()).unwrap();
+        assert_eq!(spec.secrets, vec![secret("API_KEY", "team/new")]);
+        let twice = owned_by_me(LaunchRequest {
+            secrets: Some(vec![secret("K", "a"), secret("K", "b")]),
+            ..LaunchRequest::default()
+        });
+        let refused = build_spec(&definition, twice, OwnerRule::OwnerId, &ctx()).unwrap_err();
+        assert!(refused.to_string().contains("more than once"), "{refused}");
     }
 }

@@ -33,6 +33,66 @@ pub use error::{DomainError, ValidationError};
 
 use serde::{Deserialize, Serialize};
 
+/// A variable whose value is a secret, named by where it is kept, never by
+/// its value: `{"name": "API_KEY", "value_from": "<where>"}`. On ECS
+/// `value_from` is an SSM parameter or Secrets Manager ARN, passed as the
+/// container's `secrets`; locally it is a key of the server's secrets file,
+/// else a variable of the server's environment. Only the reference is stored
+/// and answered; the value exists only in the run's process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SecretRef {
+    /// Variable name in the run's environment.
+    pub name: String,
+    /// Where the value is kept.
+    pub value_from: String,
+}
+
+/// The problems of `secrets` given as `what`: names as for env, each once
+/// and not also in `env`, each with somewhere to come from.
+pub fn secret_problems(secrets: &[SecretRef], env: &[EnvVar], what: &str) -> Vec<String> {
+    use crate::domain::limits::{
+        MAX_ITEMS, MAX_TEXT_BYTES, count_problem, length_problem, nul_problem,
+    };
+    let mut problems: Vec<String> = count_problem(what, secrets.len(), MAX_ITEMS)
+        .into_iter()
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for secret in secrets {
+        if !is_env_name(&secret.name) {
+            problems.push(format!(
+                "{what}: \"{}\" is not a valid variable name: use letters, digits and '_', not starting with a digit",
+                secret.name
+            ));
+        } else if !seen.insert(secret.name.as_str()) {
+            problems.push(format!(
+                "{what}: \"{}\" is given more than once; give each secret once",
+                secret.name
+            ));
+        } else if env.iter().any(|v| v.name == secret.name) {
+            problems.push(format!(
+                "{what}: \"{}\" is also a plain env variable: keep it in one of env and secrets",
+                secret.name
+            ));
+        }
+        if secret.value_from.trim().is_empty() {
+            problems.push(format!(
+                "{what}: \"{}\" needs a value_from: where its value is kept (an SSM parameter or Secrets Manager ARN on AWS, a key of the secrets file locally)",
+                secret.name
+            ));
+        }
+        problems.extend(length_problem(
+            &format!("{what} {} value_from", secret.name),
+            &secret.value_from,
+            MAX_TEXT_BYTES,
+        ));
+        problems.extend(nul_problem(
+            &format!("{what} {} value_from", secret.name),
+            &secret.value_from,
+        ));
+    }
+    problems
+}
+
 /// One environment variable, as Flotilla's API spells it: `{"name": …, "value": …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvVar {

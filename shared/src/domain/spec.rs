@@ -171,6 +171,10 @@ pub struct RunSpec {
     /// The template version and payload it was made from, for template runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateUse>,
+    /// Variables whose values are secrets, by reference: the definition's,
+    /// then the request's (a request's secret of the same name wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::domain::SecretRef>,
 }
 
 /// Which template version a run was made from, with what payload.

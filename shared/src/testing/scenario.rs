@@ -48,6 +48,7 @@ pub fn spec(run_id: &str) -> RunSpec {
         service_account: None,
         idempotence_key: None,
         template: None,
+        secrets: vec![],
     }
 }
 

@@ -5,7 +5,8 @@
 //! server at any moment and its jobs keep running. The engine and the
 //! supervisor speak through the attempt's directory ([`attempt`]):
 //!
-//! - a launch writes `launch.json` and starts a supervisor; the supervisor
+//! - a launch starts a supervisor and hands it the launch on its stdin (so
+//!   resolved secrets never touch the disk); the supervisor
 //!   claims the attempt before it starts the command, and exactly one claim
 //!   can ever exist, so an attempt runs at most once however often it is
 //!   launched (a redelivered ticket, a restart that launches it again, two
@@ -77,6 +78,20 @@ pub struct LocalEngine {
     cgroups: Option<CgroupRoot>,
     tasks: Arc<Mutex<HashMap<String, Task>>>,
     inherited: Vec<(String, String)>,
+    secrets: Option<Arc<HashMap<String, String>>>,
+}
+
+/// The secrets of a secrets file: `KEY=value` lines (the value is the rest
+/// of the line, `=` and all); blank lines and `#` comments are skipped.
+pub fn parse_secrets(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            Some((key.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// The server's variables a run gets unless told otherwise: enough for a
@@ -113,7 +128,42 @@ impl LocalEngine {
             cgroups: CgroupRoot::detect(),
             tasks: Arc::new(Mutex::new(HashMap::new())),
             inherited: Vec::new(),
+            secrets: None,
         }
+    }
+
+    /// Secrets resolve from `secrets` (a secrets file's keys and values)
+    /// only. Without a secrets file they resolve from the server's
+    /// environment variable named by `value_from` (the laptop case: the
+    /// user's own environment); with one, the server's environment is never
+    /// read, so nobody can name a variable of it to read it.
+    pub fn with_secrets(mut self, secrets: Option<HashMap<String, String>>) -> Self {
+        self.secrets = secrets.map(Arc::new);
+        self
+    }
+
+    /// The values of `spec`'s secrets, or which one has none.
+    fn resolve_secrets(&self, spec: &LaunchSpec) -> Result<Vec<(String, String)>, EngineError> {
+        spec.secrets
+            .iter()
+            .map(|s| {
+                let value = match &self.secrets {
+                    Some(file) => file.get(&s.value_from).cloned(),
+                    None => std::env::var(&s.value_from).ok(),
+                };
+                let place = if self.secrets.is_some() {
+                    "a key of the server's secrets file"
+                } else {
+                    "a variable of the server's environment (pass --secrets-file to keep secrets in a file)"
+                };
+                value
+                    .map(|value| (s.name.clone(), value))
+                    .ok_or_else(|| EngineError::Permanent {
+                        message: format!("secret {}: `{}` is not {place}", s.name, s.value_from),
+                        source: None,
+                    })
+            })
+            .collect()
     }
 
     /// Runs get the server's variables named in `names` (those it has, as
@@ -334,6 +384,7 @@ impl ExecutionEngine for LocalEngine {
         {
             return Ok(launched(task.task_id.clone()));
         }
+        let secrets = self.resolve_secrets(spec)?;
         let launch = Launch {
             run_id: spec.run_id.clone(),
             attempt: spec.attempt,
@@ -345,6 +396,7 @@ impl ExecutionEngine for LocalEngine {
                 .filter(|(name, _)| !spec.env.iter().any(|v| &v.name == name))
                 .cloned()
                 .chain(spec.env.iter().map(|v| (v.name.clone(), v.value.clone())))
+                .chain(secrets)
                 .collect(),
             work_dir: dir.run_dir().join("work"),
             memory_mb: spec.resources.memory,
