@@ -109,33 +109,27 @@ async fn commands_and_env_an_engine_cannot_take_are_refused_at_every_door() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let server = Server::start(&dir.path().join("data"), 1).await;
     let huge = "x".repeat(200 * 1024);
-    let cases = [
+    let definitions = [
         (
-            "/api/v6/task",
             json!({"alias": "huge", "image": "i", "command": huge}),
             "command is 204800 bytes, more than the 131071",
         ),
         (
-            "/api/v6/task",
             json!({"alias": "nul", "image": "i", "command": "echo \u{0}"}),
             "command holds a NUL byte",
         ),
         (
-            "/api/v6/task",
             json!({"alias": "env", "image": "i", "command": "true", "env": [{"name": "A", "value": "\u{0}"}]}),
             "env A holds a NUL byte",
         ),
         (
-            "/api/v6/task",
             json!({"alias": "reserved", "image": "i", "command": "true", "env": [{"name": "FLOTILLA_RUN_ID", "value": "x"}]}),
             "FLOTILLA_RUN_ID is reserved",
         ),
     ];
-    for (path, body, needle) in cases {
-        let (status, answer) = server.send(Method::POST, path, &body.to_string()).await;
-        assert_eq!(status, 400, "{needle}: {answer}");
-        assert!(error(&answer).contains(needle), "{needle}: {answer}");
-    }
+    server
+        .assert_refused(Method::POST, "/api/v6/task", definitions)
+        .await;
     server.define("ok", "true").await;
     let executes = [
         (
@@ -151,17 +145,9 @@ async fn commands_and_env_an_engine_cannot_take_are_refused_at_every_door() {
             "env B holds a NUL byte",
         ),
     ];
-    for (body, needle) in executes {
-        let (status, answer) = server
-            .send(
-                Method::PUT,
-                "/api/v6/task/alias/ok/execute",
-                &body.to_string(),
-            )
-            .await;
-        assert_eq!(status, 400, "{needle}: {answer}");
-        assert!(error(&answer).contains(needle), "{needle}: {answer}");
-    }
+    server
+        .assert_refused(Method::PUT, "/api/v6/task/alias/ok/execute", executes)
+        .await;
     let (_, list) = server.get("/api/v6/task").await;
     assert_eq!(list["total"], 1, "no refused definition was stored: {list}");
     let (_, runs) = server.get("/api/v6/history").await;
@@ -306,13 +292,9 @@ async fn oversized_fields_and_lists_are_refused_so_nothing_stored_can_bloat_a_li
             "tags has 1000 items, more than the 256",
         ),
     ];
-    for (body, needle) in definitions {
-        let (status, answer) = server
-            .send(Method::POST, "/api/v6/task", &body.to_string())
-            .await;
-        assert_eq!(status, 400, "{needle}: {answer}");
-        assert!(error(&answer).contains(needle), "{needle}: {answer}");
-    }
+    server
+        .assert_refused(Method::POST, "/api/v6/task", definitions)
+        .await;
     let (status, answer) = server
         .send(
             Method::POST,
@@ -347,17 +329,9 @@ async fn oversized_fields_and_lists_are_refused_so_nothing_stored_can_bloat_a_li
             "idempotence_key is 1048576 bytes",
         ),
     ];
-    for (body, needle) in executes {
-        let (status, answer) = server
-            .send(
-                Method::PUT,
-                "/api/v6/task/alias/ok/execute",
-                &body.to_string(),
-            )
-            .await;
-        assert_eq!(status, 400, "{needle}: {answer}");
-        assert!(error(&answer).contains(needle), "{needle}: {answer}");
-    }
+    server
+        .assert_refused(Method::PUT, "/api/v6/task/alias/ok/execute", executes)
+        .await;
     let (_, list) = server.get("/api/v6/task").await;
     assert_eq!(
         list["total"], 1,

@@ -214,13 +214,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    #[ignore = "needs moto: scripts/test installs it and runs these"]
-    async fn logs_page_with_the_forward_token_and_stop_when_it_repeats() {
-        let moto = Moto::start();
-        let client = Client::new(&moto.sdk_config().await);
-        let group = "/flotilla/runs";
-        let stream = "flotilla/main/0123abcd";
+    async fn make_stream(client: &Client, group: &str, stream: &str) {
         client
             .create_log_group()
             .log_group_name(group)
@@ -234,6 +228,16 @@ mod tests {
             .send()
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn logs_page_with_the_forward_token_and_stop_when_it_repeats() {
+        let moto = Moto::start();
+        let client = Client::new(&moto.sdk_config().await);
+        let group = "/flotilla/runs";
+        let stream = "flotilla/main/0123abcd";
+        make_stream(&client, group, stream).await;
         let put = |lines: &[&str], at: i64| {
             let mut req = client
                 .put_log_events()
@@ -292,19 +296,7 @@ mod tests {
         let moto = Moto::start();
         let client = Client::new(&moto.sdk_config().await);
         let (group, stream) = ("/flotilla/runs", "flotilla/main/big");
-        client
-            .create_log_group()
-            .log_group_name(group)
-            .send()
-            .await
-            .unwrap();
-        client
-            .create_log_stream()
-            .log_group_name(group)
-            .log_stream_name(stream)
-            .send()
-            .await
-            .unwrap();
+        make_stream(&client, group, stream).await;
         let line = "x".repeat(200 * 1024);
         let now = chrono::Utc::now().timestamp_millis();
         // 7 batches of 4 events of 200 KiB: 5.5 MiB, past MAX_RAW_BYTES.

@@ -108,7 +108,9 @@ impl App {
         definition_id: &str,
         caller: &Caller,
     ) -> Result<(), AppError> {
-        if let Some(current) = self.definitions.get(definition_id).await? {
+        if caller.name().is_some()
+            && let Some(current) = self.definitions.get(definition_id).await?
+        {
             may_change(caller, &current)?;
         }
         if self.definitions.delete(definition_id).await? {

@@ -29,7 +29,7 @@ fn value_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
 
 /// Flotilla's list envelope around rows of `T` under `key`: the total, the
 /// paging and sort used, the filters echoed and the query keys ignored.
-pub fn page_of<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator) -> Value {
+pub fn page_schema<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator) -> Value {
     let strings = json!({"type": "array", "items": {"type": "string"}});
     json!({
         "type": "object",
@@ -50,7 +50,7 @@ pub fn page_of<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator
 }
 
 /// `{"total": n, key: [T, ...]}`: every item, unpaged.
-pub fn all_of<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator) -> Value {
+pub fn all_schema<T: JsonSchema>(key: &'static str, generator: &mut SchemaGenerator) -> Value {
     json!({
         "type": "object",
         "required": [key, "total"],
@@ -185,12 +185,12 @@ impl Operation {
 
     /// Its 200 answer is a page of `T` under `key` in Flotilla's envelope.
     pub fn returns_page<T: JsonSchema + 'static>(self, key: &'static str) -> Self {
-        self.returns_shape(move |g| page_of::<T>(key, g))
+        self.returns_shape(move |g| page_schema::<T>(key, g))
     }
 
     /// Its 200 answer is every `T` under `key`, with their number.
     pub fn returns_all<T: JsonSchema + 'static>(self, key: &'static str) -> Self {
-        self.returns_shape(move |g| all_of::<T>(key, g))
+        self.returns_shape(move |g| all_schema::<T>(key, g))
     }
 
     /// Its 200 answer is `{flag: true}`.

@@ -190,6 +190,22 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// Sends each body of `cases` to `method path` and asserts it is a 400
+    /// whose `error` holds the case's text.
+    pub async fn assert_refused<'a>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cases: impl IntoIterator<Item = (Value, &'a str)>,
+    ) {
+        for (body, needle) in cases {
+            let (status, answer) = self.send(method.clone(), path, &body.to_string()).await;
+            assert_eq!(status, 400, "{needle}: {answer}");
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(error.contains(needle), "{needle}: {answer}");
+        }
+    }
+
     /// GET, returning status and JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
