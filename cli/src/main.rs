@@ -95,6 +95,34 @@ struct ServeArgs {
     /// server's environment.
     #[arg(long, env = "FLOTILLA_SECRETS_FILE")]
     secrets_file: Option<PathBuf>,
+    /// OAuth 2.0 issuer the UI signs its users in at (authorization code
+    /// with PKCE), sending the ID token it gets as its bearer token: for a
+    /// server behind a gateway that checks that issuer's tokens.
+    #[arg(long, env = "FLOTILLA_OAUTH_ISSUER", requires = "oauth_client_id")]
+    oauth_issuer: Option<String>,
+    /// The UI's client id at --oauth-issuer (a public client, no secret).
+    #[arg(long, env = "FLOTILLA_OAUTH_CLIENT_ID", requires = "oauth_issuer")]
+    oauth_client_id: Option<String>,
+    /// Scopes the UI asks --oauth-issuer for, space-separated.
+    #[arg(long, env = "FLOTILLA_OAUTH_SCOPES", default_value = shared::http::sign_in::DEFAULT_SCOPES)]
+    oauth_scopes: String,
+}
+
+impl ServeArgs {
+    /// How the UI signs in, from the --oauth-* options.
+    fn sign_in(&self) -> shared::http::sign_in::SignIn {
+        use shared::http::sign_in::{OAuthSignIn, SignIn};
+        match (&self.oauth_issuer, &self.oauth_client_id) {
+            (Some(issuer), Some(client_id)) => SignIn::OAuth(OAuthSignIn {
+                issuer: issuer.trim_end_matches('/').to_owned(),
+                client_id: client_id.clone(),
+                scopes: self.oauth_scopes.clone(),
+                authorization_endpoint: None,
+                token_endpoint: None,
+            }),
+            _ => SignIn::Open,
+        }
+    }
 }
 
 fn supervised(attempt_dir: PathBuf) -> ExitCode {
@@ -133,6 +161,7 @@ fn report(e: &dyn std::error::Error) -> ExitCode {
 }
 
 async fn serve_embedded(args: ServeArgs) -> ExitCode {
+    let sign_in = args.sign_in();
     let mut config = ServeConfig::new(args.data_dir);
     config.listen = args.listen;
     if let Some(n) = args.parallelism {
@@ -154,6 +183,7 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     if let Some(origins) = &args.cors_origins {
         config.http = shared::http::HttpOptions::with_cors_origins(origins);
     }
+    config.http.sign_in = sign_in;
     match serve(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),

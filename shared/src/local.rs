@@ -158,6 +158,11 @@ pub enum ServeError {
         "listening on {0} would let anyone who can reach it run commands as this user: pass --auth-token-file <file> (a token is made in it if it does not exist yet), or listen on 127.0.0.1"
     )]
     Unprotected(SocketAddr),
+    /// The UI would sign in at an issuer whose tokens this server refuses.
+    #[error(
+        "--oauth-issuer is for a server behind a gateway that checks the issuer's tokens, and a server with --auth-token-file takes only its own tokens: pass one of the two"
+    )]
+    SignInConflict,
     /// The token file cannot be used.
     #[error(transparent)]
     Tokens(#[from] crate::http::access::TokenFileError),
@@ -285,7 +290,9 @@ pub async fn serve(
 /// loopback), the host names requests may carry, and same-origin changes.
 fn access_of(config: &ServeConfig) -> Result<crate::http::HttpOptions, ServeError> {
     use crate::http::access::{Access, HostRule, TokenTable};
+    let oauth = matches!(config.http.sign_in, crate::http::sign_in::SignIn::OAuth(_));
     let tokens = match &config.auth_token_file {
+        Some(_) if oauth => return Err(ServeError::SignInConflict),
         Some(path) => {
             let user = std::env::var("USER").unwrap_or_default();
             let (table, made) = TokenTable::load_or_create(path, &user)?;

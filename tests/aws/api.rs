@@ -69,11 +69,23 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
     // The run reports its own end: the report is recorded and the task is
     // told to stop; the run ends when ECS reports the task stopped, with the
     // container's real exit code and the report's reason.
+    let report = json!({"status": "STOPPED", "exit_code": 1, "run_exceptions": ["ModuleNotFoundError: No module named 'x'"]});
+    let token = s.run_token(&task_arn).await;
+    let wrong = shared::app::RunTokens::new(&[9; 32])
+        .unwrap()
+        .issue(&run_id, 1);
+    for refused in [vec![], vec![("x-flotilla-run-token", wrong.as_str())]] {
+        let (status, answer) = s
+            .call_with(Method::PUT, &path, report.clone(), &refused)
+            .await;
+        assert_eq!(status, 403, "only the run's own token reports: {answer}");
+    }
     let (status, answer) = s
-        .call(
+        .call_with(
             Method::PUT,
             &path,
-            json!({"status": "STOPPED", "exit_code": 1, "run_exceptions": ["ModuleNotFoundError: No module named 'x'"]}),
+            report,
+            &[("x-flotilla-run-token", token.as_str())],
         )
         .await;
     assert_eq!(status, 200, "{answer}");

@@ -502,3 +502,30 @@ fn tasks_may_read_only_the_secrets_under_the_stacks_prefix_with_named_actions() 
             .collect()
     );
 }
+
+#[test]
+fn the_gateway_lets_through_without_a_credential_exactly_the_routes_the_code_serves_so() {
+    let t = template();
+    let public = &t["Resources"]["Fn::ForEach::PublicRoutes"];
+    let keys: BTreeSet<&str> = public[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        shared::http::access::PUBLIC_ROUTES.into_iter().collect(),
+        "the stack's unauthenticated routes and the code's public routes differ"
+    );
+    let route = &public[2]["Public&{PublicRoute}"]["Properties"];
+    assert_eq!(route["AuthorizationType"], "NONE");
+    assert_eq!(route["RouteKey"], json!({"Ref": "PublicRoute"}));
+    let default = &t["Resources"]["HttpApiRoute"]["Properties"];
+    assert_eq!(default["RouteKey"], "$default");
+    assert_eq!(
+        default["AuthorizationType"],
+        json!({"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}),
+        "every other route needs a JWT or a SigV4 signature"
+    );
+}

@@ -152,6 +152,7 @@ async fn stack() -> Stack {
         ),
         ("FLOTILLA_AWS_ENDPOINT_URL", moto.endpoint.clone()),
         ("AWS_REGION", "us-east-1".to_owned()),
+        ("FLOTILLA_RUN_TOKEN_KEY", "k".repeat(64)),
     ];
     let config =
         Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
@@ -183,11 +184,22 @@ async fn stack() -> Stack {
 
 /// One request through the api function's router.
 async fn call(app: &Arc<App>, method: Method, path: &str, body: Value) -> (u16, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Body::from(body.to_string()))
-        .unwrap();
+    call_with(app, method, path, body, &[]).await
+}
+
+/// [`call`] with request headers.
+async fn call_with(
+    app: &Arc<App>,
+    method: Method,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body.to_string())).unwrap();
     let response = shared::http::router(Arc::clone(app))
         .oneshot(request)
         .await
@@ -215,6 +227,16 @@ async fn ecs_event(app: &App, fixture: &str, run_id: &str, attempt: u32, task_ar
 impl Stack {
     async fn call(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
         call(&self.app, method, path, body).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        call_with(&self.app, method, path, body, headers).await
     }
 
     async fn deliver_queue(&self, duplicate: bool) -> usize {
@@ -281,7 +303,45 @@ impl Stack {
         out.task_arns().to_vec()
     }
 
+    /// The run token ECS was given for a task (its container override).
+    async fn run_token(&self, task_arn: &str) -> String {
+        let described = self
+            .clients
+            .ecs
+            .describe_tasks()
+            .cluster("flotilla-default")
+            .tasks(task_arn)
+            .send()
+            .await
+            .unwrap();
+        described.tasks()[0]
+            .overrides()
+            .unwrap()
+            .container_overrides()[0]
+            .environment()
+            .iter()
+            .find(|v| v.name() == Some("FLOTILLA_RUN_TOKEN"))
+            .and_then(|v| v.value())
+            .unwrap_or_else(|| panic!("every attempt is given its run token"))
+            .to_owned()
+    }
+
+    /// Each run id and status the bus carried since the last look.
     async fn observed(&self) -> Vec<(String, String)> {
+        self.observed_events()
+            .await
+            .into_iter()
+            .map(|e| {
+                (
+                    e["detail"]["run_id"].as_str().unwrap().to_owned(),
+                    e["detail"]["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every event the bus carried since the last look, whole.
+    async fn observed_events(&self) -> Vec<Value> {
         let mut seen = Vec::new();
         loop {
             let got = self
@@ -297,11 +357,7 @@ impl Stack {
                 return seen;
             }
             for m in got.messages() {
-                let e: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                seen.push((
-                    e["detail"]["run_id"].as_str().unwrap().to_owned(),
-                    e["detail"]["status"].as_str().unwrap().to_owned(),
-                ));
+                seen.push(serde_json::from_str(m.body().unwrap()).unwrap());
                 self.clients
                     .sqs
                     .delete_message()
@@ -899,4 +955,118 @@ async fn the_callers_identity_comes_from_the_gateways_jwt_or_iam_context_and_own
         status, 200,
         "an admin (FLOTILLA_ADMINS) may stop ana's run: {stopped}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn a_secret_reaches_ecs_by_reference_and_neither_it_nor_the_run_token_reaches_the_bus_or_any_answer()
+ {
+    let s = stack().await;
+    let secret_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/flotilla/team/api-key";
+    let (status, def) = s
+        .call(
+            Method::POST,
+            "/api/v6/task",
+            json!({"alias": "with-secret", "group_name": "g", "image": "ubuntu:latest", "command": "run",
+                   "secrets": [{"name": "API_KEY", "value_from": secret_arn}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{def}");
+    let definition_id = def["definition_id"].as_str().unwrap().to_owned();
+    let (status, run) = s
+        .call(
+            Method::PUT,
+            "/api/v6/task/alias/with-secret/execute",
+            json!({"run_tags": {"owner_id": "ana"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(s.deliver_queue(false).await, 1);
+    let task_arn = s.tasks().await[0].clone();
+
+    // ECS gets the reference as the container's `secrets`; the task's plain
+    // variables hold no API_KEY.
+    let task = s
+        .clients
+        .ecs
+        .describe_tasks()
+        .cluster("flotilla-default")
+        .tasks(&task_arn)
+        .send()
+        .await
+        .unwrap();
+    let task = &task.tasks()[0];
+    let plain: Vec<&str> = task.overrides().unwrap().container_overrides()[0]
+        .environment()
+        .iter()
+        .filter_map(|v| v.name())
+        .collect();
+    assert!(!plain.contains(&"API_KEY"), "{plain:?}");
+    let family = s
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(task.task_definition_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let secrets: Vec<(&str, &str)> = family.task_definition().unwrap().container_definitions()[0]
+        .secrets()
+        .iter()
+        .map(|v| (v.name(), v.value_from()))
+        .collect();
+    assert_eq!(secrets, [("API_KEY", secret_arn)]);
+
+    // The run reports its end with its token; then ECS reports it stopped.
+    let token = s.run_token(&task_arn).await;
+    s.ecs_event("ecs-task-running", &run_id, 1, &task_arn).await;
+    let (status, answer) = s
+        .call_with(
+            Method::PUT,
+            &format!("/api/v6/{run_id}/status"),
+            json!({"status": "STOPPED", "exit_code": 0}),
+            &[("x-flotilla-run-token", token.as_str())],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    s.ecs_event("ecs-task-stopped-exit-code", &run_id, 1, &task_arn)
+        .await;
+
+    // Every answer about the run and its definition, and every event the
+    // bus carried: the token nowhere, the secret on the bus not even by name.
+    let mut seen = Vec::new();
+    for path in [
+        format!("/api/v6/history/{run_id}"),
+        format!("/api/v6/task/{definition_id}/history/{run_id}"),
+        format!("/api/v6/task/{definition_id}/history"),
+        format!("/api/v6/task/{definition_id}"),
+        format!("/api/v6/{run_id}/events"),
+        format!("/api/v6/{run_id}/status"),
+        "/api/v6/history".to_owned(),
+        "/api/v6/task".to_owned(),
+    ] {
+        let (status, body) = s.call(Method::GET, &path, Value::Null).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        seen.push((path, body.to_string()));
+    }
+    let events = s.observed_events().await;
+    assert!(
+        events.len() >= 4,
+        "the bus carried the run's changes: {events:?}"
+    );
+    for event in &events {
+        let text = event.to_string();
+        assert!(
+            !text.contains("API_KEY") && !text.contains(secret_arn),
+            "the bus carries a run's state, none of its variables or secrets: {text}"
+        );
+        seen.push(("the bus".to_owned(), text));
+    }
+    for (place, text) in &seen {
+        assert!(
+            !text.contains(&token),
+            "{place} carries the run token: {text}"
+        );
+    }
 }

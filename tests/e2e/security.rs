@@ -280,6 +280,23 @@ async fn only_a_runs_owner_or_an_admin_may_stop_it_and_only_a_creator_may_change
     .await;
     assert_eq!(status, 403, "bo may not launch as ana: {answer}");
     assert!(error(&answer).contains("you are bo"), "{answer}");
+    let v1 = format!("/api/v1/task/{id}/execute");
+    let (status, by_v1) = call(&server, Method::PUT, &v1, BO, &[], Some(json!({}))).await;
+    assert_eq!(
+        (status, by_v1["user"].as_str()),
+        (200, Some("bo")),
+        "v1 asks for no owner: the caller owns it: {by_v1}"
+    );
+    let (status, answer) = call(
+        &server,
+        Method::PUT,
+        &v1,
+        BO,
+        &[],
+        Some(json!({"run_tags": {"owner_id": "ana"}})),
+    )
+    .await;
+    assert_eq!(status, 403, "not even through v1: {answer}");
 
     let stop = format!("/api/v6/task/{id}/history/{run_id}");
     let (status, answer) = call(&server, Method::DELETE, &stop, BO, &[], None).await;
@@ -480,6 +497,11 @@ async fn a_secret_reaches_the_process_and_its_value_appears_in_no_answer_or_log(
     let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
     let (ended, _) = server.wait_stopped(&run_id).await;
     assert_eq!(ended["exit_code"], 0, "the process had the secret: {ended}");
+    assert_eq!(
+        ended["secrets"],
+        json!([{"name": "API_KEY", "value_from": "team/api-key"}]),
+        "the run says which secrets it took, by reference"
+    );
     let (_, log) = server
         .get_text(&format!("/api/v6/{run_id}/logs?raw_text=true"))
         .await;
@@ -554,4 +576,53 @@ async fn a_secret_reaches_the_process_and_its_value_appears_in_no_answer_or_log(
     server
         .assert_refused(Method::POST, "/api/v6/task", refusals)
         .await;
+}
+
+#[tokio::test]
+async fn the_ui_is_told_how_to_sign_in_without_a_token_and_an_issuer_with_a_token_file_is_refused()
+{
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let open = Server::start(&dir.path().join("open"), 1).await;
+    let (status, config) = call(&open, Method::GET, "/api/ui-config", "", &[], None).await;
+    assert_eq!((status, config), (200, json!({"sign_in": "open"})));
+    drop(open);
+
+    let (team, tokens) = team_server(dir.path()).await;
+    let (status, config) = call(&team, Method::GET, "/api/ui-config", "", &[], None).await;
+    assert_eq!(
+        (status, config),
+        (200, json!({"sign_in": "token"})),
+        "public, so the UI can read it before it has a token"
+    );
+    drop(team);
+
+    let issuer = "https://issuer.example.com/pool";
+    let oauth = Server::start_with(
+        &dir.path().join("oauth"),
+        1,
+        &["--oauth-issuer", issuer, "--oauth-client-id", "ui"],
+    )
+    .await;
+    let (_, config) = call(&oauth, Method::GET, "/api/ui-config", "", &[], None).await;
+    assert_eq!(
+        config,
+        json!({"sign_in": "oauth", "oauth": {"issuer": issuer, "client_id": "ui", "scopes": "openid email"}})
+    );
+    drop(oauth);
+
+    let out = std::process::Command::new(flotilla_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--oauth-issuer", issuer, "--oauth-client-id", "ui"])
+        .arg("--auth-token-file")
+        .arg(&tokens)
+        .arg("--data-dir")
+        .arg(dir.path().join("both"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success(), "it must not start");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--oauth-issuer") && said.contains("pass one of the two"),
+        "{said}"
+    );
 }

@@ -572,3 +572,82 @@ async fn the_ui_asks_for_the_servers_token_and_shows_a_refused_stop_as_a_clear_m
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stopped.status().as_u16(), 200, "ana stops her own run");
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn behind_a_jwt_gateway_the_ui_signs_in_at_the_issuer_with_pkce_and_sends_the_id_token() {
+    let listener = crate::gateway::bind().await;
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let issuer = format!("http://127.0.0.1:{port}/issuer");
+    let ui = Ui::start_with(
+        "oauth",
+        &[
+            "--oauth-issuer",
+            &issuer,
+            "--oauth-client-id",
+            crate::gateway::CLIENT_ID,
+        ],
+    )
+    .await;
+    let gateway = crate::gateway::serve(listener, &ui.server.base);
+    ui.server.define("nightly", "true").await;
+
+    ui.browser.goto(&format!("{}/#/tasks", gateway.base)).await;
+    ui.wait_heading("Sign in").await;
+    ui.wait_text("#sign-in-oauth", "127.0.0.1").await;
+    ui.shot("oauth-sign-in").await;
+    ui.find("#sign-in-oauth").await.click().await;
+    ui.wait_heading("Tasks").await;
+    let rows = ui.wait_rows("#tasks-table", 1).await;
+    assert!(rows[0].iter().any(|c| c == "nightly"), "{rows:?}");
+    assert_eq!(
+        ui.browser.current_url().await,
+        format!("{}/#/tasks", gateway.base),
+        "the code and state are gone from the address"
+    );
+    let (tokens, exchanges, refused, forwarded) = gateway.seen(|s| {
+        (
+            s.tokens.len(),
+            s.token_requests,
+            s.refused.clone(),
+            s.forwarded,
+        )
+    });
+    assert_eq!(
+        (tokens, exchanges),
+        (1, 1),
+        "one code, exchanged once with its verifier"
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+    assert!(forwarded >= 1, "the UI's calls carried the issued ID token");
+
+    // An answer this tab did not ask for (a forged state) is never taken to
+    // the issuer, and the page says why.
+    ui.browser
+        .execute(
+            "localStorage.clear(); sessionStorage.clear(); return null;",
+            vec![],
+        )
+        .await;
+    ui.browser
+        .goto(&format!(
+            "{}/?code=code-forged&state=forged#/tasks",
+            gateway.base
+        ))
+        .await;
+    ui.wait_text("#sign-in-problem", "not started from this page")
+        .await;
+    ui.shot("oauth-forged-state").await;
+    assert_eq!(
+        gateway.seen(|s| s.token_requests),
+        1,
+        "a forged answer is not exchanged"
+    );
+    assert_eq!(
+        ui.browser.current_url().await,
+        format!("{}/#/tasks", gateway.base)
+    );
+}

@@ -7,5 +7,6 @@
 mod support;
 
 mod flows;
+mod gateway;
 mod harness;
 mod webdriver;

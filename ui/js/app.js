@@ -4,6 +4,7 @@
 
 import { h, replace, currentRoute, problemBox } from './dom.js';
 import { token, setToken } from './api.js';
+import { signInConfig, beginSignIn, completeSignIn } from './signin.js';
 import { tasksView, taskView, taskFormView, launchView } from './tasks.js';
 import { runsView } from './runs.js';
 import { runView } from './run.js';
@@ -90,9 +91,11 @@ async function render() {
   } catch (e) {
     if (!mine.alive) return;
     if (e.status === 401) {
-      replace(host, signIn(e));
-      const input = document.getElementById('token');
-      if (input) input.focus();
+      const content = await signIn(e);
+      if (!mine.alive) return;
+      replace(host, content);
+      const first = document.getElementById('token') || document.getElementById('sign-in-oauth');
+      if (first) first.focus();
       return;
     }
     replace(host, h('h1', {}, e.status === 403 ? 'Not allowed' : 'Something went wrong'),
@@ -102,8 +105,45 @@ async function render() {
   }
 }
 
-/** The form that asks for this server's token, shown when a call needs one. */
-function signIn(error) {
+/** Why the last sign-in did not finish, shown on the sign-in page. */
+let signInProblem = null;
+
+/** What a call that needs a credential shows: how this server signs in. */
+async function signIn(error) {
+  const config = await signInConfig();
+  const problem = signInProblem;
+  signInProblem = null;
+  const said = h('p', { class: 'muted' }, error.message);
+  if (config.sign_in === 'iam') {
+    return h('div', {},
+      h('h1', {}, 'Sign in'),
+      h('p', {}, 'This API takes only requests signed with AWS credentials (SigV4), which a browser cannot make. Deploy the stack with ApiAuth=JWT (or CreateUserPool=true) to use this page; the CLI and SDKs work as they are.'),
+      said);
+  }
+  if (config.sign_in === 'oauth' && config.oauth) {
+    if (token()) setToken('');
+    let issuer = config.oauth.issuer;
+    try {
+      issuer = new URL(config.oauth.issuer).host;
+    } catch {
+      // keep the issuer as given
+    }
+    const status = h('p', { id: 'sign-in-status', role: 'status' });
+    const go = async () => {
+      status.textContent = 'Going to the sign-in page…';
+      try {
+        await beginSignIn(config.oauth);
+      } catch (e) {
+        status.textContent = e.message;
+      }
+    };
+    return h('div', {},
+      h('h1', {}, 'Sign in'),
+      problem ? h('p', { class: 'problem', id: 'sign-in-problem' }, problem.message) : null,
+      h('p', {}, `This service asks who you are: sign in at ${issuer}, and you come back here.`),
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'primary', id: 'sign-in-oauth', onclick: go }, `Sign in at ${issuer}`)),
+      status);
+  }
   const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', required: true });
   const submit = (event) => {
     event.preventDefault();
@@ -115,7 +155,7 @@ function signIn(error) {
     h('p', {}, token()
       ? 'This server did not take the token this browser sent. Paste a token from its token file:'
       : 'This server asks who you are. Paste your token from its token file (whoever runs the server can give you one):'),
-    h('p', { class: 'muted' }, error.message),
+    said,
     h('form', { id: 'sign-in', onsubmit: submit },
       h('label', { for: 'token' }, 'Token'),
       input,
@@ -123,5 +163,10 @@ function signIn(error) {
 }
 
 window.addEventListener('hashchange', render);
-// Module scripts run once the document is parsed.
-render();
+// Module scripts run once the document is parsed. A page the sign-in service
+// sent back here finishes that sign-in first.
+completeSignIn()
+  .catch((e) => {
+    signInProblem = e;
+  })
+  .finally(render);

@@ -141,7 +141,7 @@ impl App {
         };
         let mut spec = build_spec(definition, request, rule, &ctx)?;
         spec.template = template;
-        if rule != OwnerRule::Anonymous && !caller.may_launch_as(&spec.owner) {
+        if !caller.may_launch_as(&spec.owner) {
             return Err(AppError::NotOwner(Refusal {
                 caller: caller.name().unwrap_or_default().to_owned(),
                 owner: spec.owner,
@@ -216,8 +216,7 @@ fn caller_owns_by_default(
     };
     let tags = request.run_tags.get_or_insert_with(RunTags::default);
     let field = match rule {
-        OwnerRule::Anonymous => return request,
-        OwnerRule::OwnerId | OwnerRule::TemplateOwner => &mut tags.owner_id,
+        OwnerRule::Anonymous | OwnerRule::OwnerId | OwnerRule::TemplateOwner => &mut tags.owner_id,
         OwnerRule::EmailAndTeam => &mut tags.owner_email,
     };
     if field.as_deref().is_none_or(|v| v.trim().is_empty()) {

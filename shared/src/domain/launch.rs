@@ -88,7 +88,8 @@ pub struct LaunchRequest {
 /// Which ownership rule an execute route applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerRule {
-    /// v1: no owner is asked for; runs are owned by [`V1_OWNER`].
+    /// v1: no owner is asked for; runs are owned by the caller a server
+    /// knows (carried as `run_tags.owner_id`), else by [`V1_OWNER`].
     Anonymous,
     /// v2: `run_tags.owner_email` and `run_tags.team_name` are required; the e-mail owns.
     EmailAndTeam,
@@ -109,7 +110,7 @@ impl OwnerRule {
                 .map(str::to_owned)
         };
         match self {
-            Self::Anonymous => Ok(V1_OWNER.to_owned()),
+            Self::Anonymous => Ok(get(|t| &t.owner_id).unwrap_or_else(|| V1_OWNER.to_owned())),
             Self::TemplateOwner => get(|t| &t.owner_id).ok_or_else(|| {
                 ValidationError::new(
                     "request payload must contain [owner_id]; the run_tags field is deprecated for the v7 endpoint, e.g. {\"owner_id\": \"jane\", \"template_payload\": {…}}",

@@ -250,13 +250,29 @@ fn host_of(request: &Request) -> Option<String> {
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
 }
 
-/// Routes any caller may use without a token: the UI's files (which ask for
-/// the token), health and the API document.
+/// The routes a caller may use without a credential, as API Gateway route
+/// keys: [`is_public`]'s routes, and a run's report of its own status (which
+/// carries the run's token instead). The stack gives each an unauthenticated
+/// route; every other route needs the caller's JWT or SigV4 signature.
+pub const PUBLIC_ROUTES: [&str; 8] = [
+    "GET /",
+    "GET /ui/{proxy+}",
+    "GET /api/ui-config",
+    "GET /api/openapi.json",
+    "GET /api/v1/health",
+    "GET /api/v6/health",
+    "PUT /api/v1/{run_id}/status",
+    "PUT /api/v6/{run_id}/status",
+];
+
+/// Routes any caller may use without a token: the UI's files and how it
+/// signs in (it asks for the token), health and the API document.
 fn is_public(method: &Method, path: &str) -> bool {
     method == Method::GET
         && (path == "/"
             || path.starts_with("/ui/")
             || path == "/api/openapi.json"
+            || path == "/api/ui-config"
             || (path.starts_with("/api/v") && path.ends_with("/health")))
 }
 
@@ -383,6 +399,37 @@ fn origin_host(origin: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateways_public_routes_are_exactly_the_ones_served_without_a_token() {
+        let mut with_token = HeaderMap::new();
+        with_token.insert(
+            crate::http::runs::RUN_TOKEN_HEADER,
+            axum::http::HeaderValue::from_static("t"),
+        );
+        for key in PUBLIC_ROUTES {
+            let (method, path) = key.split_once(' ').unwrap();
+            let method: Method = method.parse().unwrap();
+            let path = path
+                .replace("{proxy+}", "js/app.js")
+                .replace("{run_id}", "r1");
+            assert!(
+                is_public(&method, &path) || is_run_report(&method, &path, &with_token),
+                "{key} is public at the gateway but needs a token here"
+            );
+        }
+        for (method, path) in [
+            (Method::GET, "/api/v6/task"),
+            (Method::GET, "/api/v6/history"),
+            (Method::PUT, "/api/v6/task/t1/execute"),
+            (Method::DELETE, "/api/v6/task/t1/history/r1"),
+        ] {
+            assert!(
+                !is_public(&method, path) && !is_run_report(&method, path, &with_token),
+                "{method} {path} must need a credential"
+            );
+        }
+    }
 
     #[test]
     fn a_token_file_names_users_and_admins_and_refuses_weak_or_malformed_lines() {

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod routes;
 pub mod runs;
 pub mod service;
+pub mod sign_in;
 pub mod templates;
 pub mod ui;
 pub mod views;
@@ -55,6 +56,9 @@ pub struct HttpOptions {
     pub cors_allowed_origins: Vec<String>,
     /// Who may call (tokens, hosts, origins); open by default.
     pub access: access::Access,
+    /// How the UI signs in; [`sign_in::SignIn::Open`] means "as the access
+    /// rules imply" (a token when they need one).
+    pub sign_in: sign_in::SignIn,
 }
 
 impl HttpOptions {
@@ -68,7 +72,7 @@ impl HttpOptions {
                 .filter(|o| !o.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            access: access::Access::default(),
+            ..Self::default()
         }
     }
 
@@ -126,7 +130,11 @@ pub fn router_with(app: AppState, options: &HttpOptions) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app);
-    let mut router = guarded(router);
+    let sign_in = match &options.sign_in {
+        sign_in::SignIn::Open if options.access.tokens.is_some() => sign_in::SignIn::Token,
+        other => other.clone(),
+    };
+    let mut router = guarded(router.layer(axum::Extension(Arc::new(sign_in))));
     if !options.access.is_open() {
         let guard = Arc::new(access::Guard {
             access: options.access.clone(),

@@ -40,7 +40,7 @@ pub fn document() -> Value {
         });
         let error = json!({"$ref": "#/components/schemas/Error"});
         responses["414"] = json!({"description": format!("The path and query are longer than {} bytes", super::MAX_URI_BYTES), "content": {"application/json": {"schema": error}}});
-        responses["401"] = json!({"description": "This server asks for a bearer token (flotilla serve --auth-token-file) and the request sent none it knows", "content": {"application/json": {"schema": error}}});
+        responses["401"] = json!({"description": "This server asks for a bearer token (a token file's, or the issuer's JWT) and the request sent none it knows", "content": {"application/json": {"schema": error}}});
         responses["403"] = json!({"description": "The caller may not do this: another user owns the run or definition, or the request's Host or Origin is not this server's", "content": {"application/json": {"schema": error}}});
         if op.body.is_some() {
             responses["413"] = json!({"description": format!("The body is larger than {} bytes", super::MAX_BODY_BYTES), "content": {"application/json": {"schema": error}}});
@@ -97,7 +97,7 @@ pub fn document() -> Value {
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "A token from the server's token file (flotilla serve --auth-token-file); a server on loopback without one asks for none"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A token from the server's token file (flotilla serve --auth-token-file), or on AWS with ApiAuth=JWT an ID token from the stack's issuer (GET /api/ui-config says which); a server on loopback without a token file asks for none"},
             },
         },
         "security": [{}, {"bearer": []}],

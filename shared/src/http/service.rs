@@ -1,4 +1,5 @@
-//! The service's own routes: health, and the OpenAPI document of every route.
+//! The service's own routes: health, how the UI signs in, and the OpenAPI
+//! document of every route.
 
 use std::sync::OnceLock;
 
@@ -9,7 +10,7 @@ use crate::http::{ApiResult, ok, openapi};
 
 /// `/health` under v1 and v6.
 pub fn routes() -> Vec<Operation> {
-    V1_AND_V6
+    let mut ops: Vec<Operation> = V1_AND_V6
         .into_iter()
         .map(|v| {
             Operation::get(format!("{v}/health"), health)
@@ -21,7 +22,13 @@ pub fn routes() -> Vec<Operation> {
                     ])
                 })
         })
-        .collect()
+        .collect();
+    ops.push(
+        Operation::get("/api/ui-config", crate::http::sign_in::ui_config)
+            .doc("service", "How the web UI signs in here")
+            .returns::<crate::http::sign_in::UiConfig>(),
+    );
+    ops
 }
 
 async fn health() -> ApiResult {

@@ -41,6 +41,7 @@ static ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("js/app.js", JS),
     asset!("js/api.js", JS),
+    asset!("js/signin.js", JS),
     asset!("js/dom.js", JS),
     asset!("js/forms.js", JS),
     asset!("js/tasks.js", JS),

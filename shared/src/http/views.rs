@@ -61,6 +61,9 @@ pub struct RunView {
     pub task_type: &'static str,
     /// Reserved variables, then the request's.
     pub env: Vec<EnvVar>,
+    /// The secrets the run takes, by reference (never their values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::domain::SecretRef>,
     /// Command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
@@ -148,6 +151,7 @@ impl From<&Run> for RunView {
             user: spec.owner.clone(),
             task_type: "task",
             env: spec.env.clone(),
+            secrets: spec.secrets.clone(),
             command: spec.command.clone(),
             command_hash: spec.command.as_deref().map(command_hash),
             resources: spec.resources,

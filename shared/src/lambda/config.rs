@@ -50,8 +50,28 @@ pub const ADMINS: &str = "FLOTILLA_ADMINS";
 /// The JWT group (`cognito:groups`) whose members are admins.
 pub const ADMIN_GROUP: &str = "FLOTILLA_ADMIN_GROUP";
 
+/// `IAM` or `JWT`: how API Gateway authenticates callers (the UI needs JWT).
+pub const API_AUTH: &str = "FLOTILLA_API_AUTH";
+/// With JWT: the issuer the UI signs in at.
+pub const OAUTH_ISSUER: &str = "FLOTILLA_OAUTH_ISSUER";
+/// With JWT: the UI's client id at the issuer; without it the UI asks for a
+/// token to paste.
+pub const OAUTH_CLIENT_ID: &str = "FLOTILLA_OAUTH_CLIENT_ID";
+/// Scopes the UI asks for, space-separated.
+pub const OAUTH_SCOPES: &str = "FLOTILLA_OAUTH_SCOPES";
+/// The issuer's authorization endpoint (else discovered from the issuer).
+pub const OAUTH_AUTHORIZE_URL: &str = "FLOTILLA_OAUTH_AUTHORIZE_URL";
+/// The issuer's token endpoint (else discovered from the issuer).
+pub const OAUTH_TOKEN_URL: &str = "FLOTILLA_OAUTH_TOKEN_URL";
+/// The key run tokens are made with (at least 32 characters): a run
+/// reports its own status with its attempt's token.
+pub const RUN_TOKEN_KEY: &str = "FLOTILLA_RUN_TOKEN_KEY";
+
+/// Shortest run token key taken.
+pub const MIN_RUN_TOKEN_KEY: usize = 32;
+
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 29] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -74,6 +94,13 @@ pub const ALL: [&str; 22] = [
     IDENTITY_CLAIMS,
     ADMINS,
     ADMIN_GROUP,
+    API_AUTH,
+    OAUTH_ISSUER,
+    OAUTH_CLIENT_ID,
+    OAUTH_SCOPES,
+    OAUTH_AUTHORIZE_URL,
+    OAUTH_TOKEN_URL,
+    RUN_TOKEN_KEY,
 ];
 
 /// The variables without which a function does not start.
@@ -122,6 +149,8 @@ pub struct Config {
     pub clusters: Vec<String>,
     /// Who a caller is, from API Gateway's request context.
     pub identity: super::identity::IdentityRule,
+    /// The key of the run tokens; without it self-reports are not checked.
+    pub run_token_key: Option<String>,
 }
 
 impl Config {
@@ -157,6 +186,22 @@ impl Config {
             return Err(ConfigError::Missing(SUBNETS));
         }
         let region = value(AWS_REGION);
+        let run_token_key = value(RUN_TOKEN_KEY);
+        if let Some(key) = &run_token_key
+            && key.len() < MIN_RUN_TOKEN_KEY
+        {
+            return Err(ConfigError::Invalid {
+                name: RUN_TOKEN_KEY,
+                problem: format!(
+                    "it has {} characters, fewer than the {MIN_RUN_TOKEN_KEY} a key needs",
+                    key.len()
+                ),
+            });
+        }
+        let mut http = crate::http::HttpOptions::with_cors_origins(
+            &value(CORS_ALLOWED_ORIGINS).unwrap_or_default(),
+        );
+        http.sign_in = sign_in(&value)?;
         Ok(Self {
             aws: AwsTarget {
                 endpoint_url: value(AWS_ENDPOINT_URL),
@@ -190,11 +235,39 @@ impl Config {
                 admins: list(ADMINS),
                 admin_group: value(ADMIN_GROUP).map(|g| g.trim().to_owned()),
             },
-            http: crate::http::HttpOptions::with_cors_origins(
-                &value(CORS_ALLOWED_ORIGINS).unwrap_or_default(),
-            ),
+            http,
+            run_token_key,
         })
     }
+}
+
+/// How the UI signs in, from [`API_AUTH`] and the `FLOTILLA_OAUTH_*`
+/// variables: IAM, which a browser cannot sign; JWT with a UI client, the
+/// authorization-code flow; JWT without one, a pasted token.
+fn sign_in(
+    value: &impl Fn(&'static str) -> Option<String>,
+) -> Result<crate::http::sign_in::SignIn, ConfigError> {
+    use crate::http::sign_in::{DEFAULT_SCOPES, OAuthSignIn, SignIn};
+    let auth = value(API_AUTH).unwrap_or_else(|| "IAM".to_owned());
+    if auth.eq_ignore_ascii_case("IAM") {
+        return Ok(SignIn::Iam);
+    }
+    if !auth.eq_ignore_ascii_case("JWT") {
+        return Err(ConfigError::Invalid {
+            name: API_AUTH,
+            problem: format!("\"{auth}\" is neither IAM nor JWT"),
+        });
+    }
+    let (Some(issuer), Some(client_id)) = (value(OAUTH_ISSUER), value(OAUTH_CLIENT_ID)) else {
+        return Ok(SignIn::Token);
+    };
+    Ok(SignIn::OAuth(OAuthSignIn {
+        issuer: issuer.trim().trim_end_matches('/').to_owned(),
+        client_id: client_id.trim().to_owned(),
+        scopes: value(OAUTH_SCOPES).unwrap_or_else(|| DEFAULT_SCOPES.to_owned()),
+        authorization_endpoint: value(OAUTH_AUTHORIZE_URL),
+        token_endpoint: value(OAUTH_TOKEN_URL),
+    }))
 }
 
 #[cfg(test)]
@@ -264,5 +337,65 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn with(extra: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars = env(&[
+            (TABLE, "t"),
+            (QUEUE_PREFIX, "q"),
+            (EVENT_BUS, "b"),
+            (LOG_GROUP, "l"),
+            (SUBNETS, "s"),
+        ]);
+        vars.extend(env(extra));
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn the_ui_signs_in_by_the_stacks_api_auth() {
+        use crate::http::sign_in::SignIn;
+        assert_eq!(with(&[]).unwrap().http.sign_in, SignIn::Iam);
+        assert_eq!(
+            with(&[(API_AUTH, "JWT")]).unwrap().http.sign_in,
+            SignIn::Token,
+            "JWT without a UI client: a pasted token"
+        );
+        let oauth = with(&[
+            (API_AUTH, "JWT"),
+            (OAUTH_ISSUER, "https://issuer.example.com/pool/"),
+            (OAUTH_CLIENT_ID, "ui"),
+            (OAUTH_TOKEN_URL, "https://auth.example.com/oauth2/token"),
+        ])
+        .unwrap();
+        let SignIn::OAuth(oauth) = oauth.http.sign_in else {
+            panic!("{:?}", oauth.http.sign_in)
+        };
+        assert_eq!(oauth.issuer, "https://issuer.example.com/pool");
+        assert_eq!(oauth.scopes, crate::http::sign_in::DEFAULT_SCOPES);
+        assert_eq!(oauth.authorization_endpoint, None);
+        assert_eq!(
+            oauth.token_endpoint.as_deref(),
+            Some("https://auth.example.com/oauth2/token")
+        );
+        assert!(matches!(
+            with(&[(API_AUTH, "none")]),
+            Err(ConfigError::Invalid { name: API_AUTH, .. })
+        ));
+    }
+
+    #[test]
+    fn a_short_run_token_key_is_refused() {
+        assert!(matches!(
+            with(&[(RUN_TOKEN_KEY, "short")]),
+            Err(ConfigError::Invalid {
+                name: RUN_TOKEN_KEY,
+                ..
+            })
+        ));
+        let key = "k".repeat(MIN_RUN_TOKEN_KEY);
+        assert_eq!(
+            with(&[(RUN_TOKEN_KEY, &key)]).unwrap().run_token_key,
+            Some(key)
+        );
     }
 }

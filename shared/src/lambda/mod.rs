@@ -159,7 +159,10 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
             clients.events.clone(),
             &config.event_bus,
         ))),
-        tokens: None,
+        tokens: config
+            .run_token_key
+            .as_deref()
+            .and_then(|key| crate::app::RunTokens::new(key.as_bytes()).ok()),
     };
     let settings = AppSettings {
         engine: Engine::Ecs,
