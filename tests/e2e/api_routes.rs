@@ -383,3 +383,82 @@ async fn the_web_ui_is_served_at_the_root_and_revalidates_by_etag() {
         "a 400 lists each problem: {refused}"
     );
 }
+
+#[tokio::test]
+async fn next_token_walks_every_run_once_in_order_and_a_token_of_another_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 2).await;
+    server.define("quick", "true").await;
+    let mut launched = Vec::new();
+    for _ in 0..7 {
+        let run = server.execute("quick", json!({})).await;
+        launched.push(run["run_id"].as_str().unwrap_or_default().to_owned());
+    }
+    for run_id in &launched {
+        server.wait_stopped(run_id).await;
+    }
+    for sort in [
+        "queued_at&order=desc",
+        "started_at&order=asc",
+        "run_id&order=desc",
+    ] {
+        let (_, whole) = server
+            .get(&format!("/api/v6/history?sort_by={sort}&limit=100"))
+            .await;
+        assert!(whole.get("next_token").is_none(), "one page: {whole}");
+        let mut walked = Vec::new();
+        let mut path = format!("/api/v6/history?sort_by={sort}&limit=3");
+        let mut pages = 0;
+        loop {
+            let (status, page) = server.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            assert_eq!(page["total"], 7, "{page}");
+            walked.extend(ids(&page));
+            pages += 1;
+            match page["next_token"].as_str() {
+                Some(token) => {
+                    path = format!("/api/v6/history?sort_by={sort}&limit=3&next_token={token}");
+                }
+                None => break,
+            }
+            assert!(pages < 10, "pages forever");
+        }
+        assert_eq!(pages, 3, "7 runs in pages of 3");
+        assert_eq!(walked, ids(&whole), "sorted by {sort}");
+    }
+
+    let (_, first) = server.get("/api/v6/history?limit=3").await;
+    let token = first["next_token"].as_str().unwrap_or_default().to_owned();
+    for (path, says) in [
+        (
+            format!("/api/v6/history?limit=3&status=STOPPED&next_token={token}"),
+            "other filters",
+        ),
+        (
+            format!("/api/v6/history?limit=3&sort_by=alias&next_token={token}"),
+            "other filters or another sort",
+        ),
+        (
+            format!("/api/v6/history?limit=3&offset=3&next_token={token}"),
+            "either offset or next_token",
+        ),
+        (
+            "/api/v6/history?limit=3&next_token=7b7d".to_owned(),
+            "not one this service made",
+        ),
+        (
+            "/api/v6/history?limit=3&next_token=zz".to_owned(),
+            "not one this service made",
+        ),
+    ] {
+        let (status, answer) = server.get(&path).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(says),
+            "{path}: {answer}"
+        );
+    }
+
+    let (_, definitions) = server.get("/api/v6/task?limit=1").await;
+    assert!(definitions.get("next_token").is_none(), "{definitions}");
+}

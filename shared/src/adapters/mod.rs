@@ -34,8 +34,4 @@ pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
 
-/// Formats a time with fixed precision so that text order is time order; the
-/// stores use it for every sortable time column or key.
-pub fn time_key(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+pub use crate::domain::query::time_key;

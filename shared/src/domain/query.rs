@@ -7,8 +7,17 @@ use crate::domain::EnvVar;
 use crate::domain::error::ValidationError;
 use crate::domain::run::RunStatus;
 
+/// Formats a time with fixed precision so that text order is time order; the
+/// stores use it for every sortable time column or key, and cursors carry it.
+pub fn time_key(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 /// Default page size, as Flotilla.
 pub const DEFAULT_LIMIT: u64 = 1024;
+/// Most matching rows a list counts one by one: beyond it, where no
+/// maintained count answers, `total` is this bound and says it is one.
+pub const COUNT_BOUND: u64 = 10_000;
 /// Largest page a client may ask for.
 pub const MAX_LIMIT: u64 = 10_000;
 
@@ -231,6 +240,21 @@ pub struct RunQuery {
     pub order: SortOrder,
     /// Page.
     pub paging: Paging,
+    /// Start just after this run's place in the order (cursor paging).
+    pub after: Option<RunCursor>,
+}
+
+/// A run's place in a list's order: its value of the sort field (times as
+/// [`time_key`] text; none when the run has none), then its queue time and
+/// run id, which make every place unique.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunCursor {
+    /// The sort field's value.
+    pub primary: Option<String>,
+    /// Queue time, as [`time_key`].
+    pub queued_at: String,
+    /// Run id.
+    pub run_id: String,
 }
 
 impl Default for RunQuery {
@@ -252,6 +276,7 @@ impl Default for RunQuery {
             sort_by: RunSortField::QueuedAt,
             order: SortOrder::Desc,
             paging: Paging::default(),
+            after: None,
         }
     }
 }
@@ -296,6 +321,10 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Rows matching the filters, ignoring paging.
     pub total: u64,
+    /// `total` is [`COUNT_BOUND`] and more rows match.
+    pub total_is_lower_bound: bool,
+    /// Rows follow this page.
+    pub more: bool,
 }
 
 impl RunQuery {
@@ -319,31 +348,113 @@ impl RunQuery {
             && self.finished_at.matches(run.finished_at)
     }
 
-    /// Sorts runs as the query asks: the sort field with missing values last,
-    /// then queue time and run id in the same direction.
-    pub fn sort(&self, runs: &mut [crate::domain::run::Run]) {
+    /// `run`'s place in this query's order.
+    pub fn key_of(&self, run: &crate::domain::run::Run) -> RunCursor {
+        let spec = &run.spec;
+        let primary = match self.sort_by {
+            RunSortField::RunId => Some(spec.run_id.clone()),
+            RunSortField::ClusterName => Some(spec.cluster.clone()),
+            RunSortField::Status => Some(run.status.as_str().to_owned()),
+            RunSortField::QueuedAt => Some(time_key(run.queued_at)),
+            RunSortField::StartedAt => run.started_at.map(time_key),
+            RunSortField::FinishedAt => run.finished_at.map(time_key),
+            RunSortField::GroupName => Some(spec.group_name.clone()),
+            RunSortField::Alias => Some(spec.alias.clone()),
+        };
+        RunCursor {
+            primary,
+            queued_at: time_key(run.queued_at),
+            run_id: spec.run_id.clone(),
+        }
+    }
+
+    /// Compares two places in this query's order: the sort field with
+    /// missing values last, then queue time and run id in the same direction.
+    pub fn cmp_keys(&self, a: &RunCursor, b: &RunCursor) -> std::cmp::Ordering {
         let o = self.order;
-        let dir = |ordering| o.apply(ordering);
-        runs.sort_by(|a, b| {
-            let (x, y) = (&a.spec, &b.spec);
-            let primary = match self.sort_by {
-                RunSortField::RunId => dir(x.run_id.cmp(&y.run_id)),
-                RunSortField::ClusterName => dir(x.cluster.cmp(&y.cluster)),
-                RunSortField::Status => dir(a.status.as_str().cmp(b.status.as_str())),
-                RunSortField::QueuedAt => dir(a.queued_at.cmp(&b.queued_at)),
-                RunSortField::StartedAt => o.nulls_last(a.started_at, b.started_at),
-                RunSortField::FinishedAt => o.nulls_last(a.finished_at, b.finished_at),
-                RunSortField::GroupName => dir(x.group_name.cmp(&y.group_name)),
-                RunSortField::Alias => dir(x.alias.cmp(&y.alias)),
-            };
-            primary
-                .then_with(|| dir(a.queued_at.cmp(&b.queued_at)))
-                .then_with(|| dir(a.spec.run_id.cmp(&b.spec.run_id)))
-        });
+        o.nulls_last(a.primary.as_deref(), b.primary.as_deref())
+            .then_with(|| o.apply(a.queued_at.cmp(&b.queued_at)))
+            .then_with(|| o.apply(a.run_id.cmp(&b.run_id)))
+    }
+
+    /// Sorts runs as the query asks (see [`RunQuery::cmp_keys`]).
+    pub fn sort(&self, runs: &mut [crate::domain::run::Run]) {
+        runs.sort_by_cached_key(|run| SortedBy(self, self.key_of(run)));
+    }
+
+    /// Whether `run` comes after the query's cursor (every run does without one).
+    pub fn is_after_cursor(&self, run: &crate::domain::run::Run) -> bool {
+        self.after.as_ref().is_none_or(|after| {
+            self.cmp_keys(&self.key_of(run), after) == std::cmp::Ordering::Greater
+        })
+    }
+
+    /// What identifies this query apart from where its page starts: a cursor
+    /// made for one query is refused by another.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut bare = self.clone();
+        bare.paging = Paging::default();
+        bare.after = None;
+        let digest = sha2::Sha256::digest(format!("{bare:?}").as_bytes());
+        hex::encode(&digest[..8])
+    }
+
+    /// One page of runs that match and are sorted: from the cursor, then the
+    /// offset, `limit` of them; `total` counts every match.
+    pub fn page(&self, sorted: Vec<crate::domain::run::Run>) -> Page<crate::domain::run::Run> {
+        let total = sorted.len() as u64;
+        let offset = usize::try_from(self.paging.offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.paging.limit).unwrap_or(usize::MAX);
+        let mut rest = sorted
+            .into_iter()
+            .filter(|r| self.is_after_cursor(r))
+            .skip(offset);
+        let items: Vec<_> = rest.by_ref().take(limit).collect();
+        let more = rest.next().is_some();
+        Page {
+            items,
+            total,
+            total_is_lower_bound: false,
+            more,
+        }
+    }
+}
+
+/// A run's place, ordered as its query orders.
+struct SortedBy<'q>(&'q RunQuery, RunCursor);
+
+impl PartialEq for SortedBy<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for SortedBy<'_> {}
+
+impl PartialOrd for SortedBy<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SortedBy<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp_keys(&self.1, &other.1)
     }
 }
 
 impl DefinitionQuery {
+    /// What identifies this query apart from its page (see
+    /// [`RunQuery::fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut bare = self.clone();
+        bare.paging = Paging::default();
+        let digest = sha2::Sha256::digest(format!("{bare:?}").as_bytes());
+        hex::encode(&digest[..8])
+    }
+
     /// Whether `definition` passes every filter.
     pub fn matches(&self, definition: &crate::domain::definition::Definition) -> bool {
         self.alias.matches(&definition.alias)
@@ -374,8 +485,11 @@ pub fn page_of<T>(rows: Vec<T>, paging: Paging) -> Page<T> {
     let total = rows.len() as u64;
     let offset = usize::try_from(paging.offset).unwrap_or(usize::MAX);
     let limit = usize::try_from(paging.limit).unwrap_or(usize::MAX);
+    let more = (offset as u64).saturating_add(limit as u64) < total;
     Page {
         items: rows.into_iter().skip(offset).take(limit).collect(),
         total,
+        total_is_lower_bound: false,
+        more,
     }
 }

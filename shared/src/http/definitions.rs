@@ -64,7 +64,15 @@ pub fn routes() -> Vec<Operation> {
 async fn list_definitions(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
     let q = QueryPairs::parse(raw.as_deref());
     let query = definition_query(&q)?;
-    let Page { items, total } = app.list_definitions(&query).await?;
+    let Page {
+        items, total, more, ..
+    } = app.list_definitions(&query).await?;
+    let next_token = more.then(|| {
+        crate::http::input::offset_token(
+            query.fingerprint(),
+            query.paging.offset + items.len() as u64,
+        )
+    });
     let items = items
         .iter()
         .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
@@ -80,6 +88,8 @@ async fn list_definitions(State(app): State<AppState>, RawQuery(raw): RawQuery) 
             sort_by: query.sort_by.as_str(),
             order: query.order.as_str(),
             paging: query.paging,
+            next_token,
+            total_is_lower_bound: false,
         },
     ))
 }

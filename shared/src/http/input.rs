@@ -420,7 +420,70 @@ fn parse_time(key: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// Query keys every list understands besides its filters.
-pub const PAGING_KEYS: &[&str] = &["limit", "offset", "sort_by", "order"];
+pub const PAGING_KEYS: &[&str] = &["limit", "offset", "sort_by", "order", "next_token"];
+
+/// What a `next_token` carries, opaque to clients (hex of its JSON): the
+/// fingerprint of the query it continues, and where the next page starts,
+/// after a run's place (run lists) or at an offset (the small lists).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ListToken {
+    q: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<crate::domain::query::RunCursor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+}
+
+/// The `next_token` of a run list's page that ends at `last`.
+pub fn run_token(query: &RunQuery, last: &crate::domain::run::Run) -> String {
+    encode_token(&ListToken {
+        q: query.fingerprint(),
+        after: Some(query.key_of(last)),
+        offset: None,
+    })
+}
+
+/// The `next_token` of a small list's page whose next page starts at `offset`.
+pub fn offset_token(fingerprint: String, offset: u64) -> String {
+    encode_token(&ListToken {
+        q: fingerprint,
+        after: None,
+        offset: Some(offset),
+    })
+}
+
+fn encode_token(token: &ListToken) -> String {
+    hex::encode(serde_json::to_vec(token).unwrap_or_default())
+}
+
+impl QueryPairs {
+    /// The `next_token` sent, checked to continue the query `fingerprint`
+    /// names; none when none was sent.
+    fn token(&self, fingerprint: &str) -> Result<Option<ListToken>, ApiError> {
+        let Some(text) = self.one("next_token").filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        if self.number("offset", 0) > 0 {
+            return Err(ApiError::bad_request(
+                "pass either offset or next_token, not both: a next_token already says where its page starts",
+            ));
+        }
+        let token: ListToken = hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "next_token is not one this service made: pass the next_token of the previous page unchanged, or leave it out to start from the first page",
+                )
+            })?;
+        if token.q != fingerprint {
+            return Err(ApiError::bad_request(
+                "next_token continues a list with other filters or another sort: send the same filters, sort_by and order as the page it came from, or leave it out to start again",
+            ));
+        }
+        Ok(Some(token))
+    }
+}
 
 /// Filter keys of run lists.
 pub const RUN_FILTER_KEYS: &[&str] = &[
@@ -489,6 +552,18 @@ pub fn run_query(q: &QueryPairs) -> Result<RunQuery, ApiError> {
             .unwrap_or(defaults.sort_by),
         order: q.order(defaults.order)?,
         paging: q.paging()?,
+        after: None,
+    })
+    .and_then(|mut query| {
+        if let Some(token) = q.token(&query.fingerprint())? {
+            query.after = token.after;
+            if query.after.is_none() {
+                return Err(ApiError::bad_request(
+                    "next_token is not one of a run list's: leave it out to start from the first page",
+                ));
+            }
+        }
+        Ok(query)
     })
 }
 
@@ -508,6 +583,16 @@ pub fn definition_query(q: &QueryPairs) -> Result<DefinitionQuery, ApiError> {
             .unwrap_or(defaults.sort_by),
         order: q.order(defaults.order)?,
         paging: q.paging()?,
+    })
+    .and_then(|mut query| {
+        if let Some(token) = q.token(&query.fingerprint())? {
+            query.paging.offset = token.offset.ok_or_else(|| {
+                ApiError::bad_request(
+                    "next_token is not one of a definition list's: leave it out to start from the first page",
+                )
+            })?;
+        }
+        Ok(query)
     })
 }
 

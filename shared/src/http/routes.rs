@@ -42,6 +42,8 @@ pub fn page_schema<T: JsonSchema>(key: &'static str, generator: &mut SchemaGener
             "sort_by": {"type": "string"},
             "order": {"type": "string", "enum": ["asc", "desc"]},
             "env_filters": {"type": "object", "additionalProperties": {"type": "string"}},
+            "next_token": {"type": "string", "description": "Rows follow: pass it as ?next_token= with the same filters and sort for the next page"},
+            "total_is_lower_bound": {"type": "boolean", "description": "The total is a bound: at least this many rows match"},
             "latest_only": {"type": "boolean"},
             "ignored": strings.clone(),
         },

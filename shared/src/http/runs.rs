@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use crate::app::{App, DefinitionRef};
 use crate::domain::identity::Caller;
 use crate::domain::launch::{LaunchRequest, OwnerRule};
-use crate::domain::query::Page;
 use crate::domain::report::StatusReport;
 use crate::domain::run::Run;
 use crate::http::access::Who;
@@ -189,15 +188,21 @@ pub(crate) async fn runs_page(
     if let Some(ids) = &executables {
         query.definition_ids = ids.clone();
     }
-    let Page { items, total } = app.list_runs(&query).await?;
-    let items = items
+    let page = app.list_runs(&query).await?;
+    let next_token = page
+        .items
+        .last()
+        .filter(|_| page.more)
+        .map(|last| crate::http::input::run_token(&query, last));
+    let items = page
+        .items
         .iter()
         .map(|r| serde_json::to_value(run_view(app, r)).unwrap_or(Value::Null))
         .collect();
     let mut body = page_envelope(
         "history",
         items,
-        total,
+        page.total,
         &q,
         RUN_FILTER_KEYS,
         ListMeta {
@@ -205,6 +210,8 @@ pub(crate) async fn runs_page(
             sort_by: query.sort_by.as_str(),
             order: query.order.as_str(),
             paging: query.paging,
+            next_token,
+            total_is_lower_bound: page.total_is_lower_bound,
         },
     );
     if let (Some(ids), Value::Object(map)) = (executables, &mut body) {

@@ -62,7 +62,7 @@ pub struct RunView {
     /// Reserved variables, then the request's.
     pub env: Vec<EnvVar>,
     /// The secrets the run takes, by reference (never their values).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<crate::domain::SecretRef>,
     /// Command.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -390,11 +390,17 @@ pub struct ListMeta<'a> {
     pub order: &'a str,
     /// The page.
     pub paging: crate::domain::query::Paging,
+    /// Where the next page starts, when rows follow.
+    pub next_token: Option<String>,
+    /// `total` is a lower bound.
+    pub total_is_lower_bound: bool,
 }
 
 /// Flotilla's list envelope: the rows under `list_key`, the total, the paging
 /// and sort used, every filter given echoed as an array (`env` as the
-/// `env_filters` map), and the query keys that were ignored.
+/// `env_filters` map), and the query keys that were ignored; and, beyond
+/// Flotilla's, `next_token` when rows follow and `total_is_lower_bound` when
+/// the total is only a bound.
 pub fn page_envelope(
     list_key: &str,
     items: Vec<Value>,
@@ -418,6 +424,12 @@ pub fn page_envelope(
         "env_filters": env_filters,
     });
     if let Value::Object(map) = &mut body {
+        if let Some(token) = meta.next_token {
+            map.insert("next_token".into(), json!(token));
+        }
+        if meta.total_is_lower_bound {
+            map.insert("total_is_lower_bound".into(), json!(true));
+        }
         for key in filter_keys.iter().filter(|k| **k != "env") {
             let values = q.all(key);
             if !values.is_empty() {

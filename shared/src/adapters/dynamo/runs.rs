@@ -12,7 +12,7 @@ use super::{
     run_pk, s, to_av, within_item_limit,
 };
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
-use crate::domain::query::{Page, RunQuery, page_of};
+use crate::domain::query::{Page, RunQuery};
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
 use crate::ports::{RecordedEvent, RunStore};
@@ -205,6 +205,6 @@ impl RunStore for DynamoStore {
             }
         }
         query.sort(&mut runs);
-        Ok(page_of(runs, query.paging))
+        Ok(query.page(runs))
     }
 }

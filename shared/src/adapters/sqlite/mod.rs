@@ -35,7 +35,7 @@ use crate::ports::Clock;
 pub use queue::ClaimedTicket;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS definitions (
@@ -69,9 +69,6 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at   TEXT,
     body          TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, queued_at);
-CREATE INDEX IF NOT EXISTS runs_by_definition ON runs (definition_id, queued_at);
-CREATE INDEX IF NOT EXISTS runs_by_queued_at ON runs (queued_at);
 CREATE TABLE IF NOT EXISTS queue (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id       TEXT NOT NULL,
@@ -101,6 +98,59 @@ CREATE TABLE IF NOT EXISTS templates (
 );
 "#;
 
+/// Schema 2: run lists walk an index in the order they ask for. Every sort
+/// key has an index ending in the `(queued_at, run_id)` tiebreak; a start or
+/// end time sorts through a column that puts runs without one last in each
+/// direction (`~` after every time ascending, the empty text before every
+/// time descending). `run_env` holds each run's variables for env filters;
+/// `run_counts` the number of runs per status, definition, alias and
+/// cluster, kept in the append's transaction, for totals.
+const MIGRATION_2: &str = r#"
+ALTER TABLE runs ADD COLUMN started_asc TEXT GENERATED ALWAYS AS (COALESCE(started_at, '~')) VIRTUAL;
+ALTER TABLE runs ADD COLUMN started_desc TEXT GENERATED ALWAYS AS (COALESCE(started_at, '')) VIRTUAL;
+ALTER TABLE runs ADD COLUMN finished_asc TEXT GENERATED ALWAYS AS (COALESCE(finished_at, '~')) VIRTUAL;
+ALTER TABLE runs ADD COLUMN finished_desc TEXT GENERATED ALWAYS AS (COALESCE(finished_at, '')) VIRTUAL;
+DROP INDEX IF EXISTS runs_by_status;
+DROP INDEX IF EXISTS runs_by_definition;
+DROP INDEX IF EXISTS runs_by_queued_at;
+CREATE INDEX runs_queued ON runs (queued_at, run_id);
+CREATE INDEX runs_status ON runs (status, queued_at, run_id);
+CREATE INDEX runs_definition ON runs (definition_id, queued_at, run_id);
+CREATE INDEX runs_cluster ON runs (cluster, queued_at, run_id);
+CREATE INDEX runs_alias ON runs (alias, queued_at, run_id);
+CREATE INDEX runs_group ON runs (group_name, queued_at, run_id);
+CREATE INDEX runs_owner ON runs (owner, queued_at, run_id);
+CREATE INDEX runs_started_asc ON runs (started_asc, queued_at, run_id);
+CREATE INDEX runs_started_desc ON runs (started_desc, queued_at, run_id);
+CREATE INDEX runs_finished_asc ON runs (finished_asc, queued_at, run_id);
+CREATE INDEX runs_finished_desc ON runs (finished_desc, queued_at, run_id);
+CREATE TABLE run_env (
+    name      TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
+    run_id    TEXT NOT NULL,
+    PRIMARY KEY (name, value, queued_at, run_id)
+) WITHOUT ROWID;
+CREATE TABLE run_counts (
+    status        TEXT NOT NULL,
+    definition_id TEXT NOT NULL,
+    alias         TEXT NOT NULL,
+    cluster       TEXT NOT NULL,
+    n             INTEGER NOT NULL,
+    PRIMARY KEY (status, definition_id, alias, cluster)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO run_env (name, value, queued_at, run_id)
+    SELECT json_extract(e.value, '$.name'), json_extract(e.value, '$.value'), r.queued_at, r.run_id
+    FROM runs AS r, json_each(r.body, '$.spec.env') AS e;
+INSERT INTO run_counts (status, definition_id, alias, cluster, n)
+    SELECT status, definition_id, alias, cluster, COUNT(*) FROM runs
+    GROUP BY status, definition_id, alias, cluster;
+"#;
+
+/// Appends between two `PRAGMA optimize` runs, which keep the query
+/// planner's statistics fresh as the tables grow.
+const OPTIMIZE_EVERY: u64 = 10_000;
+
 /// Work for the connection's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -110,6 +160,7 @@ pub struct SqliteStore {
     jobs: std::sync::mpsc::Sender<Job>,
     enqueued: Arc<tokio::sync::Notify>,
     clock: Arc<dyn Clock>,
+    appends: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqliteStore {
@@ -117,7 +168,7 @@ impl SqliteStore {
     /// records (when an event was stored, when a ticket was enqueued) are
     /// read off `clock`.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
+        let mut conn = Connection::open(path).map_err(backend)?;
         // One process owns the database (the data directory's lock says so):
         // it holds SQLite's lock for as long as it runs, so no transaction
         // takes a file lock, and reads go through memory-mapped pages.
@@ -136,7 +187,17 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+        if version < 2 {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(MIGRATION_2).map_err(backend)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        // Statistics for the planner (sampled, so this stays quick at any
+        // size): which index serves a list depends on how many rows a
+        // filter keeps.
+        conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
             .map_err(backend)?;
         // The connection lives on a thread of its own, which runs every call
         // in turn: no lock to take, no blocking pool to hop through. It ends,
@@ -155,6 +216,7 @@ impl SqliteStore {
             jobs,
             enqueued: Arc::new(tokio::sync::Notify::new()),
             clock,
+            appends: Arc::default(),
         })
     }
 

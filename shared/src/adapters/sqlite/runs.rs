@@ -1,15 +1,24 @@
 //! The run store on SQLite: `run_events` holds each stream, `runs` each
-//! projection, written in one transaction after the version check.
+//! projection, written in one transaction after the version check with the
+//! run's variables (`run_env`) and the counts of runs (`run_counts`).
+//!
+//! A list walks the index of its sort key from its cursor (or offset) and
+//! stops after one row more than its page; an env filter on the default
+//! sort walks `run_env` instead. Its total comes from `run_counts` when it
+//! filters only by status, definition, alias and cluster, and is otherwise
+//! counted up to [`COUNT_BOUND`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::sql::{order_sql, page_of, push_env_filter, push_in, push_text_filter, push_time_range};
-use super::{SqliteStore, backend, decode, encode};
+use rusqlite::types::Value;
+
+use super::sql::{order_sql, push_in, push_text_filter, push_time_range, where_sql};
+use super::{OPTIMIZE_EVERY, SqliteStore, backend, decode, encode};
 use crate::adapters::time_key;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
-use crate::domain::query::{Page, RunQuery, RunSortField};
+use crate::domain::query::{COUNT_BOUND, Page, RunQuery, RunSortField, SortOrder};
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
 use crate::ports::{RecordedEvent, RunStore};
@@ -31,6 +40,7 @@ impl RunStore for SqliteStore {
         let projection_body = encode(projection)?;
         let p = projection.clone();
         let now = self.now();
+        let appends = std::sync::Arc::clone(&self.appends);
         self.with(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             let actual: i64 = tx
@@ -69,27 +79,72 @@ impl RunStore for SqliteStore {
                         .map_err(backend)?;
                 }
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO runs (run_id, version, status, definition_id, alias, group_name, \
+            let before: Option<[String; 4]> = tx
+                .prepare_cached(
+                    "SELECT status, definition_id, alias, cluster FROM runs WHERE run_id = ?1",
+                )
+                .map_err(backend)?
+                .query_row([&run_id], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
+                .optional()
+                .map_err(backend)?;
+            tx.prepare_cached(
+                "INSERT INTO runs (run_id, version, status, definition_id, alias, group_name, \
                  cluster, owner, queued_at, started_at, finished_at, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    run_id,
-                    version as i64,
-                    p.status.as_str(),
-                    p.spec.definition_id,
-                    p.spec.alias,
-                    p.spec.group_name,
-                    p.spec.cluster,
-                    p.spec.owner,
-                    time_key(p.queued_at),
-                    p.started_at.map(time_key),
-                    p.finished_at.map(time_key),
-                    projection_body
-                ],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (run_id) DO UPDATE SET version = excluded.version, \
+                 status = excluded.status, definition_id = excluded.definition_id, \
+                 alias = excluded.alias, group_name = excluded.group_name, \
+                 cluster = excluded.cluster, owner = excluded.owner, \
+                 queued_at = excluded.queued_at, started_at = excluded.started_at, \
+                 finished_at = excluded.finished_at, body = excluded.body",
             )
+            .map_err(backend)?
+            .execute(params![
+                run_id,
+                version as i64,
+                p.status.as_str(),
+                p.spec.definition_id,
+                p.spec.alias,
+                p.spec.group_name,
+                p.spec.cluster,
+                p.spec.owner,
+                time_key(p.queued_at),
+                p.started_at.map(time_key),
+                p.finished_at.map(time_key),
+                projection_body
+            ])
             .map_err(backend)?;
+            let after = [
+                p.status.as_str().to_owned(),
+                p.spec.definition_id.clone(),
+                p.spec.alias.clone(),
+                p.spec.cluster.clone(),
+            ];
+            if before.is_none() {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO run_env (name, value, queued_at, run_id) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(backend)?;
+                let queued = time_key(p.queued_at);
+                for var in &p.spec.env {
+                    insert
+                        .execute(params![var.name, var.value, queued, run_id])
+                        .map_err(backend)?;
+                }
+            }
+            if before.as_ref() != Some(&after) {
+                if let Some(old) = &before {
+                    count(&tx, old, -1)?;
+                }
+                count(&tx, &after, 1)?;
+            }
             tx.commit().map_err(backend)?;
+            if appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % OPTIMIZE_EVERY
+                == OPTIMIZE_EVERY - 1
+            {
+                conn.execute_batch("PRAGMA optimize").map_err(backend)?;
+            }
             Ok(version)
         })
         .await
@@ -148,79 +203,227 @@ impl RunStore for SqliteStore {
 
     async fn list(&self, query: &RunQuery) -> Result<Page<Run>, StoreError> {
         let query = query.clone();
-        self.with(move |conn| {
-            let mut clauses = Vec::new();
-            let mut args = Vec::new();
-            push_in(
-                "status",
-                query.statuses.iter().map(|s| s.as_str().to_owned()),
-                &mut clauses,
-                &mut args,
-            );
-            push_in(
-                "definition_id",
-                query.definition_ids.iter().cloned(),
-                &mut clauses,
-                &mut args,
-            );
-            push_in(
-                "cluster",
-                query.clusters.iter().cloned(),
-                &mut clauses,
-                &mut args,
-            );
-            push_in(
-                "owner",
-                query.owners.iter().cloned(),
-                &mut clauses,
-                &mut args,
-            );
-            push_text_filter("alias", &query.alias, &mut clauses, &mut args);
-            push_text_filter("group_name", &query.group_name, &mut clauses, &mut args);
-            push_text_filter(
-                "json_extract(body, '$.spec.image')",
-                &query.image,
-                &mut clauses,
-                &mut args,
-            );
-            push_text_filter(
-                "json_extract(body, '$.spec.command')",
-                &query.command,
-                &mut clauses,
-                &mut args,
-            );
-            push_text_filter(
-                "json_extract(body, '$.exit_reason')",
-                &query.exit_reason,
-                &mut clauses,
-                &mut args,
-            );
-            push_env_filter("$.spec.env", &query.env, &mut clauses, &mut args);
-            push_time_range("queued_at", query.queued_at, &mut clauses, &mut args);
-            push_time_range("started_at", query.started_at, &mut clauses, &mut args);
-            push_time_range("finished_at", query.finished_at, &mut clauses, &mut args);
-            let column = match query.sort_by {
-                RunSortField::RunId => "run_id",
-                RunSortField::ClusterName => "cluster",
-                RunSortField::Status => "status",
-                RunSortField::QueuedAt => "queued_at",
-                RunSortField::StartedAt => "started_at",
-                RunSortField::FinishedAt => "finished_at",
-                RunSortField::GroupName => "group_name",
-                RunSortField::Alias => "alias",
-            };
-            let dir = order_sql(query.order);
-            let order_by = format!("{column} {dir} NULLS LAST, queued_at {dir}, run_id {dir}");
-            page_of(
-                conn,
-                "runs",
-                &clauses,
-                args,
-                order_by,
-                query.paging.limit,
-                query.paging.offset,
-            )
-        })
-        .await
+        self.with(move |conn| list_runs(conn, &query)).await
     }
+}
+
+/// Adds `by` to the count of runs with these (status, definition id, alias,
+/// cluster), removing a count that reaches zero.
+fn count(tx: &rusqlite::Transaction<'_>, key: &[String; 4], by: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO run_counts (status, definition_id, alias, cluster, n) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (status, definition_id, alias, cluster) DO UPDATE SET n = n + excluded.n",
+    )
+    .map_err(backend)?
+    .execute(params![key[0], key[1], key[2], key[3], by])
+    .map_err(backend)?;
+    if by < 0 {
+        tx.prepare_cached("DELETE FROM run_counts WHERE n <= 0")
+            .map_err(backend)?
+            .execute([])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The filters of `query` as clauses on `runs AS r`.
+fn filters(query: &RunQuery, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
+    push_in(
+        "r.status",
+        query.statuses.iter().map(|s| s.as_str().to_owned()),
+        clauses,
+        args,
+    );
+    push_in(
+        "r.definition_id",
+        query.definition_ids.iter().cloned(),
+        clauses,
+        args,
+    );
+    push_in("r.cluster", query.clusters.iter().cloned(), clauses, args);
+    push_in("r.owner", query.owners.iter().cloned(), clauses, args);
+    push_text_filter("r.alias", &query.alias, clauses, args);
+    push_text_filter("r.group_name", &query.group_name, clauses, args);
+    push_text_filter(
+        "json_extract(r.body, '$.spec.image')",
+        &query.image,
+        clauses,
+        args,
+    );
+    push_text_filter(
+        "json_extract(r.body, '$.spec.command')",
+        &query.command,
+        clauses,
+        args,
+    );
+    push_text_filter(
+        "json_extract(r.body, '$.exit_reason')",
+        &query.exit_reason,
+        clauses,
+        args,
+    );
+    for var in &query.env {
+        // A point lookup in run_env's key: name, value, queue time, run.
+        clauses.push(
+            "EXISTS (SELECT 1 FROM run_env AS e WHERE e.name = ? AND e.value = ? \
+             AND e.queued_at = r.queued_at AND e.run_id = r.run_id)"
+                .to_owned(),
+        );
+        args.push(Value::Text(var.name.clone()));
+        args.push(Value::Text(var.value.clone()));
+    }
+    push_time_range("r.queued_at", query.queued_at, clauses, args);
+    push_time_range("r.started_at", query.started_at, clauses, args);
+    push_time_range("r.finished_at", query.finished_at, clauses, args);
+}
+
+/// Whether `run_counts` answers the query's total: it filters by nothing
+/// but status, definition, alias and cluster.
+fn counted(query: &RunQuery) -> bool {
+    let bare = RunQuery {
+        statuses: vec![],
+        definition_ids: vec![],
+        clusters: vec![],
+        alias: Default::default(),
+        ..query.clone()
+    };
+    bare.owners.is_empty()
+        && bare.group_name.is_empty()
+        && bare.image.is_empty()
+        && bare.command.is_empty()
+        && bare.exit_reason.is_empty()
+        && bare.env.is_empty()
+        && bare.queued_at.is_empty()
+        && bare.started_at.is_empty()
+        && bare.finished_at.is_empty()
+}
+
+fn list_runs(conn: &rusqlite::Connection, query: &RunQuery) -> Result<Page<Run>, StoreError> {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    filters(query, &mut clauses, &mut args);
+
+    // The total: maintained, or counted up to the bound.
+    let (total, total_is_lower_bound) = if counted(query) {
+        let mut c = Vec::new();
+        let mut a = Vec::new();
+        push_in(
+            "status",
+            query.statuses.iter().map(|s| s.as_str().to_owned()),
+            &mut c,
+            &mut a,
+        );
+        push_in(
+            "definition_id",
+            query.definition_ids.iter().cloned(),
+            &mut c,
+            &mut a,
+        );
+        push_in("cluster", query.clusters.iter().cloned(), &mut c, &mut a);
+        push_text_filter("alias", &query.alias, &mut c, &mut a);
+        let n: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT COALESCE(SUM(n), 0) FROM run_counts {}",
+                where_sql(&c)
+            ))
+            .map_err(backend)?
+            .query_row(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
+            .map_err(backend)?;
+        (n.max(0) as u64, false)
+    } else {
+        let mut a = args.clone();
+        a.push(Value::Integer(COUNT_BOUND as i64 + 1));
+        let n: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM runs AS r {} LIMIT ?)",
+                where_sql(&clauses)
+            ))
+            .map_err(backend)?
+            .query_row(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
+            .map_err(backend)?;
+        let n = n.max(0) as u64;
+        (n.min(COUNT_BOUND), n > COUNT_BOUND)
+    };
+
+    // The order: the sort key's column, then the tiebreak. An env filter on
+    // the default sort walks run_env's key, which holds the same order.
+    let asc = query.order == SortOrder::Asc;
+    let driven_by_env = query.sort_by == RunSortField::QueuedAt && !query.env.is_empty();
+    let (from, tiebreak) = if driven_by_env {
+        clauses.push("e0.name = ? AND e0.value = ? AND r.run_id = e0.run_id".to_owned());
+        args.push(Value::Text(query.env[0].name.clone()));
+        args.push(Value::Text(query.env[0].value.clone()));
+        (
+            "run_env AS e0 CROSS JOIN runs AS r",
+            ["e0.queued_at", "e0.run_id"],
+        )
+    } else {
+        ("runs AS r", ["r.queued_at", "r.run_id"])
+    };
+    let primary = match query.sort_by {
+        RunSortField::RunId | RunSortField::QueuedAt => None,
+        RunSortField::ClusterName => Some("r.cluster"),
+        RunSortField::Status => Some("r.status"),
+        RunSortField::GroupName => Some("r.group_name"),
+        RunSortField::Alias => Some("r.alias"),
+        RunSortField::StartedAt if asc => Some("r.started_asc"),
+        RunSortField::StartedAt => Some("r.started_desc"),
+        RunSortField::FinishedAt if asc => Some("r.finished_asc"),
+        RunSortField::FinishedAt => Some("r.finished_desc"),
+    };
+    let columns: Vec<&str> = match query.sort_by {
+        RunSortField::RunId => vec!["r.run_id"],
+        _ => primary.into_iter().chain(tiebreak).collect(),
+    };
+    if let Some(after) = &query.after {
+        let missing = if asc { "~" } else { "" };
+        let mut values: Vec<String> = match query.sort_by {
+            RunSortField::RunId => vec![after.run_id.clone()],
+            RunSortField::QueuedAt => vec![],
+            _ => vec![after.primary.clone().unwrap_or_else(|| missing.to_owned())],
+        };
+        if query.sort_by != RunSortField::RunId {
+            values.extend([after.queued_at.clone(), after.run_id.clone()]);
+        }
+        let marks = vec!["?"; values.len()].join(", ");
+        clauses.push(format!(
+            "({}) {} ({marks})",
+            columns.join(", "),
+            if asc { ">" } else { "<" }
+        ));
+        args.extend(values.into_iter().map(Value::Text));
+    }
+    let dir = order_sql(query.order);
+    let order_by: Vec<String> = columns.iter().map(|c| format!("{c} {dir}")).collect();
+    let limit = query.paging.limit.min(i64::MAX as u64 - 1);
+    args.push(Value::Integer(limit as i64 + 1));
+    args.push(Value::Integer(
+        query.paging.offset.min(i64::MAX as u64) as i64
+    ));
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT r.body FROM {from} {} ORDER BY {} LIMIT ? OFFSET ?",
+            where_sql(&clauses),
+            order_by.join(", ")
+        ))
+        .map_err(backend)?;
+    let bodies = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let more = bodies.len() as u64 > limit;
+    let items = bodies
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|b| decode(b))
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        items,
+        total,
+        total_is_lower_bound,
+        more,
+    })
 }

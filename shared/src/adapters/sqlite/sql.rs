@@ -127,9 +127,13 @@ pub(super) fn page_of<T: serde::de::DeserializeOwned>(
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
-    let items = bodies.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
+    let items: Vec<T> = bodies.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
+    let total = total.max(0) as u64;
+    let more = offset.saturating_add(items.len() as u64) < total;
     Ok(Page {
         items,
-        total: total as u64,
+        total,
+        total_is_lower_bound: false,
+        more,
     })
 }
