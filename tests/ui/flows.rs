@@ -651,3 +651,49 @@ async fn behind_a_jwt_gateway_the_ui_signs_in_at_the_issuer_with_pkce_and_sends_
         format!("{}/#/tasks", gateway.base)
     );
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn the_runs_pager_moves_by_next_token_and_back() {
+    let ui = Ui::start("pager").await;
+    ui.server.define("many", "true").await;
+    let mut first = String::new();
+    for i in 0..52 {
+        let run = ui.server.execute("many", json!({})).await;
+        if i == 0 {
+            first = run["run_id"].as_str().unwrap_or_default().to_owned();
+        }
+    }
+    ui.open("#/runs?status=any").await;
+    ui.wait_text("#page-range", "1–50 of 52").await;
+    assert_eq!(ui.rows("#runs-table").await.len(), 50);
+    ui.find("#page-next").await.click().await;
+    ui.wait_text("#page-range", "51–52 of 52").await;
+    ui.wait_rows("#runs-table", 2).await;
+    let shown = ui
+        .browser
+        .execute(
+            "return [...document.querySelectorAll('#runs-table a.run-link')].map(a => a.dataset.runId);",
+            vec![],
+        )
+        .await;
+    assert!(
+        shown
+            .as_array()
+            .is_some_and(|ids| ids.contains(&json!(first))),
+        "the oldest run is on the last page: {shown}"
+    );
+    let url = ui.browser.current_url().await;
+    assert!(
+        url.contains("page="),
+        "the page's token is in the address: {url}"
+    );
+    assert!(
+        ui.find("#page-next").await.property("disabled").await == json!(true),
+        "no page after the last"
+    );
+    ui.shot("runs-last-page").await;
+    ui.find("#page-previous").await.click().await;
+    ui.wait_text("#page-range", "1–50 of 52").await;
+    assert_eq!(ui.rows("#runs-table").await.len(), 50);
+}

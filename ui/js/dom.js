@@ -123,6 +123,21 @@ export function pager(total, offset, limit, go) {
     h('button', { type: 'button', disabled: last >= total, onclick: () => go(offset + limit) }, 'Next →'));
 }
 
+/**
+ * Previous/next paging by cursor: the page shows `count` rows from row
+ * `at`; `next` (when rows follow) and `previous` (when not on the first
+ * page) move. A total that is only a bound reads "at least".
+ */
+export function cursorPager({ total, lowerBound, at, count, next, previous }) {
+  if (total === 0 && at === 0) return null;
+  const first = count === 0 ? at : at + 1;
+  const of = lowerBound ? `at least ${total}` : `${total}`;
+  return h('nav', { class: 'pager', 'aria-label': 'Pages' },
+    h('button', { type: 'button', id: 'page-previous', disabled: !previous, onclick: previous || undefined }, '← Previous'),
+    h('span', { class: 'muted', 'aria-live': 'polite', id: 'page-range' }, `${first}–${at + count} of ${of}`),
+    h('button', { type: 'button', id: 'page-next', disabled: !next, onclick: next || undefined }, 'Next →'));
+}
+
 /** A box listing what went wrong. */
 export function problemBox(error, intro) {
   const problems = error.problems || [error.message || String(error)];

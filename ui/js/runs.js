@@ -3,7 +3,7 @@
 // seconds while the page is shown; and the runs table other views reuse.
 
 import { get, query, clusterNames } from './api.js';
-import { h, table, pager, statusBadge, timeEl, duration, navigate, replace, problemBox, ACTIVE_STATUSES, ALL_STATUSES } from './dom.js';
+import { h, table, cursorPager, statusBadge, timeEl, duration, navigate, replace, problemBox, ACTIVE_STATUSES, ALL_STATUSES } from './dom.js';
 import { field } from './forms.js';
 
 const PAGE = 50;
@@ -43,10 +43,15 @@ function toIso(local) {
   return Number.isNaN(d.getTime()) ? local : d.toISOString();
 }
 
+// The tokens of the pages visited, per list (its filters and sort), so
+// "Previous" goes back along the pages "Next" came by.
+const trails = new Map();
+
 export async function runsView(scope) {
   const p = scope.params;
   const statuses = statusesOf(p);
-  const offset = Number(p.get('offset')) || 0;
+  const token = p.get('page') || '';
+  const at = token ? Number(p.get('at')) || 0 : 0;
   const filters = {
     cluster: p.get('cluster') || '',
     owner_id: p.get('owner_id') || '',
@@ -66,8 +71,13 @@ export async function runsView(scope) {
     sort_by: sortBy,
     order,
     limit: PAGE,
-    offset,
+    next_token: token,
   })}`;
+  const listKey = JSON.stringify([statuses, filters, sortBy, order]);
+  const trail = trails.get(listKey) || [''];
+  trails.set(listKey, trail);
+  const pageIndex = Math.round(at / PAGE);
+  trail[pageIndex] = token;
   const [data, clusters] = await Promise.all([get(url), clusterNames().catch(() => [])]);
 
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter runs', id: 'runs-filters' },
@@ -109,7 +119,25 @@ export async function runsView(scope) {
           ? 'No active runs. Tick STOPPED or choose “All runs” to see finished ones.'
           : 'No run matches these filters.',
       }),
-      pager(page.total || 0, offset, PAGE, (o) => go({ offset: o })));
+      cursorPager({
+        total: page.total || 0,
+        lowerBound: Boolean(page.total_is_lower_bound),
+        at,
+        count: (page.history || []).length,
+        next: page.next_token
+          ? () => {
+            trail.length = pageIndex + 1;
+            go({ page: page.next_token, at: at + PAGE });
+          }
+          : null,
+        previous: at > 0
+          ? () => {
+            const back = pageIndex - 1;
+            const previousToken = back >= 0 && trail[back] !== undefined ? trail[back] : '';
+            go(previousToken ? { page: previousToken, at: back * PAGE } : {});
+          }
+          : null,
+      }));
     updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   };
   show(data);

@@ -487,6 +487,48 @@ pub async fn run_read_model_contract<S: RunStore>(store: &S) {
         "queued until, exclusive"
     );
 
+    // Totals, kept or counted, are the number of runs the filters match,
+    // after runs changed status.
+    let everything = list(RunQuery::default()).await.items;
+    let totals = [
+        RunQuery::default(),
+        RunQuery {
+            statuses: vec![RunStatus::Stopped],
+            ..RunQuery::default()
+        },
+        RunQuery {
+            statuses: vec![RunStatus::Queued, RunStatus::Stopped],
+            alias: TextFilter(vec!["alpha".into()]),
+            ..RunQuery::default()
+        },
+        RunQuery {
+            clusters: vec!["c2".into()],
+            statuses: vec![RunStatus::Queued],
+            ..RunQuery::default()
+        },
+        RunQuery {
+            owners: vec!["ana".into()],
+            ..RunQuery::default()
+        },
+        RunQuery {
+            env: env(&[("MODEL", "v2")]),
+            ..RunQuery::default()
+        },
+        RunQuery {
+            env: env(&[("MODEL", "v2")]),
+            statuses: vec![RunStatus::Stopped],
+            sort_by: RunSortField::FinishedAt,
+            ..RunQuery::default()
+        },
+    ];
+    for q in totals {
+        let expected = everything.iter().filter(|r| q.matches(r)).count() as u64;
+        let page = list(q.clone()).await;
+        assert_eq!(page.total, expected, "{q:?}");
+        assert!(!page.total_is_lower_bound);
+        assert_eq!(page.items.len() as u64, expected, "{q:?}");
+    }
+
     // Cursor paging: for every sort key in both directions, pages of two
     // taken after the last run of the page before walk the whole sorted
     // list once, each run in its place, and the last page says no more follow.
