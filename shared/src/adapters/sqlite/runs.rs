@@ -18,7 +18,7 @@ use super::sql::{order_sql, push_in, push_text_filter, push_time_range, where_sq
 use super::{OPTIMIZE_EVERY, SqliteStore, backend, decode, encode};
 use crate::adapters::time_key;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
-use crate::domain::query::{COUNT_BOUND, Page, RunQuery, RunSortField, SortOrder};
+use crate::domain::query::{COUNT_BOUND, Page, RunQuery, RunSortField, SortOrder, TextFilter};
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
 use crate::ports::{RecordedEvent, RunStore};
@@ -226,8 +226,15 @@ fn count(tx: &rusqlite::Transaction<'_>, key: &[String; 4], by: i64) -> Result<(
     Ok(())
 }
 
-/// The filters of `query` as clauses on `runs AS r`.
-fn filters(query: &RunQuery, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
+/// The filters of `query` as clauses on `runs AS r`; `aliases`, when
+/// given, are the aliases a one-value alias filter matches (see
+/// [`aliases_matching`]), so the filter is exact and can use an index.
+fn filters(
+    query: &RunQuery,
+    aliases: Option<&[String]>,
+    clauses: &mut Vec<String>,
+    args: &mut Vec<Value>,
+) {
     push_in(
         "r.status",
         query.statuses.iter().map(|s| s.as_str().to_owned()),
@@ -242,7 +249,11 @@ fn filters(query: &RunQuery, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
     );
     push_in("r.cluster", query.clusters.iter().cloned(), clauses, args);
     push_in("r.owner", query.owners.iter().cloned(), clauses, args);
-    push_text_filter("r.alias", &query.alias, clauses, args);
+    match aliases {
+        Some([]) => clauses.push("0".to_owned()),
+        Some(aliases) => push_in("r.alias", aliases.iter().cloned(), clauses, args),
+        None => push_text_filter("r.alias", &query.alias, clauses, args),
+    }
     push_text_filter("r.group_name", &query.group_name, clauses, args);
     push_text_filter(
         "json_extract(r.body, '$.spec.image')",
@@ -298,8 +309,8 @@ fn counted(query: &RunQuery) -> bool {
         && bare.finished_at.is_empty()
 }
 
-/// Runs the status, definition, alias and cluster filters leave, from
-/// `run_counts` (every run when the query has none of them).
+/// Runs the status, definition, alias and cluster filters leave together,
+/// from `run_counts` (every run when the query has none of them).
 fn kept_count(conn: &rusqlite::Connection, query: &RunQuery) -> Result<u64, StoreError> {
     let mut c = Vec::new();
     let mut a = Vec::new();
@@ -328,32 +339,95 @@ fn kept_count(conn: &rusqlite::Connection, query: &RunQuery) -> Result<u64, Stor
     Ok(n.max(0) as u64)
 }
 
+/// The aliases of stored runs that contain `part`: a one-value alias filter
+/// matches exactly the runs with one of them. `run_counts` holds every
+/// alias a run has, and is small.
+fn aliases_matching(conn: &rusqlite::Connection, part: &str) -> Result<Vec<String>, StoreError> {
+    let mut c = Vec::new();
+    let mut a = Vec::new();
+    push_text_filter("alias", &TextFilter(vec![part.to_owned()]), &mut c, &mut a);
+    conn.prepare_cached(&format!(
+        "SELECT DISTINCT alias FROM run_counts {}",
+        where_sql(&c)
+    ))
+    .map_err(backend)?
+    .query_map(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
+    .map_err(backend)?
+    .collect::<Result<_, _>>()
+    .map_err(backend)
+}
+
+/// How many runs each indexed exact filter keeps on its own, from
+/// `run_counts`, with the index that reads them.
+fn filter_counts(
+    conn: &rusqlite::Connection,
+    query: &RunQuery,
+    aliases: Option<&[String]>,
+) -> Result<Vec<(u64, &'static str)>, StoreError> {
+    let aliases: Vec<String> = match (aliases, query.alias.0.as_slice()) {
+        (Some(aliases), _) => aliases.to_vec(),
+        (None, []) => Vec::new(),
+        (None, many) => many.to_vec(),
+    };
+    let dimensions: [(&str, Vec<String>, &'static str); 4] = [
+        (
+            "status",
+            query
+                .statuses
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            "INDEXED BY runs_status",
+        ),
+        (
+            "definition_id",
+            query.definition_ids.clone(),
+            "INDEXED BY runs_definition",
+        ),
+        ("cluster", query.clusters.clone(), "INDEXED BY runs_cluster"),
+        ("alias", aliases, "INDEXED BY runs_alias"),
+    ];
+    let mut counts = Vec::new();
+    for (column, values, index) in dimensions {
+        if values.is_empty() {
+            continue;
+        }
+        let mut c = Vec::new();
+        let mut a = Vec::new();
+        push_in(column, values.into_iter(), &mut c, &mut a);
+        let n: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT COALESCE(SUM(n), 0) FROM run_counts {}",
+                where_sql(&c)
+            ))
+            .map_err(backend)?
+            .query_row(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
+            .map_err(backend)?;
+        counts.push((n.max(0) as u64, index));
+    }
+    Ok(counts)
+}
+
 /// Runs few enough to sort after filtering, rather than walk an index in
 /// order until the page is full.
 const SORT_AT_MOST: u64 = 2_000;
 
 /// The index a run list reads, chosen here rather than by the planner
 /// (whose sampled statistics cannot tell a status that keeps most runs
-/// from one that keeps a few): the index of a filter that keeps at most
-/// [`SORT_AT_MOST`] runs, whose rows are then sorted; on the default sort,
-/// the index of a one-value filter, which holds its runs in queue order;
-/// else the sort key's own index, walked in order.
-fn index_for(query: &RunQuery, kept: u64, sort_at_most: u64) -> &'static str {
+/// from one that keeps a few): the index of the exact filter that keeps the
+/// fewest runs, when that is at most `sort_at_most`, whose rows are then
+/// sorted; on the default sort, the index of a one-value filter, which holds
+/// its runs in queue order; else the sort key's own index, walked in order.
+fn index_for(
+    query: &RunQuery,
+    filter_counts: &[(u64, &'static str)],
+    sort_at_most: u64,
+) -> &'static str {
     let one = |values: usize| values == 1;
-    let filtered = !query.definition_ids.is_empty()
-        || !query.statuses.is_empty()
-        || !query.clusters.is_empty()
-        || !query.alias.is_empty();
-    if filtered && kept <= sort_at_most {
-        if !query.definition_ids.is_empty() {
-            return "INDEXED BY runs_definition";
-        }
-        if !query.clusters.is_empty() {
-            return "INDEXED BY runs_cluster";
-        }
-        if !query.statuses.is_empty() {
-            return "INDEXED BY runs_status";
-        }
+    if let Some((kept, index)) = filter_counts.iter().min_by_key(|(n, _)| *n)
+        && *kept <= sort_at_most
+    {
+        return index;
     }
     match query.sort_by {
         RunSortField::QueuedAt if one(query.definition_ids.len()) => "INDEXED BY runs_definition",
@@ -384,7 +458,11 @@ fn list_runs_sorting_at_most(
 ) -> Result<Page<Run>, StoreError> {
     let mut clauses = Vec::new();
     let mut args = Vec::new();
-    filters(query, &mut clauses, &mut args);
+    let aliases = match query.alias.0.as_slice() {
+        [one] => Some(aliases_matching(conn, one)?),
+        _ => None,
+    };
+    filters(query, aliases.as_deref(), &mut clauses, &mut args);
 
     // Where the rows come from: an env filter on the default sort walks
     // run_env's key, which holds that order.
@@ -398,12 +476,9 @@ fn list_runs_sorting_at_most(
         from_args.push(Value::Text(query.env[0].value.clone()));
     }
 
-    // The total: maintained, or counted up to the bound. The kept counts
-    // also bound how many runs the status, definition, alias and cluster
-    // filters leave, which picks the index below.
-    let kept = kept_count(conn, query)?;
+    // The total: maintained, or counted up to the bound.
     let (total, total_is_lower_bound) = if counted(query) {
-        (kept, false)
+        (kept_count(conn, query)?, false)
     } else {
         let from = if driven_by_env {
             "run_env AS e0 CROSS JOIN runs AS r"
@@ -428,7 +503,8 @@ fn list_runs_sorting_at_most(
     let from = if driven_by_env {
         "run_env AS e0 CROSS JOIN runs AS r".to_owned()
     } else {
-        format!("runs AS r {}", index_for(query, kept, sort_at_most))
+        let counts = filter_counts(conn, query, aliases.as_deref())?;
+        format!("runs AS r {}", index_for(query, &counts, sort_at_most))
     };
     let tiebreak = if driven_by_env {
         ["e0.queued_at", "e0.run_id"]
