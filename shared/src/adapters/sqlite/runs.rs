@@ -468,43 +468,38 @@ fn list_runs_sorting_at_most(
     // run_env's key, which holds that order.
     let asc = query.order == SortOrder::Asc;
     let driven_by_env = query.sort_by == RunSortField::QueuedAt && !query.env.is_empty();
-    let mut from_clauses = clauses.clone();
-    let mut from_args = args.clone();
-    if driven_by_env {
-        from_clauses.push("e0.name = ? AND e0.value = ? AND r.run_id = e0.run_id".to_owned());
-        from_args.push(Value::Text(query.env[0].name.clone()));
-        from_args.push(Value::Text(query.env[0].value.clone()));
-    }
+    let from = if driven_by_env {
+        clauses.push("e0.name = ? AND e0.value = ? AND r.run_id = e0.run_id".to_owned());
+        args.push(Value::Text(query.env[0].name.clone()));
+        args.push(Value::Text(query.env[0].value.clone()));
+        "run_env AS e0 CROSS JOIN runs AS r".to_owned()
+    } else {
+        let counts = filter_counts(conn, query, aliases.as_deref())?;
+        format!("runs AS r {}", index_for(query, &counts, sort_at_most))
+    };
 
-    // The total: maintained, or counted up to the bound.
+    // The total: maintained, or counted up to the bound (through whichever
+    // index the planner likes: no order to keep).
     let (total, total_is_lower_bound) = if counted(query) {
         (kept_count(conn, query)?, false)
     } else {
-        let from = if driven_by_env {
-            "run_env AS e0 CROSS JOIN runs AS r"
+        let count_from = if driven_by_env {
+            from.as_str()
         } else {
             "runs AS r"
         };
-        let mut a = from_args.clone();
+        let mut a = args.clone();
         a.push(Value::Integer(COUNT_BOUND as i64 + 1));
         let n: i64 = conn
             .prepare_cached(&format!(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM {from} {} LIMIT ?)",
-                where_sql(&from_clauses)
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {count_from} {} LIMIT ?)",
+                where_sql(&clauses)
             ))
             .map_err(backend)?
             .query_row(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
             .map_err(backend)?;
         let n = n.max(0) as u64;
         (n.min(COUNT_BOUND), n > COUNT_BOUND)
-    };
-    let mut clauses = from_clauses;
-    let mut args = from_args;
-    let from = if driven_by_env {
-        "run_env AS e0 CROSS JOIN runs AS r".to_owned()
-    } else {
-        let counts = filter_counts(conn, query, aliases.as_deref())?;
-        format!("runs AS r {}", index_for(query, &counts, sort_at_most))
     };
     let tiebreak = if driven_by_env {
         ["e0.queued_at", "e0.run_id"]
