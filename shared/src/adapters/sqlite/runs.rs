@@ -328,13 +328,22 @@ fn kept_count(conn: &rusqlite::Connection, query: &RunQuery) -> Result<u64, Stor
     );
     push_in("cluster", query.clusters.iter().cloned(), &mut c, &mut a);
     push_text_filter("alias", &query.alias, &mut c, &mut a);
+    sum_counts(conn, &c, &a)
+}
+
+/// The sum of the kept counts that `clauses` select.
+fn sum_counts(
+    conn: &rusqlite::Connection,
+    clauses: &[String],
+    args: &[Value],
+) -> Result<u64, StoreError> {
     let n: i64 = conn
         .prepare_cached(&format!(
             "SELECT COALESCE(SUM(n), 0) FROM run_counts {}",
-            where_sql(&c)
+            where_sql(clauses)
         ))
         .map_err(backend)?
-        .query_row(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))
         .map_err(backend)?;
     Ok(n.max(0) as u64)
 }
@@ -395,15 +404,7 @@ fn filter_counts(
         let mut c = Vec::new();
         let mut a = Vec::new();
         push_in(column, values.into_iter(), &mut c, &mut a);
-        let n: i64 = conn
-            .prepare_cached(&format!(
-                "SELECT COALESCE(SUM(n), 0) FROM run_counts {}",
-                where_sql(&c)
-            ))
-            .map_err(backend)?
-            .query_row(rusqlite::params_from_iter(a.iter()), |r| r.get(0))
-            .map_err(backend)?;
-        counts.push((n.max(0) as u64, index));
+        counts.push((sum_counts(conn, &c, &a)?, index));
     }
     Ok(counts)
 }
