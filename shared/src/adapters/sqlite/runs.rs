@@ -2,17 +2,17 @@
 //! projection, written in one transaction after the version check with the
 //! run's variables (`run_env`) and the counts of runs (`run_counts`).
 //!
-//! A list walks the index of its sort key from its cursor (or offset) and
-//! stops after one row more than its page; an env filter on the default
-//! sort walks `run_env` instead. Its total comes from `run_counts` when it
-//! filters only by status, definition, alias and cluster, and is otherwise
-//! counted up to [`COUNT_BOUND`].
+//! A list reads one index from its cursor (or offset) and stops after one
+//! row more than its page: the sort key's index walked in order, or the
+//! index of a filter that keeps few runs (by `run_counts`), then sorted; an
+//! env filter on the default sort walks `run_env`'s key instead. Its total
+//! comes from `run_counts` when it filters only by status, definition,
+//! alias and cluster, and is otherwise counted up to [`COUNT_BOUND`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
-
 use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params};
 
 use super::sql::{order_sql, push_in, push_text_filter, push_time_range, where_sql};
 use super::{OPTIMIZE_EVERY, SqliteStore, backend, decode, encode};
