@@ -142,7 +142,7 @@ async fn authorize(
     if redirect != format!("{}/", g.base) {
         return refuse(StatusCode::BAD_REQUEST, "redirect_uri is not registered");
     }
-    let code = format!("code-{}", uuid_like());
+    let code = format!("code-{}", next_number());
     g.seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -152,15 +152,11 @@ async fn authorize(
     Redirect::to(&format!("{redirect}?code={code}&state={state}")).into_response()
 }
 
-fn uuid_like() -> String {
+/// The next of the issuer's codes and tokens, each used once.
+fn next_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    hex::encode(sha2::Sha256::digest(format!(
-        "{n}:{:?}",
-        std::time::Instant::now()
-    )))[..24]
-        .to_owned()
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Exchanges a code, once, for tokens, when the verifier hashes to the
@@ -186,7 +182,7 @@ async fn token(State(g): State<Arc<Gateway>>, body: Bytes) -> Response {
         seen.refused.push(problem.to_owned());
         return refuse(StatusCode::BAD_REQUEST, "invalid_grant");
     }
-    let id_token = format!("id-{}", uuid_like());
+    let id_token = format!("id-{}", next_number());
     seen.tokens.push(id_token.clone());
     Json(json!({"id_token": id_token, "access_token": format!("access-{id_token}"), "token_type": "Bearer", "expires_in": 3600}))
         .into_response()

@@ -392,12 +392,10 @@ impl RunQuery {
     /// What identifies this query apart from where its page starts: a cursor
     /// made for one query is refused by another.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
         let mut bare = self.clone();
         bare.paging = Paging::default();
         bare.after = None;
-        let digest = sha2::Sha256::digest(format!("{bare:?}").as_bytes());
-        hex::encode(&digest[..8])
+        digest_of(&bare)
     }
 
     /// One page of runs that match and are sorted: from the cursor, then the
@@ -419,6 +417,13 @@ impl RunQuery {
             more,
         }
     }
+}
+
+/// A short digest of a query's every field, for cursors to name it by.
+fn digest_of(query: &impl std::fmt::Debug) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{query:?}").as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// A run's place, ordered as its query orders.
@@ -448,11 +453,9 @@ impl DefinitionQuery {
     /// What identifies this query apart from its page (see
     /// [`RunQuery::fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
         let mut bare = self.clone();
         bare.paging = Paging::default();
-        let digest = sha2::Sha256::digest(format!("{bare:?}").as_bytes());
-        hex::encode(&digest[..8])
+        digest_of(&bare)
     }
 
     /// Whether `definition` passes every filter.

@@ -291,22 +291,15 @@ fn filters(
 /// Whether `run_counts` answers the query's total: it filters by nothing
 /// but status, definition, alias and cluster.
 fn counted(query: &RunQuery) -> bool {
-    let bare = RunQuery {
-        statuses: vec![],
-        definition_ids: vec![],
-        clusters: vec![],
-        alias: Default::default(),
-        ..query.clone()
-    };
-    bare.owners.is_empty()
-        && bare.group_name.is_empty()
-        && bare.image.is_empty()
-        && bare.command.is_empty()
-        && bare.exit_reason.is_empty()
-        && bare.env.is_empty()
-        && bare.queued_at.is_empty()
-        && bare.started_at.is_empty()
-        && bare.finished_at.is_empty()
+    query.owners.is_empty()
+        && query.group_name.is_empty()
+        && query.image.is_empty()
+        && query.command.is_empty()
+        && query.exit_reason.is_empty()
+        && query.env.is_empty()
+        && query.queued_at.is_empty()
+        && query.started_at.is_empty()
+        && query.finished_at.is_empty()
 }
 
 /// Runs the status, definition, alias and cluster filters leave together,
