@@ -39,9 +39,32 @@ pub enum StoreError {
         /// The store's limit.
         limit: usize,
     },
+    /// A list would read more rows than the store reads for one request.
+    #[error("the list would read more than {limit} rows ({why:?})")]
+    TooBroad {
+        /// What makes it read so much.
+        why: Breadth,
+        /// The most rows the store reads for it.
+        limit: u64,
+    },
     /// The storage itself failed.
     #[error("storage failure")]
     Backend(#[source] BoxError),
+}
+
+/// What makes a list read more than a store reads for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Breadth {
+    /// A sort no index serves, over more rows than may be sorted at once.
+    Sort {
+        /// The sort field.
+        field: &'static str,
+    },
+    /// An offset deeper than cursors are walked for.
+    Offset {
+        /// The offset asked for.
+        offset: u64,
+    },
 }
 
 impl StoreError {
@@ -285,6 +308,14 @@ impl From<StoreError> for AppError {
                     limit / 1024
                 )))
             }
+            StoreError::TooBroad { why, limit } => Self::Invalid(ValidationError::new(match why {
+                Breadth::Sort { field } => format!(
+                    "sorting by {field} reads every matching run, and more than {limit} match: narrow the list with definition_id, status or cluster_name, or sort by queued_at, started_at or finished_at"
+                ),
+                Breadth::Offset { offset } => format!(
+                    "offset {offset} needs more than {limit} runs read: page with next_token instead, which costs the same at any depth"
+                ),
+            })),
             other => Self::internal(Dependency::Storage, other),
         }
     }
@@ -318,6 +349,26 @@ impl From<LogError> for AppError {
                 limit / (1024 * 1024)
             )),
             other => Self::internal(Dependency::Logs, other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_too_broad_for_one_request_is_the_callers_to_narrow_and_says_how() {
+        for (why, hint) in [
+            (Breadth::Sort { field: "alias" }, "sort by queued_at"),
+            (Breadth::Offset { offset: 90_000 }, "next_token"),
+        ] {
+            match AppError::from(StoreError::TooBroad { why, limit: 10 }) {
+                AppError::Invalid(e) => {
+                    assert!(e.problems.iter().any(|p| p.contains(hint)), "{e:?}")
+                }
+                other => panic!("expected Invalid, got {other:?}"),
+            }
         }
     }
 }

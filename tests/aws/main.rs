@@ -552,8 +552,8 @@ async fn a_successful_run_costs_a_bounded_number_of_aws_requests_and_write_units
     let (first, steady) = (costs[0], costs[1]);
     assert_eq!(
         (steady.1, steady.2),
-        (4, 8),
-        "a state change is one transaction of its event and the projection: queued, pending, running, stopped"
+        (4, 18),
+        "a state change is one transaction of its event, the projection and the list counters it moves (four for a new run, two for a status change): queued, pending, running, stopped"
     );
     assert!(
         steady.0 <= 16,

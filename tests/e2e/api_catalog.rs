@@ -230,6 +230,35 @@ async fn templates_version_validate_their_payload_and_render_the_command() {
         .await;
     assert_eq!(list["total"], 2);
     assert_eq!(list["templates"][0]["version"], 2);
+    // Paged one at a time by next_token: version 2, then 1, then no token;
+    // a token is refused by a list sorted another way.
+    let (_, first) = server
+        .get("/api/v7/template?latest_only=false&sort_by=version&order=desc&limit=1")
+        .await;
+    assert_eq!(first["templates"][0]["version"], 2);
+    let token = first["next_token"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !token.is_empty(),
+        "a page with rows after it has a next_token: {first}"
+    );
+    let (status, second) = server
+        .get(&format!(
+            "/api/v7/template?latest_only=false&sort_by=version&order=desc&limit=1&next_token={token}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["templates"][0]["version"], 1);
+    assert!(
+        second.get("next_token").is_none(),
+        "the last page has none: {second}"
+    );
+    let (status, other) = server
+        .get(&format!(
+            "/api/v7/template?latest_only=false&sort_by=version&order=asc&limit=1&next_token={token}"
+        ))
+        .await;
+    assert_eq!(status, 400, "{other}");
+    assert!(error(&other).contains("same filters"), "{other}");
 
     let (status, run) = server
         .send(

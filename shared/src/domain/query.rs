@@ -13,6 +13,9 @@ pub fn time_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// Length of every [`time_key`] (years 1000 to 9999).
+pub const TIME_KEY_LEN: usize = 27;
+
 /// Default page size, as Flotilla.
 pub const DEFAULT_LIMIT: u64 = 1024;
 /// Most matching rows a list counts one by one: beyond it, where no
@@ -321,10 +324,15 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Rows matching the filters, ignoring paging.
     pub total: u64,
-    /// `total` is [`COUNT_BOUND`] and more rows match.
+    /// `total` is a lower bound: at least that many rows match (on SQLite it
+    /// is then [`COUNT_BOUND`]; on DynamoDB, the matches a bounded read found).
     pub total_is_lower_bound: bool,
     /// Rows follow this page.
     pub more: bool,
+    /// Where the next page starts when that is not just after this page's
+    /// last row: a page the store's read budget cut short ends at the last
+    /// run it read, which may not be one it returns.
+    pub resume_after: Option<RunCursor>,
 }
 
 impl RunQuery {
@@ -415,12 +423,13 @@ impl RunQuery {
             total,
             total_is_lower_bound: false,
             more,
+            resume_after: None,
         }
     }
 }
 
 /// A short digest of a query's every field, for cursors to name it by.
-fn digest_of(query: &impl std::fmt::Debug) -> String {
+pub fn digest_of(query: &impl std::fmt::Debug) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{query:?}").as_bytes());
     hex::encode(&digest[..8])
@@ -494,5 +503,6 @@ pub fn page_of<T>(rows: Vec<T>, paging: Paging) -> Page<T> {
         total,
         total_is_lower_bound: false,
         more,
+        resume_after: None,
     }
 }

@@ -419,6 +419,10 @@ fn parse_time(key: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
+/// Longest value a run list's cursor carries: a run id, alias or cluster is
+/// far shorter, and a store may use the values in keys.
+const MAX_CURSOR_VALUE: usize = 512;
+
 /// Query keys every list understands besides its filters.
 pub const PAGING_KEYS: &[&str] = &["limit", "offset", "sort_by", "order", "next_token"];
 
@@ -434,11 +438,12 @@ struct ListToken {
     offset: Option<u64>,
 }
 
-/// The `next_token` of a run list's page that ends at `last`.
-pub fn run_token(query: &RunQuery, last: &crate::domain::run::Run) -> String {
+/// The `next_token` of a run list's page whose next page starts just after
+/// the place `after`.
+pub fn run_token(query: &RunQuery, after: crate::domain::query::RunCursor) -> String {
     encode_token(&ListToken {
         q: query.fingerprint(),
-        after: Some(query.key_of(last)),
+        after: Some(after),
         offset: None,
     })
 }
@@ -457,6 +462,20 @@ fn encode_token(token: &ListToken) -> String {
 }
 
 impl QueryPairs {
+    /// The paging of a small list (`what`: "definition", "template"), whose
+    /// `next_token` carries the offset its page starts at.
+    pub fn offset_paging(&self, fingerprint: &str, what: &str) -> Result<Paging, ApiError> {
+        let mut paging = self.paging()?;
+        if let Some(token) = self.token(fingerprint)? {
+            paging.offset = token.offset.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "next_token is not one of a {what} list's: leave it out to start from the first page"
+                ))
+            })?;
+        }
+        Ok(paging)
+    }
+
     /// The `next_token` sent, checked to continue the query `fingerprint`
     /// names; none when none was sent.
     fn token(&self, fingerprint: &str) -> Result<Option<ListToken>, ApiError> {
@@ -556,7 +575,15 @@ pub fn run_query(q: &QueryPairs) -> Result<RunQuery, ApiError> {
     })
     .and_then(|mut query| {
         if let Some(token) = q.token(&query.fingerprint())? {
-            query.after = token.after;
+            // A place this service made: a queue time in its one format and
+            // values no longer than a run's (a store may key on them).
+            let plausible = |c: &crate::domain::query::RunCursor| {
+                chrono::DateTime::parse_from_rfc3339(&c.queued_at).is_ok()
+                    && c.queued_at.len() == crate::domain::query::TIME_KEY_LEN
+                    && c.run_id.len() <= MAX_CURSOR_VALUE
+                    && c.primary.as_ref().is_none_or(|p| p.len() <= MAX_CURSOR_VALUE)
+            };
+            query.after = token.after.filter(plausible);
             if query.after.is_none() {
                 return Err(ApiError::bad_request(
                     "next_token is not one of a run list's: leave it out to start from the first page",
@@ -585,13 +612,7 @@ pub fn definition_query(q: &QueryPairs) -> Result<DefinitionQuery, ApiError> {
         paging: q.paging()?,
     })
     .and_then(|mut query| {
-        if let Some(token) = q.token(&query.fingerprint())? {
-            query.paging.offset = token.offset.ok_or_else(|| {
-                ApiError::bad_request(
-                    "next_token is not one of a definition list's: leave it out to start from the first page",
-                )
-            })?;
-        }
+        query.paging = q.offset_paging(&query.fingerprint(), "definition")?;
         Ok(query)
     })
 }

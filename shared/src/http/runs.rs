@@ -190,10 +190,11 @@ pub(crate) async fn runs_page(
     }
     let page = app.list_runs(&query).await?;
     let next_token = page
-        .items
-        .last()
+        .resume_after
+        .clone()
+        .or_else(|| page.items.last().map(|last| query.key_of(last)))
         .filter(|_| page.more)
-        .map(|last| crate::http::input::run_token(&query, last));
+        .map(|after| crate::http::input::run_token(&query, after));
     let items = page
         .items
         .iter()

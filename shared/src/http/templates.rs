@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::domain::identity::Caller;
@@ -23,7 +23,14 @@ pub fn routes() -> Vec<Operation> {
     vec![
         Operation::get("/api/v7/template", list_templates)
             .doc(tag, "List templates")
-            .query(&["latest_only", "limit", "offset", "sort_by", "order"])
+            .query(&[
+                "latest_only",
+                "limit",
+                "offset",
+                "sort_by",
+                "order",
+                "next_token",
+            ])
             .returns_page::<Template>("templates"),
         Operation::post("/api/v7/template", create_template)
             .doc(tag, "Create a template or its next version")
@@ -85,7 +92,6 @@ async fn list_templates(State(app): State<AppState>, RawQuery(raw): RawQuery) ->
     let latest_only = q
         .one("latest_only")
         .is_none_or(|v| v.eq_ignore_ascii_case("true"));
-    let paging = q.paging()?;
     let sort_by = q
         .one("sort_by")
         .unwrap_or_else(|| "template_name".to_owned());
@@ -95,6 +101,9 @@ async fn list_templates(State(app): State<AppState>, RawQuery(raw): RawQuery) ->
         )));
     }
     let order = q.order(SortOrder::Asc)?;
+    let fingerprint =
+        crate::domain::query::digest_of(&("templates", latest_only, &sort_by, order.as_str()));
+    let paging = q.offset_paging(&fingerprint, "template")?;
     let mut templates = app.list_templates(latest_only).await?;
     templates.sort_by(|a, b| {
         let primary = if sort_by == "version" {
@@ -105,7 +114,7 @@ async fn list_templates(State(app): State<AppState>, RawQuery(raw): RawQuery) ->
         order.apply(primary.then(a.version.cmp(&b.version)))
     });
     let page = page_of(templates, paging);
-    ok(json!({
+    let mut body = json!({
         "templates": page.items,
         "total": page.total,
         "limit": paging.limit,
@@ -113,7 +122,17 @@ async fn list_templates(State(app): State<AppState>, RawQuery(raw): RawQuery) ->
         "sort_by": sort_by,
         "order": order.as_str(),
         "latest_only": latest_only,
-    }))
+    });
+    if page.more
+        && let Value::Object(map) = &mut body
+    {
+        let next = paging.offset.saturating_add(page.items.len() as u64);
+        map.insert(
+            "next_token".into(),
+            json!(crate::http::input::offset_token(fingerprint, next)),
+        );
+    }
+    ok(body)
 }
 
 async fn create_template(State(app): State<AppState>, body: Bytes) -> ApiResult {

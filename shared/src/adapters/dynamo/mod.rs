@@ -29,7 +29,13 @@
 mod clusters;
 mod definitions;
 mod idempotence;
+mod lists;
 mod runs;
+
+pub use lists::{
+    COUNT_READ_BUDGET, OFFSET_READ_LIMIT, PAGE_READ_BUDGET, SHARDS, SORT_READ_LIMIT, counts_of,
+    shard_of,
+};
 mod templates;
 
 use std::collections::HashMap;
@@ -59,9 +65,15 @@ pub mod keys {
     pub const PK: &str = "PK";
     /// Sort key.
     pub const SK: &str = "SK";
-    /// Sort key of every run index: `<queued_at>#<run_id>`.
+    /// Sort key of the queue-time run indexes: `<queued_at>#<run_id>`.
     pub const QUEUED_KEY: &str = "queued_key";
-    /// Partition of the all-runs index.
+    /// Sort key of the start-time run indexes, on started runs only:
+    /// `<started_at>#<queued_at>#<run_id>`.
+    pub const STARTED_KEY: &str = "started_key";
+    /// Sort key of the end-time run indexes, on finished runs only:
+    /// `<finished_at>#<queued_at>#<run_id>`.
+    pub const FINISHED_KEY: &str = "finished_key";
+    /// Partition of the all-runs indexes: `RUNS#<shard, 2 digits>`.
     pub const RUNS_PK: &str = "runs_pk";
     /// Partition of the per-definition index.
     pub const DEF_PK: &str = "def_pk";
@@ -75,8 +87,20 @@ pub mod keys {
     pub const DEFS_PK: &str = "defs_pk";
     /// Sort key of the definitions index.
     pub const ALIAS: &str = "alias";
-    /// Index of all runs, newest first.
+    /// All runs, by queue time.
     pub const INDEX_NEWEST: &str = "runs_by_queued_at";
+    /// All started runs, by start time.
+    pub const INDEX_STARTED: &str = "runs_by_started_at";
+    /// All finished runs, by end time.
+    pub const INDEX_FINISHED: &str = "runs_by_finished_at";
+    /// Started runs of one definition, by start time.
+    pub const INDEX_DEFINITION_STARTED: &str = "runs_by_definition_started_at";
+    /// Finished runs of one definition, by end time.
+    pub const INDEX_DEFINITION_FINISHED: &str = "runs_by_definition_finished_at";
+    /// Started runs in one status, by start time.
+    pub const INDEX_STATUS_STARTED: &str = "runs_by_status_started_at";
+    /// Finished runs in one status, by end time.
+    pub const INDEX_STATUS_FINISHED: &str = "runs_by_status_finished_at";
     /// Runs of one definition.
     pub const INDEX_DEFINITION: &str = "runs_by_definition";
     /// Runs in one status.
@@ -103,10 +127,32 @@ pub struct TableLayout;
 
 impl TableLayout {
     /// Every global secondary index the code queries.
-    pub const INDEXES: [(&'static str, &'static str, &'static str); 7] = [
+    pub const INDEXES: [(&'static str, &'static str, &'static str); 13] = [
         (keys::INDEX_NEWEST, keys::RUNS_PK, keys::QUEUED_KEY),
+        (keys::INDEX_STARTED, keys::RUNS_PK, keys::STARTED_KEY),
+        (keys::INDEX_FINISHED, keys::RUNS_PK, keys::FINISHED_KEY),
         (keys::INDEX_DEFINITION, keys::DEF_PK, keys::QUEUED_KEY),
+        (
+            keys::INDEX_DEFINITION_STARTED,
+            keys::DEF_PK,
+            keys::STARTED_KEY,
+        ),
+        (
+            keys::INDEX_DEFINITION_FINISHED,
+            keys::DEF_PK,
+            keys::FINISHED_KEY,
+        ),
         (keys::INDEX_STATUS, keys::STATUS_PK, keys::QUEUED_KEY),
+        (
+            keys::INDEX_STATUS_STARTED,
+            keys::STATUS_PK,
+            keys::STARTED_KEY,
+        ),
+        (
+            keys::INDEX_STATUS_FINISHED,
+            keys::STATUS_PK,
+            keys::FINISHED_KEY,
+        ),
         (keys::INDEX_CLUSTER, keys::CLUSTER_PK, keys::QUEUED_KEY),
         (keys::INDEX_OWNER, keys::OWNER_PK, keys::QUEUED_KEY),
         (keys::INDEX_DEFINITIONS, keys::DEFS_PK, keys::ALIAS),
@@ -122,6 +168,33 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     clock: Arc<dyn Clock>,
+    /// Index items list requests have evaluated, for benches and tests.
+    index_items_read: Arc<std::sync::atomic::AtomicU64>,
+    /// Counter items list requests have read.
+    counter_items_read: Arc<std::sync::atomic::AtomicU64>,
+    /// Items a page reads at most, unless the page itself is larger.
+    page_read_budget: u64,
+    /// Items a sort no index serves reads at most.
+    sort_read_limit: u64,
+    /// The status of each run's projection at a version this process read
+    /// or wrote: the counters an append moves depend on the status it
+    /// changes from, and a version's projection never changes, so a hit
+    /// is always right and saves a read (the use cases read a run just
+    /// before they append to it).
+    statuses: Arc<std::sync::Mutex<HashMap<String, (u64, crate::domain::run::RunStatus)>>>,
+}
+
+/// Runs whose status [`DynamoStore`] remembers at most.
+const REMEMBERED_STATUSES: usize = 4096;
+
+/// Items a store's lists have read so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ItemsRead {
+    /// Run index items evaluated: DynamoDB's `ScannedCount`, what it bills,
+    /// whatever a filter then keeps.
+    pub index: u64,
+    /// Counter items read for totals.
+    pub counters: u64,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -265,7 +338,89 @@ impl DynamoStore {
             client,
             table: table.into(),
             clock,
+            index_items_read: Arc::default(),
+            counter_items_read: Arc::default(),
+            page_read_budget: PAGE_READ_BUDGET,
+            sort_read_limit: SORT_READ_LIMIT,
+            statuses: Arc::default(),
         }
+    }
+
+    fn remember_status(&self, run_id: &str, version: u64, status: crate::domain::run::RunStatus) {
+        if let Ok(mut known) = self.statuses.lock() {
+            if known.len() >= REMEMBERED_STATUSES && !known.contains_key(run_id) {
+                known.clear();
+            }
+            known.insert(run_id.to_owned(), (version, status));
+        }
+    }
+
+    fn remembered_status(
+        &self,
+        run_id: &str,
+        version: u64,
+    ) -> Option<crate::domain::run::RunStatus> {
+        let known = self.statuses.lock().ok()?;
+        known
+            .get(run_id)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, status)| *status)
+    }
+
+    /// The same store with another limit on what a sort no index serves
+    /// may read (see [`SORT_READ_LIMIT`]).
+    pub fn with_sort_read_limit(mut self, items: u64) -> Self {
+        self.sort_read_limit = items.max(1);
+        self
+    }
+
+    /// The same store with another read budget per page (see
+    /// [`PAGE_READ_BUDGET`]).
+    pub fn with_page_read_budget(mut self, items: u64) -> Self {
+        self.page_read_budget = items.max(1);
+        self
+    }
+
+    /// Items this store's lists have read so far.
+    pub fn items_read(&self) -> ItemsRead {
+        use std::sync::atomic::Ordering::Relaxed;
+        ItemsRead {
+            index: self.index_items_read.load(Relaxed),
+            counters: self.counter_items_read.load(Relaxed),
+        }
+    }
+
+    /// Writes items in batches of 25, asking again for any DynamoDB left
+    /// unprocessed (for seeding: no conditions, no transaction).
+    async fn batch_write(
+        &self,
+        mut writes: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    ) -> Result<(), StoreError> {
+        let mut attempts = 0;
+        while !writes.is_empty() {
+            let rest = writes.split_off(writes.len().min(25));
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, writes)
+                .send()
+                .await
+                .map_err(backend)?;
+            let mut again = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if !again.is_empty() {
+                attempts += 1;
+                if attempts > 20 {
+                    return Err(backend("batch writes stayed unprocessed"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempts)).await;
+            }
+            again.extend(rest);
+            writes = again;
+        }
+        Ok(())
     }
 
     /// Creates the table with every index (for tests and local set-ups; the SAM
@@ -481,7 +636,7 @@ mod tests {
         assert!(within_item_limit(item).is_ok());
     }
 
-    async fn store(moto: &Moto) -> DynamoStore {
+    pub(super) async fn store(moto: &Moto) -> DynamoStore {
         let config = moto.sdk_config().await;
         let store = DynamoStore::new(
             Client::new(&config),

@@ -288,6 +288,22 @@ fn filters(
     push_time_range("r.finished_at", query.finished_at, clauses, args);
 }
 
+/// Whether the query filters by its env and nothing else.
+fn env_is_the_only_filter(query: &RunQuery) -> bool {
+    query.statuses.is_empty()
+        && query.definition_ids.is_empty()
+        && query.clusters.is_empty()
+        && query.owners.is_empty()
+        && query.alias.is_empty()
+        && query.group_name.is_empty()
+        && query.image.is_empty()
+        && query.command.is_empty()
+        && query.exit_reason.is_empty()
+        && query.queued_at.is_empty()
+        && query.started_at.is_empty()
+        && query.finished_at.is_empty()
+}
+
 /// Whether `run_counts` answers the query's total: it filters by nothing
 /// but status, definition, alias and cluster.
 fn counted(query: &RunQuery) -> bool {
@@ -476,6 +492,22 @@ fn list_runs_sorting_at_most(
     // index the planner likes: no order to keep).
     let (total, total_is_lower_bound) = if counted(query) {
         (kept_count(conn, query)?, false)
+    } else if let [var] = query.env.as_slice()
+        && env_is_the_only_filter(query)
+    {
+        // run_env's key alone holds the matches: no run row is read.
+        let n: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM run_env WHERE name = ? AND value = ? LIMIT ?)",
+            )
+            .map_err(backend)?
+            .query_row(
+                rusqlite::params![var.name, var.value, COUNT_BOUND as i64 + 1],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        let n = n.max(0) as u64;
+        (n.min(COUNT_BOUND), n > COUNT_BOUND)
     } else {
         let count_from = if driven_by_env {
             from.as_str()
@@ -565,6 +597,7 @@ fn list_runs_sorting_at_most(
         total,
         total_is_lower_bound,
         more,
+        resume_after: None,
     })
 }
 

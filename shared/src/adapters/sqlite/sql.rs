@@ -135,5 +135,6 @@ pub(super) fn page_of<T: serde::de::DeserializeOwned>(
         total,
         total_is_lower_bound: false,
         more,
+        resume_after: None,
     })
 }
