@@ -662,9 +662,17 @@ impl DynamoStore {
                         return Ok(walk);
                     }
                     let active = streams.iter().filter(|st| !st.done).count().max(1) as u64;
-                    // An even share of what the page still needs: few
-                    // items over what it takes, at a round trip's cost.
-                    let chunk = want.saturating_sub(consumed).div_ceil(active).max(1);
+                    // An even share of the matches the page still needs,
+                    // scaled by how many items a match has cost so far: as
+                    // few items over what it takes as a round trip allows.
+                    let matched = walk.skipped.saturating_add(walk.items.len() as u64);
+                    let needed = want.saturating_sub(matched).max(1);
+                    let per_match = if matched == 0 {
+                        consumed.max(1)
+                    } else {
+                        consumed.div_ceil(matched).max(1)
+                    };
+                    let chunk = needed.saturating_mul(per_match).div_ceil(active).max(1);
                     walk.read += self
                         .fetch(&phase, &filter, &mut streams[i], chunk.min(left))
                         .await?;
@@ -1043,27 +1051,17 @@ impl DynamoStore {
     /// Writes counter totals as they are (for seeding a table the way appends
     /// would have left it): `(counter name, shard, count)`.
     pub async fn seed_counters(&self, counts: &[(String, u32, i64)]) -> Result<(), StoreError> {
-        for chunk in counts.chunks(25) {
-            let mut writes = Vec::new();
-            for (name, shard, n) in chunk {
+        let items = counts
+            .iter()
+            .map(|(name, shard, n)| {
                 let mut item = Item::new();
                 item.insert(keys::PK.into(), s(counter_pk(name, *shard)));
                 item.insert(keys::SK.into(), s(COUNTER_SK));
                 item.insert(COUNTER_ATTR.into(), AttributeValue::N(n.to_string()));
-                writes.push(
-                    aws_sdk_dynamodb::types::WriteRequest::builder()
-                        .put_request(
-                            aws_sdk_dynamodb::types::PutRequest::builder()
-                                .set_item(Some(item))
-                                .build()
-                                .map_err(backend)?,
-                        )
-                        .build(),
-                );
-            }
-            self.batch_write(writes).await?;
-        }
-        Ok(())
+                item
+            })
+            .collect();
+        self.batch_write(items).await
     }
 }
 

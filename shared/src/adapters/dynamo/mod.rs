@@ -390,12 +390,21 @@ impl DynamoStore {
         }
     }
 
-    /// Writes items in batches of 25, asking again for any DynamoDB left
+    /// Puts items in batches of 25, asking again for any DynamoDB left
     /// unprocessed (for seeding: no conditions, no transaction).
-    async fn batch_write(
-        &self,
-        mut writes: Vec<aws_sdk_dynamodb::types::WriteRequest>,
-    ) -> Result<(), StoreError> {
+    async fn batch_write(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let mut writes = items
+            .into_iter()
+            .map(|item| {
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(backend)?;
+                Ok(aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(put)
+                    .build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let mut attempts = 0;
         while !writes.is_empty() {
             let rest = writes.split_off(writes.len().min(25));

@@ -61,21 +61,11 @@ impl DynamoStore {
     /// a table to measure lists on (lists read nothing else). Not for a
     /// table the service writes to: the counters are set, not added to.
     pub async fn seed_runs(&self, runs: &[Run]) -> Result<(), StoreError> {
-        let mut writes = Vec::with_capacity(runs.len());
-        for run in runs {
-            let item = within_item_limit(Self::projection_item(run, 1)?)?;
-            writes.push(
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(
-                        aws_sdk_dynamodb::types::PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(backend)?,
-                    )
-                    .build(),
-            );
-        }
-        self.batch_write(writes).await?;
+        let items = runs
+            .iter()
+            .map(|run| within_item_limit(Self::projection_item(run, 1)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(items).await?;
         self.seed_counters(&super::lists::counts_of(runs)).await
     }
 }
