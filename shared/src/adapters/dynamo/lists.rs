@@ -529,12 +529,23 @@ impl DynamoStore {
             });
         }
         let exhausted = walk.cut.is_none() && !walk.more;
+        // What the page's own walk saw match: all of them from the start,
+        // else the page's; and one more when it found another.
+        let seen = if query.after.is_none() {
+            walk.skipped
+        } else {
+            0
+        } + walk.items.len() as u64
+            + u64::from(walk.more);
         let (total, total_is_lower_bound) = match self.counted(query).await? {
             Some(n) => (n, false),
-            None if exhausted && query.after.is_none() => {
-                (walk.skipped + walk.items.len() as u64, false)
+            None if exhausted && query.after.is_none() => (seen, false),
+            // The page read further from the start than a count would.
+            None if query.after.is_none() && walk.read >= COUNT_READ_BUDGET => (seen, true),
+            None => {
+                let (counted, more) = self.count_by_walking(query, &plan).await?;
+                (counted.max(seen), more || counted < seen)
             }
-            None => self.count_by_walking(query, &plan).await?,
         };
         Ok(Page {
             more: walk.more || walk.cut.is_some(),
