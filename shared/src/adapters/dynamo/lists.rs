@@ -36,8 +36,9 @@
 //!   runs, statuses, definitions or clusters (a new run adds to four
 //!   counters, a status change moves it between two). Other filters are
 //!   counted by a walk of at most
-//!   [`COUNT_READ_BUDGET`] items; past it, `total` is what the walk found and
-//!   says it is a lower bound.
+//!   [`COUNT_READ_BUDGET`] items from the start (or by the page's own walk,
+//!   when that read further); past it, `total` is what was found, never
+//!   less than the page saw, and says it is a lower bound.
 
 use std::collections::VecDeque;
 
