@@ -2,7 +2,8 @@
 //!
 //! For each size in `BENCH_SIZES` (default `100000`), a fresh moto server
 //! (the one `scripts/test` installs) gets the table and that many runs'
-//! projections and counters, written with `DynamoStore::seed_runs`: the
+//! projections and counters, written with `DynamoStore::seed_projections`
+//! and `seed_counters`: the
 //! items the service's appends write, in batches, without the events (lists
 //! read no event). Each route is then listed through the real
 //! `DynamoStore::list` and its items read are printed as a Markdown table:
@@ -99,12 +100,12 @@ async fn main() {
         let all = runs(n);
         for chunk in all.chunks(5_000) {
             store
-                .seed_runs(chunk)
+                .seed_projections(chunk)
                 .await
                 .unwrap_or_else(|e| panic!("seed: {e:?}"));
             eprint!(".");
         }
-        // The counters of the whole set, once (seed_runs sets them per call).
+        // The counters of the whole set, once.
         store
             .seed_counters(&shared::adapters::dynamo::counts_of(all.iter()))
             .await

@@ -335,7 +335,41 @@ pub struct Page<T> {
     pub resume_after: Option<RunCursor>,
 }
 
+/// The kinds of filter a run list has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFilter {
+    /// `statuses`.
+    Status,
+    /// `definition_ids`.
+    Definition,
+    /// `alias`.
+    Alias,
+    /// `clusters`.
+    Cluster,
+    /// `env`.
+    Env,
+}
+
 impl RunQuery {
+    /// Whether every filter the query sets is of one of the `kinds` named
+    /// (any other filter set makes it false).
+    pub fn filters_only_by(&self, kinds: &[RunFilter]) -> bool {
+        let allows = |kind| kinds.contains(&kind);
+        (self.statuses.is_empty() || allows(RunFilter::Status))
+            && (self.definition_ids.is_empty() || allows(RunFilter::Definition))
+            && (self.alias.is_empty() || allows(RunFilter::Alias))
+            && (self.clusters.is_empty() || allows(RunFilter::Cluster))
+            && (self.env.is_empty() || allows(RunFilter::Env))
+            && self.owners.is_empty()
+            && self.group_name.is_empty()
+            && self.image.is_empty()
+            && self.command.is_empty()
+            && self.exit_reason.is_empty()
+            && self.queued_at.is_empty()
+            && self.started_at.is_empty()
+            && self.finished_at.is_empty()
+    }
+
     /// Whether `run` passes every filter (the in-memory twin of a store's query).
     pub fn matches(&self, run: &crate::domain::run::Run) -> bool {
         let spec = &run.spec;

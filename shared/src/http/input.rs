@@ -623,6 +623,41 @@ mod tests {
     use crate::domain::launch::LaunchRequest;
 
     #[test]
+    fn a_run_list_token_whose_place_this_service_could_not_have_made_is_refused() {
+        let q = QueryPairs::parse(Some("limit=5"));
+        let query = run_query(&q).unwrap();
+        let good = crate::domain::query::RunCursor {
+            primary: Some("2026-01-01T00:00:00.000000Z".into()),
+            queued_at: "2026-01-01T00:00:00.000000Z".into(),
+            run_id: "r-1".into(),
+        };
+        let send = |after: crate::domain::query::RunCursor| {
+            let token = run_token(&query, after);
+            run_query(&QueryPairs::parse(Some(&format!(
+                "limit=5&next_token={token}"
+            ))))
+        };
+        assert_eq!(send(good.clone()).unwrap().after, Some(good.clone()));
+        for bad in [
+            crate::domain::query::RunCursor {
+                run_id: "r".repeat(MAX_CURSOR_VALUE + 1),
+                ..good.clone()
+            },
+            crate::domain::query::RunCursor {
+                primary: Some("p".repeat(MAX_CURSOR_VALUE + 1)),
+                ..good.clone()
+            },
+            crate::domain::query::RunCursor {
+                queued_at: "yesterday".into(),
+                ..good.clone()
+            },
+        ] {
+            let err = send(bad).unwrap_err();
+            assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
     fn upper_case_run_tags_fill_owner_id() {
         let (req, _): (LaunchRequest, _) = json_body(
             br#"{"RUN_TAGS":{"OWNER_ID":"me"},"Env":[{"NAME":"A","Value":"1"}],"labels":{"KeepCase":"x"}}"#,

@@ -944,17 +944,8 @@ fn counters_of(run: &Run, status: RunStatus) -> [String; 4] {
 /// The counters whose sum is the query's total, if it filters by nothing
 /// but statuses, or definitions, or clusters (one kind of them).
 fn counters_for(query: &RunQuery) -> Option<Vec<String>> {
-    let other_filters = !query.alias.is_empty()
-        || !query.group_name.is_empty()
-        || !query.image.is_empty()
-        || !query.command.is_empty()
-        || !query.exit_reason.is_empty()
-        || !query.owners.is_empty()
-        || !query.env.is_empty()
-        || !query.queued_at.is_empty()
-        || !query.started_at.is_empty()
-        || !query.finished_at.is_empty();
-    if other_filters {
+    use crate::domain::query::RunFilter::{Cluster, Definition, Status};
+    if !query.filters_only_by(&[Status, Definition, Cluster]) {
         return None;
     }
     let statuses: Vec<&str> = dedup(query.statuses.iter().map(|st| st.as_str()));

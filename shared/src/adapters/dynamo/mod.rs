@@ -4,7 +4,8 @@
 //! | item | `PK` | `SK` | other keys |
 //! | --- | --- | --- | --- |
 //! | run event | `RUN#<run_id>` | `EVT#<sequence, 10 digits>` | |
-//! | run projection | `RUN#<run_id>` | `STATE` | `runs_pk`, `def_pk`, `status_pk`, `cluster_pk`, `owner_pk`, all sorted by `queued_key` |
+//! | run projection | `RUN#<run_id>` | `STATE` | `runs_pk` (`RUNS#<shard>`), `def_pk`, `status_pk`, `cluster_pk`, `owner_pk`; sorted by `queued_key`, and `started_key`, `finished_key` once the run has the time (see `lists`) |
+//! | list counter | `COUNT#<name>#<shard>` | `COUNT` | |
 //! | definition | `DEF#<definition_id>` | `DEF` | `defs_pk` sorted by `alias` |
 //! | alias guard (with a copy of the definition) | `ALIAS#<alias>` | `ALIAS` | |
 //! | cluster registry (every cluster, one item) | `CLUSTERS` | `CLUSTERS` | |
@@ -14,16 +15,18 @@
 //!
 //! An append is one `TransactWriteItems`: each event `Put` with
 //! `attribute_not_exists(SK)`, and the projection `Put` conditioned on the
-//! version read; `ConditionalCheckFailed` among the cancellation reasons becomes
+//! version read, and an `ADD` to each list counter the append moves;
+//! `ConditionalCheckFailed` among the cancellation reasons becomes
 //! [`StoreError::Conflict`]. A definition and its alias guard are written in one
-//! transaction, which makes aliases unique. Lists query one global secondary
-//! index partition (the most selective the filters allow), never a Scan.
+//! transaction, which makes aliases unique. Run lists are `Query` calls a page
+//! at a time on the index sorted as asked (`lists`), never a Scan.
 //! The key names, index names and item layout are the contract with the SAM
 //! template; they are named once, in `keys` and [`TableLayout`]. Every item
 //! written is checked against [`MAX_ITEM_BYTES`] first.
 //!
 //! One file per port: `runs`, `definitions`, `clusters`,
-//! `idempotence` (keys), `templates`; the client, the table's layout, the
+//! `idempotence` (keys), `templates`, and `lists` for run lists and their
+//! counters; the client, the table's layout, the
 //! item size check and the transaction helper are here.
 
 mod clusters;

@@ -61,12 +61,18 @@ impl DynamoStore {
     /// a table to measure lists on (lists read nothing else). Not for a
     /// table the service writes to: the counters are set, not added to.
     pub async fn seed_runs(&self, runs: &[Run]) -> Result<(), StoreError> {
+        self.seed_projections(runs).await?;
+        self.seed_counters(&super::lists::counts_of(runs)).await
+    }
+
+    /// The projection half of [`DynamoStore::seed_runs`], for seeding a
+    /// large set in parts and its counters once.
+    pub async fn seed_projections(&self, runs: &[Run]) -> Result<(), StoreError> {
         let items = runs
             .iter()
             .map(|run| within_item_limit(Self::projection_item(run, 1)?))
             .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write(items).await?;
-        self.seed_counters(&super::lists::counts_of(runs)).await
+        self.batch_write(items).await
     }
 }
 

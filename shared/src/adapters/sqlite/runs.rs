@@ -288,34 +288,11 @@ fn filters(
     push_time_range("r.finished_at", query.finished_at, clauses, args);
 }
 
-/// Whether the query filters by its env and nothing else.
-fn env_is_the_only_filter(query: &RunQuery) -> bool {
-    query.statuses.is_empty()
-        && query.definition_ids.is_empty()
-        && query.clusters.is_empty()
-        && query.owners.is_empty()
-        && query.alias.is_empty()
-        && query.group_name.is_empty()
-        && query.image.is_empty()
-        && query.command.is_empty()
-        && query.exit_reason.is_empty()
-        && query.queued_at.is_empty()
-        && query.started_at.is_empty()
-        && query.finished_at.is_empty()
-}
-
 /// Whether `run_counts` answers the query's total: it filters by nothing
 /// but status, definition, alias and cluster.
 fn counted(query: &RunQuery) -> bool {
-    query.owners.is_empty()
-        && query.group_name.is_empty()
-        && query.image.is_empty()
-        && query.command.is_empty()
-        && query.exit_reason.is_empty()
-        && query.env.is_empty()
-        && query.queued_at.is_empty()
-        && query.started_at.is_empty()
-        && query.finished_at.is_empty()
+    use crate::domain::query::RunFilter::{Alias, Cluster, Definition, Status};
+    query.filters_only_by(&[Status, Definition, Alias, Cluster])
 }
 
 /// Runs the status, definition, alias and cluster filters leave together,
@@ -493,7 +470,7 @@ fn list_runs_sorting_at_most(
     let (total, total_is_lower_bound) = if counted(query) {
         (kept_count(conn, query)?, false)
     } else if let [var] = query.env.as_slice()
-        && env_is_the_only_filter(query)
+        && query.filters_only_by(&[crate::domain::query::RunFilter::Env])
     {
         // run_env's key alone holds the matches: no run row is read.
         let n: i64 = conn
