@@ -232,6 +232,44 @@ pub trait ExecutionEngine: Send + Sync {
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError>;
     /// Asks the engine to stop a task; the stop is reported as an update.
     async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError>;
+    /// What the engine knows now of at most [`MAX_TASKS_PER_LOOKUP`] tasks of
+    /// `cluster`, for runs whose state change reports may have been lost;
+    /// `seen` is now, the time of a state that carries none. `None` from an
+    /// engine that reports every change itself (the local engine), which the
+    /// default does.
+    async fn look_up(
+        &self,
+        _cluster: &str,
+        _task_ids: &[String],
+        _seen: DateTime<Utc>,
+    ) -> Result<Option<Vec<TaskLookup>>, EngineError> {
+        Ok(None)
+    }
+}
+
+/// Most tasks one [`ExecutionEngine::look_up`] takes (ECS `DescribeTasks`'s
+/// limit).
+pub const MAX_TASKS_PER_LOOKUP: usize = 100;
+
+/// What an engine knows of one task asked about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskLookup {
+    /// The engine knows the task: its state as an update (`None` when the
+    /// state says nothing a run records, such as STOPPING).
+    Known {
+        /// The task.
+        task_id: String,
+        /// Its state.
+        update: Option<EngineUpdate>,
+    },
+    /// The engine does not know the task (ECS forgets a stopped task after
+    /// about an hour).
+    Unknown {
+        /// The task.
+        task_id: String,
+        /// What the engine said.
+        reason: String,
+    },
 }
 
 /// A state change an engine reports for one attempt.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shared::adapters::dynamo::{TableLayout, keys};
 use shared::lambda::{config, retry};
 
-use super::{call, ecs_event, stack};
+use super::{INTERVALS, call, ecs_event, stack};
 
 const FUNCTIONS: [&str; 4] = [
     "ApiFunction",
@@ -413,12 +413,19 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     // far within the default 48 h one.
     let started = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:20.500Z").unwrap();
     s.clock.set(started.to_utc() + chrono::Duration::seconds(5));
-    let tick = retry::tick(retry_app, 5).await.unwrap();
+    let tick = retry::tick(retry_app, INTERVALS).await.unwrap();
     assert_eq!(
         (tick.requeued.len(), tick.timed_out.len()),
         (1, 1),
         "{tick:?}"
     );
+    // retry: the stopped run's STOPPED event never came; once it has been
+    // quiet long enough, its task is looked up.
+    s.clock.advance(chrono::Duration::minutes(
+        i64::from(INTERVALS.reconcile_after_minutes) + 1,
+    ));
+    let tick = retry::tick(retry_app, INTERVALS).await.unwrap();
+    assert!(tick.failed.is_empty(), "{tick:?}");
 
     // api: the definition deleted.
     assert_eq!(

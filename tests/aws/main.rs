@@ -26,8 +26,16 @@ use tower::ServiceExt;
 
 mod api;
 mod infra;
+mod sweep;
+mod timeouts;
 
 const OBSERVER: &str = "observer";
+
+/// The retry function's default intervals.
+const INTERVALS: retry::Intervals = retry::Intervals {
+    requeue_after_minutes: 5,
+    reconcile_after_minutes: 10,
+};
 
 struct Stack {
     _moto: Moto,
@@ -225,6 +233,11 @@ async fn ecs_event(app: &App, fixture: &str, run_id: &str, attempt: u32, task_ar
 }
 
 impl Stack {
+    /// moto's endpoint.
+    fn moto_endpoint(&self) -> &str {
+        &self._moto.endpoint
+    }
+
     async fn call(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
         call(&self.app, method, path, body).await
     }
@@ -275,7 +288,12 @@ impl Stack {
         let event: aws_lambda_events::sqs::SqsEvent =
             serde_json::from_value(json!({ "Records": records })).unwrap();
         for _ in 0..if duplicate { 2 } else { 1 } {
-            let response = submit::handle(app, event.clone()).await;
+            let response = submit::handle(
+                app,
+                event.clone(),
+                tokio::time::Instant::now() + std::time::Duration::from_secs(120),
+            )
+            .await;
             assert!(response.batch_item_failures.is_empty(), "{response:?}");
         }
         for m in &messages {
@@ -599,7 +617,7 @@ async fn an_image_pull_failure_needs_a_retry_and_the_retry_tick_relaunches_it_as
         .await;
     assert_eq!(failed["status"], "NEEDS_RETRY", "{failed}");
 
-    let tick = retry::tick(&s.app, 5).await.unwrap();
+    let tick = retry::tick(&s.app, INTERVALS).await.unwrap();
     assert_eq!(tick.requeued, std::slice::from_ref(&run_id));
     let (_, requeued) = s
         .call(

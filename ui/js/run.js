@@ -24,6 +24,7 @@ const EVENT_NAMES = {
   RunStopped: 'Stopped',
   RunNeedsRetry: 'Needs retry',
   RunRequeued: 'Queued again',
+  RunReenqueued: 'Ticket sent again',
 };
 
 /** The ECS console page of a task, from its ARN; null for other engines. */

@@ -7,10 +7,11 @@ use shared::lambda::retry;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let (config, app) = shared::lambda::from_env().await?;
-    let (app, minutes) = (&app, config.requeue_after_minutes);
+    let (app, intervals) = (&app, retry::Intervals::from(&config));
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
-            retry::tick(app, minutes).await.map_err(Error::from)
+            let tick = retry::tick(app, intervals).await.map_err(Error::from)?;
+            tick.into_result().map_err(Error::from)
         },
     ))
     .await

@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
     let (_config, app) = shared::lambda::from_env().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(submit::handle(app, event.payload).await)
+        let deadline = submit::deadline_of(event.context.deadline());
+        Ok::<SqsBatchResponse, Error>(submit::handle(app, event.payload, deadline).await)
     }))
     .await
 }

@@ -21,9 +21,23 @@ use crate::ports::{AttemptLog, LogPage, LogSource, LogStream};
 pub const STREAM_PREFIX: &str = "flotilla";
 /// Pages read at most for one `raw_text` answer (10,000 events or 1 MB each).
 pub const MAX_PAGES: usize = 100;
-/// Most bytes of log one `raw_text` answer carries from CloudWatch: a Lambda
-/// answer holds 6 MB at most.
+/// Most bytes of log one `raw_text` answer carries from CloudWatch, counted
+/// as the text takes inside the JSON string Lambda carries the body in
+/// ([`json_escaped_len`]): a Lambda answer holds 6 MB at most.
 pub const MAX_RAW_BYTES: usize = 5 * 1024 * 1024;
+
+/// The bytes `text` takes inside a JSON string, as Lambda sends a text body:
+/// a quote, a backslash or a common control character takes 2, any other
+/// control character 6 (`\u001b`), the rest what it takes in UTF-8.
+pub fn json_escaped_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
 
 /// Logs of ECS runs.
 #[derive(Debug, Clone)]
@@ -78,21 +92,23 @@ impl<T: Unpin> futures_core::Stream for Once<T> {
 }
 
 impl CloudWatchLogs {
-    /// The whole log, gathered page by page, up to [`MAX_RAW_BYTES`]: past
-    /// that (an answer from Lambda holds 6 MB at most) it is refused, to be
-    /// paged through instead.
+    /// The whole log, gathered page by page, up to [`MAX_RAW_BYTES`] as a
+    /// JSON string: past that (an answer from Lambda holds 6 MB at most) it
+    /// is refused, to be paged through instead.
     pub async fn all(&self, log: &AttemptLog<'_>) -> Result<String, LogError> {
         let Some(stream) = log.task_id.and_then(stream_of_task) else {
             return Ok(String::new());
         };
         let mut text = String::new();
+        let mut escaped = 0;
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let Some((page, next)) = self.read(&stream, token.as_deref()).await? else {
                 break;
             };
+            escaped += json_escaped_len(&page);
             text.push_str(&page);
-            if text.len() > MAX_RAW_BYTES {
+            if escaped > MAX_RAW_BYTES {
                 return Err(LogError::TooLarge {
                     limit: MAX_RAW_BYTES,
                 });
@@ -197,6 +213,52 @@ impl LogSource for CloudWatchLogs {
 mod tests {
     use super::*;
     use crate::testing::moto::Moto;
+
+    proptest::proptest! {
+        #[test]
+        fn the_escaped_length_is_what_json_makes_of_the_text(text in ".*", raw in proptest::collection::vec(0u8..0x80, 0..200)) {
+            for text in [text, String::from_utf8(raw).unwrap_or_default()] {
+                let json = serde_json::to_string(&text).unwrap_or_default();
+                proptest::prop_assert_eq!(json_escaped_len(&text), json.len() - 2, "{:?}", text);
+            }
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn a_raw_log_of_escape_codes_is_measured_as_the_answer_carries_it() {
+        let moto = Moto::start();
+        let client = Client::new(&moto.sdk_config().await);
+        let (group, stream) = ("/flotilla/runs", "flotilla/main/ansi");
+        make_stream(&client, group, stream).await;
+        // 1 MiB of terminal colour codes: 6 MiB once escaped in JSON.
+        let line = "\u{1b}".repeat(256 * 1024);
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut req = client
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream);
+        for i in 0..4 {
+            req = req.log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .message(&line)
+                    .timestamp(now + i)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        req.send().await.unwrap();
+        let logs = CloudWatchLogs::new(client, group, "us-east-1");
+        let log = AttemptLog {
+            run_id: "r-1",
+            attempt: 1,
+            task_id: Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/ansi"),
+        };
+        match logs.all(&log).await {
+            Err(LogError::TooLarge { limit }) => assert_eq!(limit, MAX_RAW_BYTES),
+            other => panic!("expected TooLarge, got {:?}", other.map(|t| t.len())),
+        }
+    }
 
     #[test]
     fn a_tasks_stream_is_named_after_its_id_and_links_to_the_console() {

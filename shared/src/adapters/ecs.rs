@@ -397,6 +397,111 @@ impl ExecutionEngine for EcsExecutionEngine {
             .map_err(|e| classify(e, "stop the task", &cluster))?;
         Ok(())
     }
+
+    /// One `DescribeTasks` call. A task ECS answers with a failure
+    /// (`MISSING`), or a cluster ECS does not have, is unknown.
+    async fn look_up(
+        &self,
+        cluster: &str,
+        task_ids: &[String],
+        seen: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<crate::ports::TaskLookup>>, EngineError> {
+        use crate::ports::TaskLookup;
+        let cluster = self.ecs_cluster(cluster);
+        let answer = self
+            .client
+            .describe_tasks()
+            .cluster(&cluster)
+            .set_tasks(Some(task_ids.to_vec()))
+            .send()
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) if e.code() == Some("ClusterNotFoundException") => {
+                let reason = format!("ECS has no cluster \"{cluster}\" any more");
+                return Ok(Some(
+                    task_ids
+                        .iter()
+                        .map(|task_id| TaskLookup::Unknown {
+                            task_id: task_id.clone(),
+                            reason: reason.clone(),
+                        })
+                        .collect(),
+                ));
+            }
+            Err(e) => return Err(classify(e, "describe tasks", &cluster)),
+        };
+        let mut found = Vec::with_capacity(task_ids.len());
+        for task in answer.tasks() {
+            let task = described_task(task, &cluster);
+            found.push(TaskLookup::Known {
+                update: crate::adapters::ecs_events::task_update(&task, seen),
+                task_id: task.task_arn,
+            });
+        }
+        for failure in answer.failures() {
+            let Some(task_id) = failure.arn() else {
+                continue;
+            };
+            found.push(TaskLookup::Unknown {
+                task_id: task_id.to_owned(),
+                reason: format!(
+                    "ECS answered {} for it",
+                    failure.reason().unwrap_or("nothing")
+                ),
+            });
+        }
+        // A task ECS left out of both lists is as unknown as a failure.
+        let answered: std::collections::HashSet<String> = found
+            .iter()
+            .map(|f| match f {
+                TaskLookup::Known { task_id, .. } | TaskLookup::Unknown { task_id, .. } => {
+                    task_id.clone()
+                }
+            })
+            .collect();
+        for task_id in task_ids {
+            if !answered.contains(task_id) {
+                found.push(TaskLookup::Unknown {
+                    task_id: task_id.clone(),
+                    reason: "ECS did not answer for it".to_owned(),
+                });
+            }
+        }
+        Ok(Some(found))
+    }
+}
+
+/// A task `DescribeTasks` gave, read as a state change event's task is.
+fn described_task(
+    task: &aws_sdk_ecs::types::Task,
+    cluster: &str,
+) -> crate::adapters::ecs_events::EcsTask {
+    use crate::adapters::ecs_events::{EcsContainer, EcsTask};
+    let time = |t: Option<&aws_sdk_ecs::primitives::DateTime>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+    };
+    EcsTask {
+        task_arn: task.task_arn().unwrap_or_default().to_owned(),
+        cluster_arn: task.cluster_arn().unwrap_or(cluster).to_owned(),
+        last_status: task.last_status().unwrap_or_default().to_owned(),
+        group: task.group().map(str::to_owned),
+        started_by: task.started_by().map(str::to_owned),
+        version: u64::try_from(task.version()).ok().filter(|v| *v > 0),
+        started_at: time(task.started_at()),
+        stopped_at: time(task.stopped_at()),
+        stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
+        stopped_reason: task.stopped_reason().map(str::to_owned),
+        containers: task
+            .containers()
+            .iter()
+            .map(|c| EcsContainer {
+                name: c.name().unwrap_or_default().to_owned(),
+                exit_code: c.exit_code().map(i64::from),
+                reason: c.reason().map(str::to_owned),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

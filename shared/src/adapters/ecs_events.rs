@@ -129,22 +129,27 @@ pub fn engine_update(event: &EcsTaskStateChangeEvent) -> Option<EngineUpdate> {
     if event.detail_type != DETAIL_TYPE {
         return None;
     }
-    let task = &event.detail;
+    task_update(&event.detail, event.time)
+}
+
+/// The update a task's state reports, seen at `seen` (an event's time, or
+/// when `DescribeTasks` answered), or `None` when the task is not one of our
+/// runs' or its status says nothing new. Events and the reconciler's lookups
+/// read a task the same way.
+pub fn task_update(task: &EcsTask, seen: DateTime<Utc>) -> Option<EngineUpdate> {
     let (run_id, attempt) = parse_task_group(task.group.as_deref()?)?;
     let task_id = task.task_arn.clone();
     let (change, at) = match task.last_status.as_str() {
-        "PROVISIONING" | "PENDING" | "ACTIVATING" => {
-            (EngineChange::Submitted { task_id }, event.time)
-        }
+        "PROVISIONING" | "PENDING" | "ACTIVATING" => (EngineChange::Submitted { task_id }, seen),
         "RUNNING" => (
             EngineChange::Started {
                 task_id: Some(task_id),
                 host: None,
             },
-            task.started_at.unwrap_or(event.time),
+            task.started_at.unwrap_or(seen),
         ),
         "STOPPED" => {
-            let at = task.stopped_at.unwrap_or(event.time);
+            let at = task.stopped_at.unwrap_or(seen);
             let container = task
                 .containers
                 .iter()

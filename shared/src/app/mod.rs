@@ -204,8 +204,20 @@ impl App {
         &self,
         run_id: &str,
         command: RunCommand,
-        mut known: Option<RunState>,
+        known: Option<RunState>,
     ) -> Result<Run, AppError> {
+        Ok(self.apply_reporting(run_id, command, known).await?.0)
+    }
+
+    /// [`App::apply_from`], also saying whether this call appended events
+    /// (`false` when the command changed nothing, also after a conflict with
+    /// a writer that got there first).
+    pub(crate) async fn apply_reporting(
+        &self,
+        run_id: &str,
+        command: RunCommand,
+        mut known: Option<RunState>,
+    ) -> Result<(Run, bool), AppError> {
         retry_on_conflict(Contended::Run(run_id.to_owned()), || {
             let known = known.take();
             let command = command.clone();
@@ -225,14 +237,14 @@ impl App {
                     return Err(AppError::NotFound(Missing::Run(run_id.to_owned())));
                 };
                 if events.is_empty() {
-                    return Ok(Step::Done(run));
+                    return Ok(Step::Done((run, false)));
                 }
                 match self.runs.append(run_id, version, &events, &run).await {
                     Ok(_) => {
                         if previous != Some(run.status) {
                             self.publish(&run, previous).await;
                         }
-                        Ok(Step::Done(run))
+                        Ok(Step::Done((run, true)))
                     }
                     Err(StoreError::Conflict { .. }) => Ok(Step::Again),
                     Err(other) => Err(other.into()),

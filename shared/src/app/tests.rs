@@ -271,12 +271,12 @@ async fn a_running_run_past_its_deadline_is_stopped_and_its_task_told_to_stop() 
 
     t.clock.advance(Duration::seconds(60));
     assert!(
-        t.app.enforce_deadlines().await.unwrap().is_empty(),
+        t.app.enforce_deadlines().await.unwrap().0.is_empty(),
         "at its deadline exactly, a run still runs"
     );
     t.clock.advance(Duration::seconds(1));
     assert_eq!(
-        t.app.enforce_deadlines().await.unwrap(),
+        t.app.enforce_deadlines().await.unwrap().0,
         std::slice::from_ref(&run_id)
     );
 
@@ -288,7 +288,7 @@ async fn a_running_run_past_its_deadline_is_stopped_and_its_task_told_to_stop() 
         Some("exceeded its active_deadline_seconds (60 s) and was stopped")
     );
     assert!(
-        t.app.enforce_deadlines().await.unwrap().is_empty(),
+        t.app.enforce_deadlines().await.unwrap().0.is_empty(),
         "a stopped run is not stopped again"
     );
 }
@@ -391,5 +391,186 @@ async fn a_key_left_by_a_request_that_died_before_recording_its_run_is_taken_ove
     assert_eq!(
         again.spec.run_id, run.spec.run_id,
         "the key now names the new run"
+    );
+}
+
+#[tokio::test]
+async fn five_stale_runs_are_enqueued_again_once_per_interval_not_once_per_sweep() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        runs.push(t.execute("job").await.spec.run_id);
+    }
+    assert_eq!(t.queued_tickets().await, 5);
+    let interval = Duration::minutes(5);
+    t.clock.advance(Duration::minutes(6));
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let swept = t.app.retry_tick(interval).await.unwrap();
+        assert!(swept.failed.is_empty(), "{:?}", swept.failed);
+        sent.push(swept.reenqueued.len());
+        t.clock.advance(Duration::minutes(1));
+    }
+    assert_eq!(
+        sent,
+        [5, 0, 0],
+        "three sweeps a minute apart send each stale ticket once"
+    );
+    for run_id in &runs {
+        let names = t.event_names(run_id).await;
+        assert_eq!(names, ["RunQueued", "RunReenqueued"], "{run_id}");
+    }
+    // A whole interval after the last re-enqueue, a run still not taken is
+    // due once more.
+    t.clock.advance(Duration::minutes(3));
+    let swept = t.app.retry_tick(interval).await.unwrap();
+    assert_eq!(swept.reenqueued.len(), 5);
+}
+
+#[tokio::test]
+async fn a_run_queued_again_after_an_infrastructure_failure_gets_one_ticket_from_that_sweep() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let run_id = t.execute("job").await.spec.run_id;
+    t.submit_next().await;
+    t.clock.advance(Duration::minutes(30));
+    t.app
+        .record_engine_update(infra_failure(&run_id, 1, t.clock.now()))
+        .await
+        .unwrap();
+    let swept = t.app.retry_tick(Duration::minutes(5)).await.unwrap();
+    assert_eq!(swept.requeued, std::slice::from_ref(&run_id));
+    assert!(
+        swept.reenqueued.is_empty(),
+        "its first queue time is old, but its ticket is new"
+    );
+    assert_eq!(t.queued_tickets().await, 1);
+}
+
+#[tokio::test]
+async fn twenty_sweeps_racing_over_one_stale_run_send_its_ticket_once() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let run_id = t.execute("job").await.spec.run_id;
+    t.clock.advance(Duration::minutes(6));
+    let sweeps = (0..20).map(|_| {
+        let app = Arc::clone(&t.app);
+        tokio::spawn(async move { app.retry_tick(Duration::minutes(5)).await })
+    });
+    let mut sent = 0;
+    for sweep in sweeps {
+        sent += sweep.await.unwrap().unwrap().reenqueued.len();
+    }
+    assert_eq!(sent, 1);
+    assert_eq!(t.event_names(&run_id).await, ["RunQueued", "RunReenqueued"]);
+}
+
+#[tokio::test]
+async fn the_sweep_reaches_every_due_run_however_many_pages_they_take() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let count = 2 * crate::app::sweep::SWEEP_PAGE as usize + 17;
+    for _ in 0..count {
+        t.queue.lose_next_enqueue();
+        t.execute("job").await;
+    }
+    assert_eq!(t.queued_tickets().await, 0);
+    t.clock.advance(Duration::minutes(6));
+    let swept = t.app.retry_tick(Duration::minutes(5)).await.unwrap();
+    assert_eq!(swept.reenqueued.len(), count);
+    assert_eq!(t.queued_tickets().await, count as u64);
+}
+
+#[tokio::test]
+async fn a_run_the_sweep_cannot_enqueue_is_reported_and_the_sweep_goes_on() {
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let run_id = t.execute("job").await.spec.run_id;
+        t.submit_next().await;
+        runs.push(run_id);
+    }
+    for run_id in &runs {
+        t.app
+            .record_engine_update(infra_failure(run_id, 1, t.clock.now()))
+            .await
+            .unwrap();
+    }
+    t.queue.lose_next_enqueue();
+    let swept = t.app.retry_tick(Duration::minutes(5)).await.unwrap();
+    assert_eq!(swept.failed.len(), 1, "{:?}", swept.failed);
+    let failed = runs
+        .iter()
+        .find(|r| swept.failed[0].starts_with(r.as_str()))
+        .unwrap_or_else(|| panic!("{:?} names none of {runs:?}", swept.failed));
+    let mut requeued = swept.requeued.clone();
+    requeued.push(failed.clone());
+    requeued.sort();
+    runs.sort();
+    assert_eq!(requeued, runs, "the sweep goes on past the run it failed");
+}
+
+#[tokio::test]
+async fn a_run_that_heard_nothing_is_looked_up_and_the_engines_answer_recorded() {
+    use crate::ports::TaskLookup;
+    let t = TestApp::new();
+    t.define("job", "true").await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        t.engine.answer(LaunchAnswer::Accept { running_on: None });
+        let run_id = t.execute("job").await.spec.run_id;
+        t.submit_next().await;
+        runs.push(run_id);
+    }
+    assert_eq!(t.run(&runs[0]).await.status, RunStatus::Pending);
+    let quiet = Duration::minutes(10);
+    t.clock.advance(Duration::minutes(9));
+    let early = t.app.reconcile(quiet).await.unwrap();
+    assert!(t.engine.lookups().is_empty(), "{early:?}");
+
+    // task-1 ended with exit code 3; ECS forgot task-2; task-3 still runs.
+    t.engine.on_look_up(
+        "task-1",
+        TaskLookup::Known {
+            task_id: "task-1".into(),
+            update: Some(exited(&runs[0], 1, 3, t.clock.now())),
+        },
+    );
+    t.engine.on_look_up(
+        "task-2",
+        TaskLookup::Unknown {
+            task_id: "task-2".into(),
+            reason: "ECS answered MISSING for it".into(),
+        },
+    );
+    t.clock.advance(Duration::minutes(2));
+    let found = t.app.reconcile(quiet).await.unwrap();
+    assert_eq!(
+        t.engine.lookups(),
+        [("default".to_owned(), 3)],
+        "one lookup"
+    );
+    assert_eq!(found.recorded, std::slice::from_ref(&runs[0]));
+    assert_eq!(found.lost, std::slice::from_ref(&runs[1]));
+    let ended = t.run(&runs[0]).await;
+    assert_eq!(
+        (ended.status, ended.exit_code),
+        (RunStatus::Stopped, Some(3))
+    );
+    let lost = t.run(&runs[1]).await;
+    assert_eq!(lost.status, RunStatus::Stopped);
+    assert_eq!(lost.exit_code, None);
+    let reason = lost.exit_reason.unwrap_or_default();
+    assert!(
+        reason.contains("no longer knows its task task-2") && reason.contains("MISSING"),
+        "{reason}"
+    );
+    assert_eq!(t.run(&runs[2]).await.status, RunStatus::Pending);
+    let again = t.app.reconcile(quiet).await.unwrap();
+    assert!(
+        again.recorded.is_empty() && again.lost.is_empty(),
+        "{again:?}"
     );
 }

@@ -115,6 +115,15 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The retry sweep put a QUEUED run's ticket on the queue again, because
+    /// none was taken for longer than it waits (the first enqueue may have
+    /// been lost). Recorded before the enqueue, at most once per interval.
+    RunReenqueued {
+        /// The attempt the ticket is for.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl RunEvent {
@@ -129,6 +138,7 @@ impl RunEvent {
             Self::RunNeedsRetry { .. } => "RunNeedsRetry",
             Self::RunLaunchDeferred { .. } => "RunLaunchDeferred",
             Self::RunRequeued { .. } => "RunRequeued",
+            Self::RunReenqueued { .. } => "RunReenqueued",
         }
     }
 
@@ -142,7 +152,8 @@ impl RunEvent {
             | Self::RunStopped { at, .. }
             | Self::RunNeedsRetry { at, .. }
             | Self::RunLaunchDeferred { at, .. }
-            | Self::RunRequeued { at, .. } => *at,
+            | Self::RunRequeued { at, .. }
+            | Self::RunReenqueued { at, .. } => *at,
         }
     }
 }

@@ -131,6 +131,13 @@ pub struct Run {
     /// Why the engine has not taken the current attempt yet, while it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_deferred: Option<String>,
+    /// When the current attempt's ticket was last put on the queue after the
+    /// first time (a requeue or a re-enqueue); `queued_at` before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<DateTime<Utc>>,
+    /// The time of the newest fact recorded about the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -150,6 +157,16 @@ impl Run {
                 .clone()
                 .unwrap_or_else(|| stopped_by_reason(by)),
         )
+    }
+
+    /// When the current attempt's ticket was last put on the queue.
+    pub fn last_enqueued_at(&self) -> DateTime<Utc> {
+        self.enqueued_at.unwrap_or(self.queued_at)
+    }
+
+    /// When the newest fact about the run happened.
+    pub fn last_event_at(&self) -> DateTime<Utc> {
+        self.last_event_at.unwrap_or(self.queued_at)
     }
 
     /// Whether the run may be handed to an engine for `attempt` now.
@@ -260,8 +277,18 @@ pub enum RunCommand {
         /// Now.
         now: DateTime<Utc>,
     },
-    /// The run's engine lost track of it (the local server restarted mid-run):
-    /// end it with `reason`.
+    /// The retry sweep puts the ticket of a QUEUED run's `attempt` on the
+    /// queue again, if none was put there since `stale_before`.
+    Reenqueue {
+        /// The attempt of the ticket.
+        attempt: u32,
+        /// A ticket put on the queue before this is presumed lost.
+        stale_before: DateTime<Utc>,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// The run's engine lost track of it (the local server restarted mid-run,
+    /// or ECS no longer knows its task): end it with `reason`.
     Abandon {
         /// Why.
         reason: String,
@@ -460,6 +487,17 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 }]
             }
         }
+        RunCommand::Reenqueue {
+            attempt,
+            stale_before,
+            now,
+        } => {
+            if run.is_launchable(attempt) && run.last_enqueued_at() < stale_before {
+                vec![RunEvent::RunReenqueued { attempt, at: now }]
+            } else {
+                vec![]
+            }
+        }
         RunCommand::Abandon { reason, now } => {
             if run.status == RunStatus::Stopped {
                 vec![]
@@ -486,6 +524,10 @@ pub fn stopped_by_reason(by: &str) -> String {
 /// from the version.
 pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
     state.version += 1;
+    if let Some(run) = state.run.as_mut() {
+        let at = event.at();
+        run.last_event_at = Some(run.last_event_at.map_or(at, |last| last.max(at)));
+    }
     match (state.run.as_mut(), event) {
         (None, RunEvent::RunQueued { spec, at }) => {
             state.run = Some(Run {
@@ -503,6 +545,8 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 stop_reason: None,
                 engine_version: None,
                 launch_deferred: None,
+                enqueued_at: None,
+                last_event_at: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
@@ -568,7 +612,11 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.exit_reason = Some(reason.clone());
             run.finished_at = None;
         }
-        (Some(run), RunEvent::RunRequeued { attempt, .. }) => {
+        (Some(run), RunEvent::RunReenqueued { at, .. }) => {
+            run.enqueued_at = Some(*at);
+        }
+        (Some(run), RunEvent::RunRequeued { attempt, at }) => {
+            run.enqueued_at = Some(*at);
             run.status = RunStatus::Queued;
             run.attempt = *attempt;
             run.started_at = None;

@@ -346,6 +346,13 @@ impl TimelineEntry {
                 Some(*attempt),
                 format!("queued again as attempt {attempt}"),
             ),
+            E::RunReenqueued { attempt, .. } => (
+                "Warning",
+                Some(*attempt),
+                format!(
+                    "attempt {attempt} was not taken from the queue in time; its ticket was sent again"
+                ),
+            ),
         };
         Self {
             sequence: recorded.sequence,

@@ -35,6 +35,15 @@ pub const DEFAULT_CLUSTER: &str = "FLOTILLA_DEFAULT_CLUSTER";
 pub const MAX_ATTEMPTS: &str = "FLOTILLA_MAX_ATTEMPTS";
 /// Minutes after which a QUEUED run is enqueued again.
 pub const REQUEUE_AFTER_MINUTES: &str = "FLOTILLA_REQUEUE_AFTER_MINUTES";
+/// Minutes without an event after which a PENDING or RUNNING run's task is
+/// looked up in ECS (a state change event may have been lost).
+pub const RECONCILE_AFTER_MINUTES: &str = "FLOTILLA_RECONCILE_AFTER_MINUTES";
+/// Milliseconds an AWS SDK call may take to connect.
+pub const AWS_CONNECT_TIMEOUT_MS: &str = "FLOTILLA_AWS_CONNECT_TIMEOUT_MS";
+/// Milliseconds one attempt of an AWS SDK call may take.
+pub const AWS_ATTEMPT_TIMEOUT_MS: &str = "FLOTILLA_AWS_ATTEMPT_TIMEOUT_MS";
+/// Milliseconds an AWS SDK call, retries included, may take.
+pub const AWS_OPERATION_TIMEOUT_MS: &str = "FLOTILLA_AWS_OPERATION_TIMEOUT_MS";
 /// An emulator's endpoint (tests, local set-ups); unset on AWS.
 pub const AWS_ENDPOINT_URL: &str = "FLOTILLA_AWS_ENDPOINT_URL";
 /// The clusters the stack has queues for, comma-separated.
@@ -67,11 +76,14 @@ pub const OAUTH_TOKEN_URL: &str = "FLOTILLA_OAUTH_TOKEN_URL";
 /// reports its own status with its attempt's token.
 pub const RUN_TOKEN_KEY: &str = "FLOTILLA_RUN_TOKEN_KEY";
 
+/// Longest `startedBy` ECS takes.
+pub const MAX_STARTED_BY: usize = 36;
+
 /// Shortest run token key taken.
 pub const MIN_RUN_TOKEN_KEY: usize = 32;
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 29] = [
+pub const ALL: [&str; 33] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -87,6 +99,10 @@ pub const ALL: [&str; 29] = [
     DEFAULT_CLUSTER,
     MAX_ATTEMPTS,
     REQUEUE_AFTER_MINUTES,
+    RECONCILE_AFTER_MINUTES,
+    AWS_CONNECT_TIMEOUT_MS,
+    AWS_ATTEMPT_TIMEOUT_MS,
+    AWS_OPERATION_TIMEOUT_MS,
     AWS_ENDPOINT_URL,
     CORS_ALLOWED_ORIGINS,
     CLUSTERS,
@@ -143,6 +159,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// Minutes after which a QUEUED run is enqueued again.
     pub requeue_after_minutes: u32,
+    /// Minutes without an event after which a PENDING or RUNNING run's task
+    /// is looked up in ECS.
+    pub reconcile_after_minutes: u32,
     /// The HTTP edge (CORS).
     pub http: crate::http::HttpOptions,
     /// The clusters the stack has queues for.
@@ -181,6 +200,32 @@ impl Config {
                 problem: format!("\"{v}\" is not a whole number"),
             }),
         };
+        let millis = |name: &'static str, default: std::time::Duration| {
+            let ms = number(name, u32::try_from(default.as_millis()).unwrap_or(u32::MAX))?;
+            if ms == 0 {
+                return Err(ConfigError::Invalid {
+                    name,
+                    problem: "0 ms leaves no time for any call".to_owned(),
+                });
+            }
+            Ok(std::time::Duration::from_millis(u64::from(ms)))
+        };
+        let defaults = crate::adapters::aws::SdkTimeouts::DEFAULT;
+        let timeouts = crate::adapters::aws::SdkTimeouts {
+            connect: millis(AWS_CONNECT_TIMEOUT_MS, defaults.connect)?,
+            attempt: millis(AWS_ATTEMPT_TIMEOUT_MS, defaults.attempt)?,
+            operation: millis(AWS_OPERATION_TIMEOUT_MS, defaults.operation)?,
+        };
+        let started_by = value(STARTED_BY).unwrap_or_else(|| "flotilla".to_owned());
+        if started_by.len() > MAX_STARTED_BY {
+            return Err(ConfigError::Invalid {
+                name: STARTED_BY,
+                problem: format!(
+                    "\"{started_by}\" has {} characters; ECS takes at most {MAX_STARTED_BY}",
+                    started_by.len()
+                ),
+            });
+        }
         let subnets = list(SUBNETS);
         if subnets.is_empty() {
             return Err(ConfigError::Missing(SUBNETS));
@@ -206,6 +251,7 @@ impl Config {
             aws: AwsTarget {
                 endpoint_url: value(AWS_ENDPOINT_URL),
                 region: region.clone(),
+                timeouts,
             },
             table: required(TABLE)?,
             queue_prefix: required(QUEUE_PREFIX)?,
@@ -220,12 +266,13 @@ impl Config {
                 task_role_arn: value(TASK_ROLE_ARN),
                 log_group: required(LOG_GROUP)?,
                 log_region: region.unwrap_or_else(|| "us-east-1".to_owned()),
-                started_by: value(STARTED_BY).unwrap_or_else(|| "flotilla".to_owned()),
+                started_by,
             },
             mode: value(MODE).unwrap_or_else(|| "prod".to_owned()),
             default_cluster: value(DEFAULT_CLUSTER).unwrap_or_else(|| "default".to_owned()),
             max_attempts: number(MAX_ATTEMPTS, 3)?.max(1),
             requeue_after_minutes: number(REQUEUE_AFTER_MINUTES, 5)?,
+            reconcile_after_minutes: number(RECONCILE_AFTER_MINUTES, 10)?.max(1),
             clusters: list(CLUSTERS),
             identity: super::identity::IdentityRule {
                 claims: match list(IDENTITY_CLAIMS) {
@@ -397,5 +444,40 @@ mod tests {
             with(&[(RUN_TOKEN_KEY, &key)]).unwrap().run_token_key,
             Some(key)
         );
+    }
+
+    #[test]
+    fn sdk_timeouts_default_below_the_function_timeouts_and_read_in_milliseconds() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.aws.timeouts, crate::adapters::aws::SdkTimeouts::DEFAULT);
+        assert!(c.aws.timeouts.operation < std::time::Duration::from_secs(30));
+        let c = with(&[
+            (AWS_CONNECT_TIMEOUT_MS, "250"),
+            (AWS_OPERATION_TIMEOUT_MS, "4000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.aws.timeouts.connect,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(c.aws.timeouts.operation, std::time::Duration::from_secs(4));
+        for bad in ["0", "soon"] {
+            assert!(matches!(
+                with(&[(AWS_ATTEMPT_TIMEOUT_MS, bad)]),
+                Err(ConfigError::Invalid {
+                    name: AWS_ATTEMPT_TIMEOUT_MS,
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_started_by_longer_than_ecs_takes_is_refused_at_start() {
+        let long = "s".repeat(MAX_STARTED_BY + 1);
+        let err = with(&[(STARTED_BY, &long)]).unwrap_err();
+        assert!(err.to_string().contains("at most 36"), "{err}");
+        let fits = "s".repeat(MAX_STARTED_BY);
+        assert_eq!(with(&[(STARTED_BY, &fits)]).unwrap().ecs.started_by, fits);
     }
 }

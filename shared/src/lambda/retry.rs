@@ -1,9 +1,16 @@
 //! The `retry` function: one sweep per scheduled tick.
 //!
 //! NEEDS_RETRY runs are queued again as a new attempt (or stopped once they
-//! used up their attempts), QUEUED runs older than the configured minutes are
-//! enqueued again (an enqueue lost after the append), and RUNNING runs past
-//! their `active_deadline_seconds` are stopped with a timeout reason.
+//! used up their attempts); QUEUED runs whose ticket waited longer than the
+//! configured minutes are enqueued again, once per such interval (an enqueue
+//! lost after the append); PENDING and RUNNING runs with no event for the
+//! reconcile minutes are looked up with ECS `DescribeTasks` and what ECS says
+//! is recorded (a state change event lost); RUNNING runs past their
+//! `active_deadline_seconds` are stopped with a timeout reason.
+//!
+//! Each step pages through all its runs and goes on past a run it cannot
+//! handle. The tick then answers with an error naming what failed, so the
+//! function's Errors alarm sees it; those runs are due again next tick.
 
 use serde::Serialize;
 
@@ -19,19 +26,71 @@ pub struct Tick {
     pub gave_up: Vec<String>,
     /// QUEUED runs enqueued again.
     pub reenqueued: Vec<String>,
+    /// Runs whose state ECS's answer changed.
+    pub reconciled: Vec<String>,
+    /// Runs stopped because ECS no longer knows their task.
+    pub lost: Vec<String>,
     /// Runs stopped at their deadline.
     pub timed_out: Vec<String>,
+    /// What failed, one line each; due again next tick.
+    pub failed: Vec<String>,
+}
+
+/// A tick that could not handle every run it was due for.
+#[derive(Debug, thiserror::Error)]
+#[error("the sweep could not handle {} of its runs (first: {}); they are due again next tick", .0.failed.len(), .0.failed.first().map_or("", String::as_str))]
+pub struct SweepIncomplete(pub Box<Tick>);
+
+impl Tick {
+    /// The tick, or an error naming what failed when anything did.
+    pub fn into_result(self) -> Result<Self, SweepIncomplete> {
+        if self.failed.is_empty() {
+            Ok(self)
+        } else {
+            Err(SweepIncomplete(Box::new(self)))
+        }
+    }
+}
+
+/// The sweep's intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    /// Minutes a QUEUED run's ticket waits before it is sent again.
+    pub requeue_after_minutes: u32,
+    /// Minutes without an event before a PENDING or RUNNING run's task is
+    /// looked up.
+    pub reconcile_after_minutes: u32,
+}
+
+impl From<&super::Config> for Intervals {
+    fn from(config: &super::Config) -> Self {
+        Self {
+            requeue_after_minutes: config.requeue_after_minutes,
+            reconcile_after_minutes: config.reconcile_after_minutes,
+        }
+    }
 }
 
 /// Runs one sweep, at the app's clock's now.
-pub async fn tick(app: &App, requeue_after_minutes: u32) -> Result<Tick, AppError> {
-    let requeue_after = chrono::Duration::minutes(i64::from(requeue_after_minutes));
-    let swept = app.retry_tick(requeue_after).await?;
-    let timed_out = app.enforce_deadlines().await?;
+pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
+    let minutes = |m: u32| chrono::Duration::minutes(i64::from(m));
+    let swept = app
+        .retry_tick(minutes(intervals.requeue_after_minutes))
+        .await?;
+    let reconciled = app
+        .reconcile(minutes(intervals.reconcile_after_minutes))
+        .await?;
+    let (timed_out, deadline_failures) = app.enforce_deadlines().await?;
+    let mut failed = swept.failed;
+    failed.extend(reconciled.failed);
+    failed.extend(deadline_failures);
     Ok(Tick {
         requeued: swept.requeued,
         gave_up: swept.gave_up,
         reenqueued: swept.reenqueued,
+        reconciled: reconciled.recorded,
+        lost: reconciled.lost,
         timed_out,
+        failed,
     })
 }

@@ -6,28 +6,52 @@
 //! redelivered message never launches twice. A retryable launch failure leaves
 //! the message to come back after its visibility timeout; a permanent one
 //! stops the run with the reason and acknowledges the message.
+//!
+//! The batch answers before the invocation's deadline whatever AWS does: each
+//! record gets the time left less [`ANSWER_RESERVE`], a record that runs out
+//! of it (an endpoint that never answers) is reported failed, and so is every
+//! record there is no time left to try. A message that is not a run ticket is
+//! reported failed too, so that the queue's redrive policy moves it to the
+//! dead-letter queue, where an operator sees it.
+
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::adapters::sqs::parse_ticket;
 use crate::app::{App, SubmitOutcome};
 
-/// Handles one batch.
-pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
+/// Time kept back from the invocation's deadline to send the answer.
+pub const ANSWER_RESERVE: Duration = Duration::from_secs(1);
+
+/// Handles one batch, answering before `deadline`.
+pub async fn handle(app: &App, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
+    let answer_by = deadline.checked_sub(ANSWER_RESERVE).unwrap_or(deadline);
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
         let ticket = match parse_ticket(body) {
             Ok(ticket) => ticket,
             Err(e) => {
-                // Redelivering it cannot make it parse: drop it, loudly.
-                error!(message_id = %message_id, error = %e, "dropping a message that is not a run ticket");
+                // Redelivering it cannot make it parse: failing it sends it to
+                // the dead-letter queue once the redrive policy's count is up.
+                error!(message_id = %message_id, error = %e, "a message that is not a run ticket; it goes to the dead-letter queue");
+                response.add_failure(message_id);
                 continue;
             }
         };
-        match app.submit(&ticket).await {
+        let outcome = match tokio::time::timeout_at(answer_by, app.submit(&ticket)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                error!(run_id = %ticket.run_id, attempt = ticket.attempt, "no answer before the invocation's deadline; the message will be redelivered");
+                response.add_failure(message_id);
+                continue;
+            }
+        };
+        match outcome {
             Ok(SubmitOutcome::Launched { task_id }) => {
                 info!(run_id = %ticket.run_id, attempt = ticket.attempt, task_id = %task_id, "launched");
             }
@@ -48,4 +72,13 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
         }
     }
     response
+}
+
+/// The instant of a Lambda invocation's deadline (milliseconds since the
+/// epoch, as the Runtime API gives it), on the monotonic clock.
+pub fn deadline_of(deadline: std::time::SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left
 }

@@ -24,7 +24,7 @@ use crate::domain::spec::Engine;
 use crate::error::{AppError, EngineError, StoreError};
 use crate::ports::{
     Clock, ExecutionEngine, LaunchSpec, Launched, ManualClock, RecordedEvent, RunQueue, RunStore,
-    RunTicket,
+    RunTicket, TaskLookup,
 };
 use crate::testing::scenario::t;
 
@@ -48,6 +48,8 @@ pub struct RecordingEngine {
     answers: Mutex<VecDeque<LaunchAnswer>>,
     launches: Mutex<Vec<LaunchSpec>>,
     stops: Mutex<Vec<(String, String)>>,
+    lookups: Mutex<std::collections::HashMap<String, TaskLookup>>,
+    looked_up: Mutex<Vec<(String, usize)>>,
     hold: AtomicBool,
     entered: Notify,
     release: Notify,
@@ -78,6 +80,17 @@ impl RecordingEngine {
     /// Every launch asked for, in order.
     pub fn launches(&self) -> Vec<LaunchSpec> {
         lock(&self.launches).clone()
+    }
+
+    /// Answers a lookup of `task_id` with `lookup`; a task without an answer
+    /// is known and says nothing new.
+    pub fn on_look_up(&self, task_id: &str, lookup: TaskLookup) {
+        lock(&self.lookups).insert(task_id.to_owned(), lookup);
+    }
+
+    /// Every lookup asked for: its cluster and how many tasks.
+    pub fn lookups(&self) -> Vec<(String, usize)> {
+        lock(&self.looked_up).clone()
     }
 
     /// Every `(run_id, task_id)` asked to stop, in order.
@@ -123,6 +136,30 @@ impl ExecutionEngine for RecordingEngine {
     async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError> {
         lock(&self.stops).push((run_id.to_owned(), task_id.to_owned()));
         Ok(())
+    }
+
+    async fn look_up(
+        &self,
+        cluster: &str,
+        task_ids: &[String],
+        _seen: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<TaskLookup>>, EngineError> {
+        lock(&self.looked_up).push((cluster.to_owned(), task_ids.len()));
+        let answers = lock(&self.lookups);
+        Ok(Some(
+            task_ids
+                .iter()
+                .map(|task_id| {
+                    answers
+                        .get(task_id)
+                        .cloned()
+                        .unwrap_or_else(|| TaskLookup::Known {
+                            task_id: task_id.clone(),
+                            update: None,
+                        })
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -81,6 +81,12 @@ impl Moto {
         sdk_config(&AwsTarget {
             endpoint_url: Some(self.endpoint.clone()),
             region: Some("us-east-1".into()),
+            // moto on a busy machine can take seconds over a large request.
+            timeouts: crate::adapters::aws::SdkTimeouts {
+                connect: Duration::from_secs(10),
+                attempt: Duration::from_secs(60),
+                operation: Duration::from_secs(120),
+            },
         })
         .await
     }
