@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 mod api;
 mod infra;
+mod processes;
 mod sweep;
 mod timeouts;
 
