@@ -1,11 +1,18 @@
 """Translates infra/template.yaml into the plain CloudFormation that AWS would
-deploy, offline: expands the Fn::ForEach over the clusters as
-AWS::LanguageExtensions does (`&{Cluster}` in keys and logical ids becomes the
-name without its non-alphanumerics, `${Cluster}` the name), leaving every other
-intrinsic to CloudFormation, then runs the SAM translator with an s3://
-placeholder for each function's code. scripts/check-infra lints the result.
+deploy, offline: expands the Fn::ForEach loops (over the clusters, and over
+the functions and metrics of the alarms, nested) as AWS::LanguageExtensions
+does (`&{Cluster}` in keys and logical ids becomes the name without its
+non-alphanumerics, `${Cluster}` the name), leaving every other intrinsic to
+CloudFormation, then runs the SAM translator with an s3:// placeholder for
+each function's code. scripts/check-infra lints the result.
+
+With --built, instead lays out in <project> what `sam build` leaves there
+(`.aws-sam/build/template.yaml`, each function's code in a directory named
+after it, here a stub bootstrap), so that `sam deploy` and `sam package` can
+run offline from <project> without compiling the functions.
 
 usage: python infra/translate.py <template> <output.json>
+       python infra/translate.py --built <template> <project>
 """
 
 import json
@@ -14,7 +21,9 @@ import sys
 import copy
 import re
 
-from samcli.yamlhelper import yaml_parse
+from pathlib import Path
+
+from samcli.yamlhelper import yaml_dump, yaml_parse
 from samtranslator.translator.transform import transform
 
 # Parameter values that exercise every branch: two clusters (one with a
@@ -46,19 +55,28 @@ def substitute(value, identifier, name):
         if value == {"Ref": identifier}:
             return name
         out = {text(k): substitute(v, identifier, name) for k, v in value.items()}
-        # Fn::GetAtt of a logical id made with Fn::Sub is a language
-        # extension; once substituted it is a plain Fn::GetAtt.
+        # Fn::GetAtt and Ref of a logical id made with Fn::Sub are language
+        # extensions; once substituted they are a plain Fn::GetAtt and Ref.
         target = out.get("Fn::GetAtt")
-        if isinstance(target, list) and isinstance(target[0], dict) and "Fn::Sub" in target[0]:
-            logical_id = target[0]["Fn::Sub"]
-            if isinstance(logical_id, str) and "${" not in logical_id:
-                out["Fn::GetAtt"] = [logical_id, target[1]]
+        if isinstance(target, list) and plain_sub(target[0]):
+            out["Fn::GetAtt"] = [plain_sub(target[0]), target[1]]
+        if plain_sub(out.get("Ref")):
+            out["Ref"] = plain_sub(out["Ref"])
         return out
     if isinstance(value, list):
         return [substitute(v, identifier, name) for v in value]
     if isinstance(value, str):
         return text(value)
     return value
+
+
+def plain_sub(value):
+    """The string of an `Fn::Sub` with nothing left to substitute, else None."""
+    if isinstance(value, dict) and list(value) == ["Fn::Sub"]:
+        text = value["Fn::Sub"]
+        if isinstance(text, str) and "${" not in text:
+            return text
+    return None
 
 
 def expand_for_each(section, parameters):
@@ -74,9 +92,12 @@ def expand_for_each(section, parameters):
         else:
             names = collection
         for name in names:
-            for k, v in substitute(copy.deepcopy(fragment), identifier, name).items():
+            # A loop inside the fragment is expanded once its own identifier
+            # is the only one left.
+            made = expand_for_each(substitute(copy.deepcopy(fragment), identifier, name), parameters)
+            for k, v in made.items():
                 if k in out:
-                    raise ValueError(f"{key} makes {k} twice: cluster names must differ in more than punctuation")
+                    raise ValueError(f"{key} makes {k} twice: names must differ in more than punctuation")
                 out[k] = v
     return out
 
@@ -106,5 +127,23 @@ def main(source, target):
     print(f"{source} → {target}: {len(translated['Resources'])} resources")
 
 
+def built(source, project):
+    """The layout `sam build` leaves in `project`, with stub function code."""
+    with open(source, encoding="utf-8") as f:
+        template = yaml_parse(f.read())
+    build = Path(project) / ".aws-sam" / "build"
+    for logical_id, resource in template["Resources"].items():
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::Serverless::Function":
+            code = build / logical_id
+            code.mkdir(parents=True, exist_ok=True)
+            (code / "bootstrap").write_text("#!/bin/sh\n", encoding="utf-8")
+            resource["Properties"]["CodeUri"] = logical_id
+    (build / "template.yaml").write_text(yaml_dump(template), encoding="utf-8")
+    print(f"{source} → {build}/template.yaml, as sam build leaves it")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--built":
+        built(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[2])

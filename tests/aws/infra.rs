@@ -2,7 +2,9 @@
 //! needs is set on it, every AWS action its code calls (measured on moto, one
 //! request counter per function) is allowed by its policy and nothing more,
 //! and the table, queues, ECS clusters and EventBridge rule match what the
-//! adapters use.
+//! adapters use. Then what keeps a deployment running: the checks made before
+//! CloudFormation changes anything, dead-letter queues and their alarms, the
+//! functions' alarms, logs and limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -108,6 +110,157 @@ fn allowed_actions(t: &Value, function: &str) -> BTreeSet<String> {
         }
     }
     actions
+}
+
+/// The template's resources with every `Fn::ForEach` expanded as
+/// AWS::LanguageExtensions does, its `Clusters` being `clusters`.
+fn expanded_resources(t: &Value, clusters: &[&str]) -> serde_json::Map<String, Value> {
+    expand_for_each(t["Resources"].as_object().unwrap(), clusters)
+}
+
+fn expand_for_each(
+    section: &serde_json::Map<String, Value>,
+    clusters: &[&str],
+) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for (key, value) in section {
+        if !key.starts_with("Fn::ForEach::") {
+            out.insert(key.clone(), value.clone());
+            continue;
+        }
+        let identifier = value[0].as_str().unwrap();
+        let names: Vec<String> = match &value[1] {
+            Value::Array(names) => names
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned())
+                .collect(),
+            collection => {
+                assert_eq!(collection, &json!({"Ref": "Clusters"}), "{key}");
+                clusters.iter().map(|c| (*c).to_owned()).collect()
+            }
+        };
+        for name in names {
+            let fragment = substitute(&value[2], identifier, &name);
+            for (k, v) in expand_for_each(fragment.as_object().unwrap(), clusters) {
+                assert!(out.insert(k.clone(), v).is_none(), "{key} makes {k} twice");
+            }
+        }
+    }
+    out
+}
+
+/// `value` with a loop's identifier replaced by `name`; `Ref` and `GetAtt`
+/// of a logical id made with `Fn::Sub` then become plain ones.
+fn substitute(value: &Value, identifier: &str, name: &str) -> Value {
+    let alnum: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+    let text = |s: &str| {
+        s.replace(&format!("&{{{identifier}}}"), &alnum)
+            .replace(&format!("${{{identifier}}}"), name)
+    };
+    let plain_sub = |v: &Value| match v.as_object() {
+        Some(m) if m.len() == 1 => m
+            .get("Fn::Sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.contains("${"))
+            .map(str::to_owned),
+        _ => None,
+    };
+    match value {
+        Value::Object(map) if map.len() == 1 && map.get("Ref") == Some(&json!(identifier)) => {
+            json!(name)
+        }
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (text(k), substitute(v, identifier, name)))
+                .collect();
+            if let Some(id) = out.get("Ref").and_then(plain_sub) {
+                out.insert("Ref".to_owned(), json!(id));
+            }
+            if let Some(Value::Array(target)) = out.get("Fn::GetAtt")
+                && let Some(id) = plain_sub(&target[0])
+            {
+                let attribute = target[1].clone();
+                out.insert("Fn::GetAtt".to_owned(), json!([id, attribute]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| substitute(v, identifier, name))
+                .collect(),
+        ),
+        Value::String(s) => json!(text(s)),
+        other => other.clone(),
+    }
+}
+
+/// The few intrinsics a deploy-time value is made of, evaluated with the
+/// pseudo parameters given.
+fn evaluate(expression: &Value, pseudo: &BTreeMap<&str, &str>) -> String {
+    if let Some(s) = expression.as_str() {
+        return s.to_owned();
+    }
+    let (function, args) = expression.as_object().unwrap().iter().next().unwrap();
+    match function.as_str() {
+        "Ref" => pseudo[args.as_str().unwrap()].to_owned(),
+        "Fn::Select" => {
+            let index = usize::try_from(args[0].as_u64().unwrap()).unwrap();
+            let list = &args[1];
+            assert!(list.get("Fn::Split").is_some(), "Select of a Split: {list}");
+            let split = &list["Fn::Split"];
+            let whole = evaluate(&split[1], pseudo);
+            whole
+                .split(split[0].as_str().unwrap())
+                .nth(index)
+                .unwrap()
+                .to_owned()
+        }
+        other => panic!("cannot evaluate {other}"),
+    }
+}
+
+/// The alarm actions every alarm has: the topic, when there is one.
+fn alarm_actions() -> Value {
+    json!({"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]})
+}
+
+/// The alarm of `resources` on `metric` of `namespace` whose dimension
+/// `dimension` is `value`, if any.
+fn alarm_on<'a>(
+    resources: &'a serde_json::Map<String, Value>,
+    namespace: &str,
+    metric: &str,
+    dimension: &str,
+    value: &Value,
+) -> Option<&'a Value> {
+    resources.values().find(|r| {
+        let p = &r["Properties"];
+        r["Type"] == "AWS::CloudWatch::Alarm"
+            && p["Namespace"] == namespace
+            && p["MetricName"] == metric
+            && p["Dimensions"] == json!([{"Name": dimension, "Value": value}])
+    })
+}
+
+/// An alarm fires as soon as one is counted, notifies the topic if any
+/// both ways, and a period without data is no alarm.
+fn assert_fires_on_the_first(alarm: &Value, what: &str) {
+    let p = &alarm["Properties"];
+    assert_eq!(p["Threshold"], 0, "{what}");
+    assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold", "{what}");
+    assert_eq!(p["EvaluationPeriods"], 1, "{what}");
+    assert_eq!(p["TreatMissingData"], "notBreaching", "{what}");
+    assert_eq!(p["AlarmActions"], alarm_actions(), "{what}");
+    assert_eq!(p["OKActions"], alarm_actions(), "{what}");
+}
+
+/// The status rule: the event of the status function SAM makes it from.
+fn status_rule(t: &Value) -> &Value {
+    let rule = &t["Resources"]["StatusFunction"]["Properties"]["Events"]["TaskStateChange"];
+    assert_eq!(rule["Type"], "EventBridgeRule");
+    &rule["Properties"]
 }
 
 #[test]
@@ -534,5 +687,398 @@ fn the_gateway_lets_through_without_a_credential_exactly_the_routes_the_code_ser
         default["AuthorizationType"],
         json!({"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}),
         "every other route needs a JWT or a SigV4 signature"
+    );
+}
+
+#[test]
+fn tasks_are_started_by_a_name_ecs_takes_whatever_the_stack_name_and_the_status_rule_matches_it() {
+    let t = template();
+    let started_by = &t["Globals"]["Function"]["Environment"]["Variables"][config::STARTED_BY];
+    // The longest stack name CloudFormation takes: 128 characters.
+    let name = "s".repeat(128);
+    let id = format!(
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/0b6f2a10-5c8e-11f0-9f6e-0a1b2c3d4e5f"
+    );
+    let pseudo: BTreeMap<&str, &str> = [
+        ("AWS::StackName", name.as_str()),
+        ("AWS::StackId", id.as_str()),
+        ("AWS::Region", "us-east-1"),
+    ]
+    .into();
+    let value = evaluate(started_by, &pseudo);
+    assert!(
+        value.len() <= 36,
+        "ECS refuses a startedBy of {} characters: {value}",
+        value.len()
+    );
+    assert_eq!(value, "0b6f2a10-5c8e-11f0-9f6e-0a1b2c3d4e5f");
+    assert_eq!(
+        status_rule(&t)["Pattern"]["detail"]["startedBy"],
+        json!([started_by]),
+        "the status rule matches the tasks by the same value"
+    );
+}
+
+#[test]
+fn the_stack_refuses_a_default_cluster_that_is_not_one_of_its_clusters() {
+    let t = template();
+    let rules = t["Rules"].as_object().unwrap();
+    let rule = rules
+        .values()
+        .find(|r| {
+            r["Assertions"].as_array().unwrap().iter().any(|a| {
+                a["Assert"]
+                    == json!({"Fn::Contains": [{"Ref": "Clusters"}, {"Ref": "DefaultCluster"}]})
+            })
+        })
+        .expect("a rule asserts DefaultCluster is one of Clusters");
+    assert!(
+        rule.get("RuleCondition").is_none(),
+        "whatever the other parameters"
+    );
+}
+
+#[test]
+fn the_stack_refuses_jwt_auth_without_an_issuer_or_an_audience() {
+    let t = template();
+    let rule = t["Rules"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["RuleCondition"].to_string().contains("ApiAuth"))
+        .expect("a rule for ApiAuth JWT");
+    assert_eq!(
+        rule["RuleCondition"],
+        json!({"Fn::And": [
+            {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]},
+            {"Fn::Equals": [{"Ref": "CreateUserPool"}, "false"]}
+        ]}),
+        "with a user pool the stack makes both itself"
+    );
+    let asserts: Vec<&Value> = rule["Assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["Assert"])
+        .collect();
+    assert!(asserts.contains(&&json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]})));
+    assert!(
+        asserts.contains(&&json!({"Fn::Not": [{"Fn::Contains": [{"Ref": "JwtAudience"}, ""]}]})),
+        "JwtAudience's default is one empty audience"
+    );
+    assert_eq!(t["Parameters"]["JwtAudience"]["Default"], "");
+    assert_eq!(
+        t["Parameters"]["JwtIssuer"]["AllowedPattern"], "^(https://.+)?$",
+        "API Gateway takes only an https issuer"
+    );
+}
+
+#[test]
+fn the_status_rule_retries_then_dead_letters_into_a_queue_only_it_and_the_status_function_send_to()
+{
+    let t = template();
+    let rule = status_rule(&t);
+    let retry = &rule["RetryPolicy"];
+    assert!(retry["MaximumRetryAttempts"].as_u64().unwrap() > 0);
+    assert!((60..=86_400).contains(&retry["MaximumEventAgeInSeconds"].as_u64().unwrap()));
+    let target = rule["DeadLetterConfig"]["Arn"]["Fn::GetAtt"]
+        .as_array()
+        .expect("the rule's dead-letter queue is a queue of the stack");
+    assert_eq!(target[1], "Arn");
+    let queue = target[0].as_str().unwrap();
+    let resources = t["Resources"].as_object().unwrap();
+    assert_eq!(resources[queue]["Type"], "AWS::SQS::Queue");
+    assert_eq!(resources[queue]["Properties"]["SqsManagedSseEnabled"], true);
+    let queue_arn = json!({"Fn::GetAtt": [queue, "Arn"]});
+
+    // EventBridge may send to it, for this rule only (SAM names the rule
+    // after the function and the event).
+    let policy = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::SQS::QueuePolicy"
+                && r["Properties"]["Queues"] == json!([{"Ref": queue}])
+        })
+        .expect("a policy on the status dead-letter queue");
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(
+        statement["Principal"],
+        json!({"Service": "events.amazonaws.com"})
+    );
+    assert_eq!(statement["Action"], "sqs:SendMessage");
+    assert_eq!(statement["Resource"], queue_arn);
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!({"Fn::GetAtt": ["StatusFunctionTaskStateChange", "Arn"]})
+    );
+
+    // The function's own failures (after Lambda's retries) end there too,
+    // sent with the function's role.
+    let invoke = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventInvokeConfig"
+                && r["Properties"]["FunctionName"] == json!({"Ref": "StatusFunction"})
+        })
+        .expect("the status function's asynchronous invocations are configured");
+    let invoke = &invoke["Properties"];
+    assert_eq!(invoke["Qualifier"], "$LATEST");
+    assert!(invoke["MaximumRetryAttempts"].as_u64().unwrap() <= 2);
+    assert_eq!(
+        invoke["DestinationConfig"]["OnFailure"]["Destination"],
+        queue_arn
+    );
+    let sends = t["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "sqs:SendMessage")
+        .expect("the status function's role may send to its destination");
+    assert_eq!(sends["Resource"], queue_arn);
+}
+
+#[test]
+fn every_dead_letter_queue_has_an_alarm_on_its_first_message() {
+    let t = template();
+    let resources = expanded_resources(&t, &["default", "team-a"]);
+    let mut dead_letter_queues: BTreeSet<String> = resources
+        .values()
+        .filter_map(|r| {
+            r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str()
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        dead_letter_queues,
+        ["DeadLettersdefault", "DeadLettersteama"]
+            .map(str::to_owned)
+            .into(),
+        "each cluster's queue has its dead-letter queue"
+    );
+    dead_letter_queues.insert(
+        status_rule(&t)["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    for queue in &dead_letter_queues {
+        let alarm = alarm_on(
+            &resources,
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            &json!({"Fn::GetAtt": [queue, "QueueName"]}),
+        )
+        .unwrap_or_else(|| panic!("no alarm on the depth of {queue}"));
+        assert_eq!(alarm["Properties"]["Statistic"], "Maximum", "{queue}");
+        assert_fires_on_the_first(alarm, queue);
+    }
+}
+
+#[test]
+fn each_function_has_errors_and_throttles_alarms_and_a_log_group_that_expires() {
+    let t = template();
+    let resources = expanded_resources(&t, &["default"]);
+    let mut groups = BTreeSet::new();
+    for function in FUNCTIONS {
+        for metric in ["Errors", "Throttles"] {
+            let alarm = alarm_on(
+                &resources,
+                "AWS/Lambda",
+                metric,
+                "FunctionName",
+                &json!({"Ref": function}),
+            )
+            .unwrap_or_else(|| panic!("no {metric} alarm on {function}"));
+            assert_eq!(alarm["Properties"]["Statistic"], "Sum");
+            assert_fires_on_the_first(alarm, &format!("{function} {metric}"));
+        }
+        let logging = &t["Resources"][function]["Properties"]["LoggingConfig"];
+        let group = logging["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function} logs to a group of the stack"));
+        assert!(groups.insert(group), "{function} shares its log group");
+        let group = &resources[group];
+        assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+        assert_eq!(
+            group["Properties"]["RetentionInDays"],
+            json!({"Ref": "FunctionLogRetentionDays"}),
+            "{function}'s logs expire"
+        );
+    }
+    assert_eq!(
+        t["Globals"]["Function"]["LoggingConfig"]["LogFormat"],
+        "JSON"
+    );
+    assert_eq!(
+        resources["TaskLogGroup"]["Properties"]["RetentionInDays"],
+        json!({"Ref": "LogRetentionDays"}),
+        "the runs' logs expire"
+    );
+    let retention = &t["Parameters"]["FunctionLogRetentionDays"];
+    assert!(
+        retention["AllowedValues"]
+            .as_array()
+            .unwrap()
+            .contains(&retention["Default"])
+    );
+}
+
+#[test]
+fn the_api_logs_every_request_as_json_and_throttles_its_callers() {
+    let t = template();
+    let stage = &t["Resources"]["HttpApiStage"]["Properties"];
+    let logs = &stage["AccessLogSettings"];
+    let group = logs["DestinationArn"]["Fn::GetAtt"][0].as_str().unwrap();
+    assert_eq!(logs["DestinationArn"]["Fn::GetAtt"][1], "Arn");
+    assert_eq!(t["Resources"][group]["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(
+        t["Resources"][group]["Properties"]["RetentionInDays"],
+        json!({"Ref": "FunctionLogRetentionDays"})
+    );
+    // API Gateway fills in `$context` variables; the line is JSON as is.
+    let format: Value = serde_json::from_str(logs["Format"].as_str().unwrap())
+        .expect("the access log format is one JSON object");
+    for (field, variable) in [
+        ("requestId", "$context.requestId"),
+        ("ip", "$context.identity.sourceIp"),
+        ("routeKey", "$context.routeKey"),
+        ("status", "$context.status"),
+        ("latency", "$context.responseLatency"),
+        ("integrationError", "$context.integrationErrorMessage"),
+    ] {
+        assert_eq!(format[field], variable, "{field}");
+    }
+    assert_eq!(
+        stage["DefaultRouteSettings"],
+        json!({
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+            "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"}
+        })
+    );
+    for limit in ["ApiThrottlingBurstLimit", "ApiThrottlingRateLimit"] {
+        let p = &t["Parameters"][limit];
+        assert!(
+            p["MinValue"].as_u64().unwrap() >= 1,
+            "{limit} of 0 would refuse every request"
+        );
+        assert!(p["Default"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn a_function_has_reserved_concurrency_only_when_one_is_given_and_never_zero() {
+    let t = template();
+    for function in FUNCTIONS {
+        let name = function.trim_end_matches("Function");
+        let parameter = format!("{name}ReservedConcurrency");
+        let condition = format!("Reserves{name}");
+        assert_eq!(
+            t["Resources"][function]["Properties"]["ReservedConcurrentExecutions"],
+            json!({"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}),
+            "{function}"
+        );
+        assert_eq!(
+            t["Conditions"][&condition],
+            json!({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]})
+        );
+        let p = &t["Parameters"][&parameter];
+        assert_eq!(p["Type"], "String");
+        assert_eq!(p["Default"], "", "{parameter}: unset by default");
+        // Empty, or a number without a leading zero: 0 (which would stop
+        // the function) does not match.
+        assert_eq!(p["AllowedPattern"], "^([1-9][0-9]*)?$", "{parameter}");
+    }
+}
+
+#[test]
+fn the_aws_clients_give_up_before_the_functions_time_out() {
+    let t = template();
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    let mut timeouts = Vec::new();
+    for (variable, parameter) in [
+        ("FLOTILLA_AWS_CONNECT_TIMEOUT_MS", "AwsConnectTimeoutMs"),
+        ("FLOTILLA_AWS_ATTEMPT_TIMEOUT_MS", "AwsAttemptTimeoutMs"),
+        ("FLOTILLA_AWS_OPERATION_TIMEOUT_MS", "AwsOperationTimeoutMs"),
+    ] {
+        assert_eq!(vars[variable], json!({"Ref": parameter}));
+        let p = &t["Parameters"][parameter];
+        timeouts.push((
+            p["Default"].as_u64().unwrap(),
+            p["MaxValue"].as_u64().unwrap(),
+        ));
+    }
+    let [connect, attempt, operation] = [timeouts[0], timeouts[1], timeouts[2]];
+    assert!(
+        connect.0 <= attempt.0 && attempt.0 <= operation.0,
+        "{timeouts:?}"
+    );
+    let shortest_function_timeout = FUNCTIONS
+        .iter()
+        .map(|f| {
+            t["Resources"][f]["Properties"]["Timeout"]
+                .as_u64()
+                .unwrap_or_else(|| t["Globals"]["Function"]["Timeout"].as_u64().unwrap())
+        })
+        .min()
+        .unwrap();
+    for (default, max) in timeouts {
+        assert!(default <= max);
+        assert!(
+            max < shortest_function_timeout * 1000,
+            "an AWS request may outlast a function's {shortest_function_timeout} s"
+        );
+    }
+}
+
+#[test]
+fn tracing_is_a_parameter_that_passes_traces_through_by_default() {
+    let t = template();
+    assert_eq!(
+        t["Globals"]["Function"]["Tracing"],
+        json!({"Ref": "Tracing"})
+    );
+    let p = &t["Parameters"]["Tracing"];
+    assert_eq!(p["Default"], "PassThrough");
+    assert_eq!(p["AllowedValues"], json!(["Active", "PassThrough"]));
+}
+
+#[test]
+fn every_cluster_launches_on_fargate_and_may_launch_on_fargate_spot() {
+    let t = template();
+    let cluster = &per_cluster(&t)["EcsCluster&{Cluster}"]["Properties"];
+    let providers = cluster["CapacityProviders"].as_array().unwrap();
+    assert!(providers.contains(&json!("FARGATE")));
+    assert!(
+        providers.contains(&json!("FARGATE_SPOT")),
+        "runs on spot launch with a FARGATE_SPOT strategy"
+    );
+    assert_eq!(
+        cluster["DefaultCapacityProviderStrategy"],
+        json!([{"CapacityProvider": "FARGATE", "Weight": 1}])
+    );
+}
+
+#[test]
+fn the_retry_function_may_describe_exactly_the_tasks_it_may_stop() {
+    let t = template();
+    let statements = t["Resources"]["RetryFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_array()
+        .unwrap();
+    let resource_of = |action: &str| {
+        statements
+            .iter()
+            .find(|s| s["Action"] == action)
+            .map(|s| s["Resource"].clone())
+            .unwrap_or_else(|| panic!("RetryFunction is not allowed {action}"))
+    };
+    assert_eq!(
+        resource_of("ecs:DescribeTasks"),
+        resource_of("ecs:StopTask")
     );
 }
