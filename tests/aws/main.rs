@@ -25,6 +25,7 @@ use shared::testing::moto::Moto;
 use tower::ServiceExt;
 
 mod api;
+mod capacity;
 mod infra;
 
 const OBSERVER: &str = "observer";
