@@ -185,6 +185,12 @@ pub struct LaunchSpec {
     pub active_deadline_seconds: Option<u64>,
     /// Variables whose values the engine fetches from where they are kept.
     pub secrets: Vec<crate::domain::SecretRef>,
+    /// Spot or on-demand capacity (ECS: Fargate Spot or Fargate).
+    pub node_lifecycle: crate::domain::spec::NodeLifecycle,
+    /// The registry credentials' Secrets Manager ARN, for an image from a
+    /// private registry (ECS passes it to the container; a local process,
+    /// which runs no image, ignores it).
+    pub repository_credentials: Option<String>,
 }
 
 impl LaunchSpec {
@@ -206,6 +212,8 @@ impl LaunchSpec {
             resources: spec.resources,
             active_deadline_seconds: spec.active_deadline_seconds,
             secrets: spec.secrets.clone(),
+            node_lifecycle: spec.node_lifecycle,
+            repository_credentials: spec.repository_credentials.clone(),
         }
     }
 }

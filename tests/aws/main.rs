@@ -25,6 +25,7 @@ use shared::testing::moto::Moto;
 use tower::ServiceExt;
 
 mod api;
+mod capacity;
 mod infra;
 mod processes;
 mod sweep;

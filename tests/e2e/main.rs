@@ -12,3 +12,4 @@ mod exactly_once;
 mod lifecycle;
 mod restart;
 mod security;
+mod sizes;

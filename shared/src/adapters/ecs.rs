@@ -13,6 +13,15 @@
 //!   its run; `startedBy` lets the EventBridge rule pick our tasks.
 //! - The command runs as `bash -c <command>`, with the run's env, cpu and
 //!   memory as overrides; logs go to CloudWatch Logs through `awslogs`.
+//! - The task's size is the run's cpu and memory as Fargate takes them
+//!   ([`crate::domain::fargate::size`]: a missing one is the smallest that
+//!   fits the other); the API refuses any other size before a run is queued.
+//! - A `spot` run asks for the `FARGATE_SPOT` capacity provider (its
+//!   cluster must have it); an `ondemand` one keeps the `FARGATE` launch
+//!   type, which needs no capacity provider on the cluster and ignores the
+//!   cluster's default strategy, so it is never placed on spot capacity.
+//! - A definition's `repository_credentials` (a Secrets Manager ARN) is the
+//!   container's `repositoryCredentials`, for images from private registries.
 //! - Launch failures are classified: capacity, throttling, `RESOURCE:*` and
 //!   "no container instances" are retryable; anything else (a bad image, an
 //!   invalid parameter, an unknown cluster) is permanent, with a message that
@@ -23,21 +32,21 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::operation::run_task::{RunTaskError, RunTaskOutput};
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
-    KeyValuePair, LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
-    TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
+    ContainerDefinition, ContainerOverride, KeyValuePair, LaunchType, LogConfiguration, LogDriver,
+    NetworkConfiguration, NetworkMode, RepositoryCredentials, TaskOverride,
 };
 
 use crate::adapters::ecs_events::task_group;
+use crate::domain::fargate::{self, TaskSize};
+use crate::domain::spec::NodeLifecycle;
 use crate::error::EngineError;
 use crate::ports::{ExecutionEngine, LaunchSpec, Launched};
 
 /// Name of the one container in every task definition.
 pub const CONTAINER_NAME: &str = "main";
-/// CPU units of a task whose run names none (Fargate's smallest size).
-pub const DEFAULT_CPU: u64 = 256;
-/// Memory (MB) of a task whose run names none.
-pub const DEFAULT_MEMORY: u64 = 512;
+/// The capacity provider of `spot` runs.
+pub const SPOT_CAPACITY_PROVIDER: &str = "FARGATE_SPOT";
 /// Longest `clientToken` ECS accepts
 /// (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html>).
 pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
@@ -80,20 +89,34 @@ pub fn cluster_of_task(task_arn: &str) -> Option<&str> {
     Some(cluster)
 }
 
-/// A task definition family for a definition, image, resources and secrets
-/// (which ECS takes only in a task definition, never as overrides); ECS allows
-/// letters, digits, `-` and `_`, up to 255 characters.
+/// The Fargate size of `spec`'s task, or why it has none.
+pub fn task_size(spec: &LaunchSpec) -> Result<TaskSize, String> {
+    fargate::size(spec.resources.cpu, spec.resources.memory)
+}
+
+/// A task definition family for a definition, image, resources, secrets
+/// and registry credentials (which ECS takes only in a task definition,
+/// never as overrides); ECS allows letters, digits, `-` and `_`, up to 255
+/// characters.
 pub fn family(spec: &LaunchSpec) -> String {
     use md5::{Digest, Md5};
+    let size = task_size(spec).unwrap_or(TaskSize {
+        cpu: spec.resources.cpu.unwrap_or(fargate::SMALLEST.cpu),
+        memory: spec.resources.memory.unwrap_or(fargate::SMALLEST.memory),
+    });
     let mut resources = format!(
         "{}|{}|{}|{}",
         spec.image,
-        spec.resources.cpu.unwrap_or(DEFAULT_CPU),
-        spec.resources.memory.unwrap_or(DEFAULT_MEMORY),
+        size.cpu,
+        size.memory,
         spec.resources.gpu.unwrap_or(0)
     );
     for secret in &spec.secrets {
         resources.push_str(&format!("|{}={}", secret.name, secret.value_from));
+    }
+    // Absent, it adds nothing: the families of runs without it stay as they were.
+    if let Some(arn) = &spec.repository_credentials {
+        resources.push_str(&format!("|registry={arn}"));
     }
     let digest = hex::encode(Md5::digest(resources.as_bytes()));
     let definition: String = spec
@@ -124,7 +147,7 @@ pub fn is_retryable(code: Option<&str>, message: &str) -> bool {
         )
     ) || message.starts_with("RESOURCE:")
         || lower.contains("no container instances")
-        || lower.contains("capacity")
+        || (lower.contains("capacity") && !is_unassociated_capacity_provider_message(message))
         || lower.contains("rate exceeded")
 }
 
@@ -184,8 +207,9 @@ impl EcsExecutionEngine {
         format!("{}{cluster}", self.settings.cluster_prefix)
     }
 
-    /// Registers the task definition of `spec`'s family and returns its ARN.
-    async fn register(&self, spec: &LaunchSpec) -> Result<String, EngineError> {
+    /// Registers the task definition of `spec`'s family, of `size`, and
+    /// returns its ARN.
+    async fn register(&self, spec: &LaunchSpec, size: TaskSize) -> Result<String, EngineError> {
         let family = family(spec);
         let s = &self.settings;
         let logs = LogConfiguration::builder()
@@ -195,8 +219,17 @@ impl EcsExecutionEngine {
             .options("awslogs-stream-prefix", "flotilla")
             .build()
             .map_err(|e| permanent(format!("invalid log configuration: {e}")))?;
-        let cpu = spec.resources.cpu.unwrap_or(DEFAULT_CPU);
-        let memory = spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
+        let TaskSize { cpu, memory } = size;
+        let credentials = spec
+            .repository_credentials
+            .as_ref()
+            .map(|arn| {
+                RepositoryCredentials::builder()
+                    .credentials_parameter(arn)
+                    .build()
+            })
+            .transpose()
+            .map_err(|e| permanent(format!("invalid repository_credentials: {e}")))?;
         // The one container may use the whole task.
         let container = ContainerDefinition::builder()
             .name(CONTAINER_NAME)
@@ -205,6 +238,7 @@ impl EcsExecutionEngine {
             .cpu(i32::try_from(cpu).unwrap_or(i32::MAX))
             .memory(i32::try_from(memory).unwrap_or(i32::MAX))
             .log_configuration(logs)
+            .set_repository_credentials(credentials)
             .set_secrets(Some(
                 spec.secrets
                     .iter()
@@ -239,10 +273,12 @@ impl EcsExecutionEngine {
         Ok(arn.to_owned())
     }
 
-    /// One RunTask call for `spec` with `task_definition` (a family or an ARN).
+    /// One RunTask call for `spec` of `size` with `task_definition` (a
+    /// family or an ARN).
     async fn run_task(
         &self,
         spec: &LaunchSpec,
+        size: TaskSize,
         task_definition: &str,
     ) -> Result<RunTaskOutput, RunTaskFailure> {
         let cluster = self.ecs_cluster(&spec.cluster);
@@ -280,18 +316,37 @@ impl EcsExecutionEngine {
             .build();
         let overrides = TaskOverride::builder()
             .container_overrides(container)
-            .cpu(spec.resources.cpu.unwrap_or(DEFAULT_CPU).to_string())
-            .memory(spec.resources.memory.unwrap_or(DEFAULT_MEMORY).to_string())
+            .cpu(size.cpu.to_string())
+            .memory(size.memory.to_string())
             .build();
         let token: String = format!("{}-{}", spec.run_id, spec.attempt)
             .chars()
             .take(MAX_CLIENT_TOKEN_LEN)
             .collect();
+        // A task names a launch type or a capacity provider strategy, never both.
+        let (launch_type, strategy) = match spec.node_lifecycle {
+            NodeLifecycle::Spot => (
+                None,
+                Some(vec![
+                    CapacityProviderStrategyItem::builder()
+                        .capacity_provider(SPOT_CAPACITY_PROVIDER)
+                        .weight(1)
+                        .build()
+                        .map_err(|e| {
+                            RunTaskFailure::Engine(permanent(format!(
+                                "invalid capacity provider strategy: {e}"
+                            )))
+                        })?,
+                ]),
+            ),
+            NodeLifecycle::Ondemand => (Some(LaunchType::Fargate), None),
+        };
         self.client
             .run_task()
             .cluster(&cluster)
             .task_definition(task_definition)
-            .launch_type(LaunchType::Fargate)
+            .set_launch_type(launch_type)
+            .set_capacity_provider_strategy(strategy)
             .network_configuration(
                 NetworkConfiguration::builder()
                     .awsvpc_configuration(vpc)
@@ -307,6 +362,10 @@ impl EcsExecutionEngine {
             .map_err(|e| {
                 if is_missing_task_definition(&e) {
                     RunTaskFailure::MissingTaskDefinition
+                } else if is_unassociated_capacity_provider(&e) {
+                    RunTaskFailure::Engine(permanent(format!(
+                        "ECS cluster \"{cluster}\" has no {SPOT_CAPACITY_PROVIDER} capacity provider, which spot runs need: add it to the cluster's capacity providers, or launch with \"node_lifecycle\": \"ondemand\""
+                    )))
                 } else {
                     RunTaskFailure::Engine(classify(e, "run the task", &cluster))
                 }
@@ -322,6 +381,21 @@ enum RunTaskFailure {
     Engine(EngineError),
 }
 
+/// ECS's answer to a capacity provider strategy naming a provider the
+/// cluster does not have ("… cannot contain a capacity provider that is not
+/// associated with the cluster …"). It speaks of capacity, but retrying
+/// never helps.
+fn is_unassociated_capacity_provider<R>(e: &SdkError<RunTaskError, R>) -> bool {
+    e.code() == Some("InvalidParameterException")
+        && e.message()
+            .is_some_and(is_unassociated_capacity_provider_message)
+}
+
+fn is_unassociated_capacity_provider_message(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("capacity provider") && lower.contains("not associated")
+}
+
 /// ECS's answer to a task definition it does not know.
 fn is_missing_task_definition<R>(e: &SdkError<RunTaskError, R>) -> bool {
     e.code() == Some("ClientException")
@@ -334,15 +408,22 @@ fn is_missing_task_definition<R>(e: &SdkError<RunTaskError, R>) -> bool {
 #[async_trait]
 impl ExecutionEngine for EcsExecutionEngine {
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
+        // Refused by the API before a run is queued; a run queued before
+        // that check existed is told what to change.
+        let size = task_size(spec).map_err(|problem| {
+            permanent(format!(
+                "{problem}: launch it again with a size Fargate takes"
+            ))
+        })?;
         let family = family(spec);
         // A family's content never changes (its name hashes it), so its latest
         // revision is the one to run: try it before registering anything, which
         // keeps a launch to one request in the common case.
-        let out = match self.run_task(spec, &family).await {
+        let out = match self.run_task(spec, size, &family).await {
             Ok(out) => out,
             Err(RunTaskFailure::MissingTaskDefinition) => {
-                let arn = self.register(spec).await?;
-                self.run_task(spec, &arn).await.map_err(|e| match e {
+                let arn = self.register(spec, size).await?;
+                self.run_task(spec, size, &arn).await.map_err(|e| match e {
                     RunTaskFailure::Engine(e) => e,
                     RunTaskFailure::MissingTaskDefinition => EngineError::Retryable {
                         message: format!(
@@ -508,6 +589,7 @@ fn described_task(
 mod tests {
     use super::*;
     use crate::domain::EnvVar;
+    use crate::testing::counting::RequestCounter;
     use crate::testing::moto::Moto;
 
     fn spec(run_id: &str, attempt: u32) -> LaunchSpec {
@@ -529,6 +611,8 @@ mod tests {
             },
             active_deadline_seconds: Some(60),
             secrets: vec![],
+            node_lifecycle: NodeLifecycle::Ondemand,
+            repository_credentials: None,
         }
     }
 
@@ -546,6 +630,46 @@ mod tests {
             Some("InvalidParameterException"),
             "Invalid setting for memory"
         ));
+        assert!(is_retryable(
+            None,
+            "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+        ));
+        assert!(!is_retryable(
+            Some("InvalidParameterException"),
+            "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster."
+        ));
+    }
+
+    #[test]
+    fn a_task_is_sized_as_fargate_takes_its_run_and_its_registry_credentials_make_a_family() {
+        let mut memory_only = spec("r", 1);
+        memory_only.resources.cpu = None;
+        memory_only.resources.memory = Some(4096);
+        assert_eq!(
+            task_size(&memory_only),
+            Ok(TaskSize {
+                cpu: 512,
+                memory: 4096
+            })
+        );
+        let mut stated = memory_only.clone();
+        stated.resources.cpu = Some(512);
+        assert_eq!(
+            family(&memory_only),
+            family(&stated),
+            "a size is one family however it was asked for"
+        );
+        let mut private = spec("r", 1);
+        private.repository_credentials =
+            Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:flotilla/registry".into());
+        assert_ne!(family(&private), family(&spec("r", 1)));
+        let mut spot = spec("r", 1);
+        spot.node_lifecycle = NodeLifecycle::Spot;
+        assert_eq!(
+            family(&spot),
+            family(&spec("r", 1)),
+            "capacity is chosen per task, not per task definition"
+        );
     }
 
     #[test]
@@ -564,7 +688,18 @@ mod tests {
     }
 
     async fn engine(moto: &Moto) -> (EcsExecutionEngine, Client) {
-        let client = Client::new(&moto.sdk_config().await);
+        let (engine, client, _) = counted_engine(moto).await;
+        (engine, client)
+    }
+
+    /// An engine whose every request is recorded, with its body.
+    async fn counted_engine(moto: &Moto) -> (EcsExecutionEngine, Client, RequestCounter) {
+        let counter = RequestCounter::default();
+        let client = Client::from_conf(
+            aws_sdk_ecs::config::Builder::from(&moto.sdk_config().await)
+                .interceptor(counter.clone())
+                .build(),
+        );
         client
             .create_cluster()
             .cluster_name("flotilla-default")
@@ -583,7 +718,133 @@ mod tests {
             log_region: "us-east-1".into(),
             started_by: "flotilla".into(),
         };
-        (EcsExecutionEngine::new(client.clone(), settings), client)
+        (
+            EcsExecutionEngine::new(client.clone(), settings),
+            client,
+            counter,
+        )
+    }
+
+    /// The one RunTask body `counter` saw since it was reset.
+    fn run_task_body(counter: &RequestCounter) -> serde_json::Value {
+        let bodies = counter.bodies("RunTask");
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        bodies[0].clone()
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn a_spot_run_asks_for_fargate_spot_and_an_ondemand_run_for_the_fargate_launch_type() {
+        let moto = Moto::start();
+        let (engine, client, counter) = counted_engine(&moto).await;
+        let mut spot = spec("ecs-spot-1", 1);
+        spot.node_lifecycle = NodeLifecycle::Spot;
+        // The first launch also registers the family; count from the second.
+        engine.launch(&spec("ecs-warm-1", 1)).await.unwrap();
+        counter.reset();
+        let launched = engine.launch(&spot).await.unwrap();
+        let body = run_task_body(&counter);
+        assert_eq!(
+            body["capacityProviderStrategy"],
+            serde_json::json!([{"capacityProvider": "FARGATE_SPOT", "weight": 1}]),
+            "{body}"
+        );
+        assert!(body.get("launchType").is_none(), "never both: {body}");
+        let described = client
+            .describe_tasks()
+            .cluster("flotilla-default")
+            .tasks(&launched.task_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            described.tasks()[0].capacity_provider_name(),
+            Some("FARGATE_SPOT")
+        );
+
+        counter.reset();
+        engine.launch(&spec("ecs-ondemand-1", 1)).await.unwrap();
+        let body = run_task_body(&counter);
+        assert_eq!(body["launchType"], "FARGATE", "{body}");
+        assert!(body.get("capacityProviderStrategy").is_none(), "{body}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn registry_credentials_and_the_size_memory_chooses_reach_the_registered_task_definition()
+    {
+        let moto = Moto::start();
+        let (engine, client, counter) = counted_engine(&moto).await;
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:flotilla/registry-AbCdEf";
+        let mut private = spec("ecs-private-1", 1);
+        private.image = "registry.example.com/team/job:1".into();
+        private.repository_credentials = Some(arn.into());
+        private.resources.cpu = None;
+        private.resources.memory = Some(4096);
+        engine.launch(&private).await.unwrap();
+        let described = client
+            .describe_task_definition()
+            .task_definition(family(&private))
+            .send()
+            .await
+            .unwrap();
+        let definition = described.task_definition().unwrap();
+        assert_eq!(
+            (definition.cpu(), definition.memory()),
+            (Some("512"), Some("4096"))
+        );
+        let container = &definition.container_definitions()[0];
+        assert_eq!(
+            container
+                .repository_credentials()
+                .map(|c| c.credentials_parameter()),
+            Some(arn)
+        );
+        let registered = counter.bodies("RegisterTaskDefinition");
+        assert_eq!(
+            registered[0]["containerDefinitions"][0]["repositoryCredentials"],
+            serde_json::json!({"credentialsParameter": arn})
+        );
+        let run = counter.bodies("RunTask");
+        let overrides = &run[run.len() - 1]["overrides"];
+        assert_eq!(
+            (&overrides["cpu"], &overrides["memory"]),
+            (&serde_json::json!("512"), &serde_json::json!("4096"))
+        );
+
+        let without = client
+            .describe_task_definition()
+            .task_definition({
+                engine.launch(&spec("ecs-public-1", 1)).await.unwrap();
+                family(&spec("ecs-public-1", 1))
+            })
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            without.task_definition().unwrap().container_definitions()[0]
+                .repository_credentials()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn a_queued_run_of_a_size_fargate_does_not_take_fails_for_good_before_asking_ecs() {
+        let moto = Moto::start();
+        let (engine, _, counter) = counted_engine(&moto).await;
+        let mut odd = spec("ecs-odd-1", 1);
+        odd.resources.cpu = Some(256);
+        odd.resources.memory = Some(4096);
+        counter.reset();
+        match engine.launch(&odd).await {
+            Err(EngineError::Permanent { message, .. }) => assert!(
+                message.starts_with("memory 4096 MB on Fargate takes cpu 512, 1024 or 2048"),
+                "{message}"
+            ),
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+        assert!(counter.requests().is_empty(), "{:?}", counter.requests());
     }
 
     #[tokio::test]

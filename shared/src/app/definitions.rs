@@ -82,6 +82,8 @@ impl App {
         let mut problems = definition_problems(
             definition.command.as_deref(),
             &definition.env,
+            &definition.resources,
+            definition.target_cluster.as_deref(),
             &self.settings.owner_var,
             self.settings.launch_limits,
         );

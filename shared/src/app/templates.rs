@@ -72,10 +72,17 @@ impl App {
             };
             let id = format!("tpl-{}", &uuid::Uuid::new_v4().simple().to_string()[..28]);
             let version = latest.as_ref().map_or(1, |t| t.version + 1);
-            let candidate = Template::create(id, version, input.clone())?;
+            // A template keeps its runs' whole size: the engine's for what
+            // it was given (on ECS, Fargate's), else the template defaults.
+            let mut sized = input.clone();
+            sized.resources = self.settings.launch_limits.sized(sized.resources);
+            let candidate = Template::create(id, version, sized)?;
             let mut problems = crate::domain::launch::definition_problems(
                 None,
                 &candidate.env,
+                // What was given, so a message speaks of no default.
+                &input.resources,
+                None,
                 &self.settings.owner_var,
                 self.settings.launch_limits,
             );
@@ -188,6 +195,7 @@ impl App {
             target_cluster: None,
             task_type: None,
             secrets: vec![],
+            repository_credentials: None,
             created_by: None,
         };
         let used = TemplateUse {

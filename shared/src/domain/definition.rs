@@ -2,7 +2,10 @@
 //!
 //! The JSON field names are Flotilla's (`definition_id`, `alias`, `group_name`,
 //! `image`, `command`, `memory`, `cpu`, `gpu`, `env`, …) and read back exactly as
-//! stored, tags and ports included.
+//! stored, tags and ports included. A definition keeps the cpu and memory it
+//! was given; the size its runs launch with (on ECS, Fargate's size for them)
+//! is chosen at launch and shown on each run. `repository_credentials` is ours:
+//! Flotilla has no private registries.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +55,14 @@ pub struct Definition {
     /// Variables whose values are secrets, by reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretRef>,
+    /// The Secrets Manager secret (its ARN,
+    /// `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>`)
+    /// holding the `username` and `password` of the private registry the
+    /// image comes from; without it the image must come from a registry the
+    /// task execution role reaches (ECR) or a public one. ECS reads it when
+    /// a task starts; a local process, which runs no image, ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_credentials: Option<String>,
     /// Who created it, when the server knew (only they, or an admin, may
     /// update or delete it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +90,10 @@ pub struct DefinitionInput {
     pub tags: Option<Vec<String>>,
     /// See [`Definition::secrets`].
     pub secrets: Option<Vec<SecretRef>>,
+    /// The Secrets Manager secret ARN of the image's registry credentials
+    /// (see [`Definition::repository_credentials`]); on update, `""`
+    /// removes it.
+    pub repository_credentials: Option<String>,
     /// See [`Definition::ports`].
     pub ports: Option<Vec<u16>>,
     /// See [`Definition::adaptive_resource_allocation`].
@@ -107,6 +122,47 @@ fn alias_problem(alias: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// The problem with `arn` as a definition's `repository_credentials`, if
+/// it is not a Secrets Manager secret's ARN
+/// (`arn:<partition>:secretsmanager:<region>:<account>:secret:<name>`).
+pub fn repository_credentials_problem(arn: &str) -> Option<String> {
+    use crate::domain::limits::{MAX_TEXT_BYTES, length_problem};
+    if let Some(problem) = length_problem("repository_credentials", arn, MAX_TEXT_BYTES) {
+        return Some(problem);
+    }
+    let parts: Vec<&str> = arn.splitn(7, ':').collect();
+    let lower = |s: &str, extra: char| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == extra)
+    };
+    let name_char = |c: char| c.is_ascii_alphanumeric() || "/_+=.@-!".contains(c);
+    let valid = match parts.as_slice() {
+        [
+            "arn",
+            partition,
+            "secretsmanager",
+            region,
+            account,
+            "secret",
+            name,
+        ] => {
+            lower(partition, '-')
+                && lower(region, '-')
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && !name.is_empty()
+                && name.chars().all(name_char)
+        }
+        _ => false,
+    };
+    (!valid).then(|| {
+        format!(
+            "repository_credentials \"{arn}\" is not a Secrets Manager secret ARN: give the ARN of the secret holding the registry's username and password, e.g. \"arn:aws:secretsmanager:us-east-1:123456789012:secret:flotilla/registry\""
+        )
+    })
 }
 
 fn resource_problems(input: &DefinitionInput, problems: &mut Vec<String>) {
@@ -141,6 +197,13 @@ fn resource_problems(input: &DefinitionInput, problems: &mut Vec<String>) {
     {
         problems.extend(e.problems);
     }
+    if let Some(arn) = input
+        .repository_credentials
+        .as_deref()
+        .filter(|a| !a.is_empty())
+    {
+        problems.extend(repository_credentials_problem(arn));
+    }
 }
 
 impl Definition {
@@ -172,6 +235,7 @@ impl Definition {
             target_cluster: input.target_cluster.filter(|c| !c.is_empty()),
             task_type: input.task_type.filter(|t| !t.is_empty()),
             secrets: input.secrets.unwrap_or_default(),
+            repository_credentials: input.repository_credentials.filter(|a| !a.is_empty()),
             created_by: None,
         })
     }
@@ -211,6 +275,9 @@ impl Definition {
         }
         if let Some(v) = input.secrets {
             next.secrets = v;
+        }
+        if let Some(v) = input.repository_credentials {
+            next.repository_credentials = Some(v).filter(|a| !a.is_empty());
         }
         if let Some(v) = input.ports {
             next.ports = v;
@@ -253,6 +320,57 @@ mod tests {
     fn an_alias_with_a_slash_is_refused() {
         let err = Definition::create("g-1".into(), input("a/b", "ubuntu")).unwrap_err();
         assert!(err.to_string().contains("contains '/'"), "{err}");
+    }
+
+    #[test]
+    fn repository_credentials_must_be_a_secrets_manager_secret_arn_and_an_empty_one_removes_it() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:flotilla/registry-AbCdEf";
+        let def = Definition::create(
+            "g-1".into(),
+            DefinitionInput {
+                repository_credentials: Some(arn.into()),
+                ..input("a", "registry.example.com/team/job:1")
+            },
+        )
+        .unwrap();
+        assert_eq!(def.repository_credentials.as_deref(), Some(arn));
+        assert!(
+            repository_credentials_problem(
+                "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:x"
+            )
+            .is_none()
+        );
+        for bad in [
+            "flotilla/registry",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/registry",
+            "arn:aws:secretsmanager:eu-west-1:1234:secret:registry",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:",
+            "arn:aws:secretsmanager::123456789012:secret:registry",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:has space",
+        ] {
+            let err = def
+                .updated(DefinitionInput {
+                    repository_credentials: Some(bad.into()),
+                    ..Default::default()
+                })
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "repository_credentials \"{bad}\" is not a Secrets Manager secret ARN"
+                )),
+                "{err}"
+            );
+        }
+        let kept = def.updated(DefinitionInput::default()).unwrap();
+        assert_eq!(kept.repository_credentials.as_deref(), Some(arn));
+        let removed = def
+            .updated(DefinitionInput {
+                repository_credentials: Some(String::new()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(removed.repository_credentials, None);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! `description` defaults to the alias; `node_lifecycle` is `spot` or `ondemand`.
 //! Unlike Flotilla, a request may not set a reserved variable itself (it would
 //! silently lose), and the request's `cluster` is honoured (see
-//! [`crate::domain::cluster`] for routing).
+//! [`crate::domain::cluster`] for routing). What the engine cannot take is
+//! refused here, not at launch: on ECS a run's cpu and memory must be a
+//! Fargate size, and are set on its spec to the size it launches with
+//! ([`crate::domain::fargate`]), and a gpu is refused.
 
 use std::collections::BTreeMap;
 
@@ -166,11 +169,15 @@ pub fn reserved_names(owner_var: &str) -> [&str; 5] {
     ]
 }
 
-/// The problems of a definition's (or template's) own command and env, as a
-/// launch would meet them: the engine's limits, and no reserved variable.
+/// The problems of a definition's (or template's) own command, env and
+/// resources, as a launch would meet them: the engine's limits (on ECS,
+/// Fargate's sizes and no gpu; `cluster` is where it runs, when it says),
+/// and no reserved variable.
 pub fn definition_problems(
     command: Option<&str>,
     env: &[EnvVar],
+    resources: &Resources,
+    cluster: Option<&str>,
     owner_var: &str,
     limits: LaunchLimits,
 ) -> Vec<String> {
@@ -186,6 +193,7 @@ pub fn definition_problems(
         })
         .collect();
     problems.extend(limits.problems(command, env));
+    problems.extend(limits.resource_problems(resources, cluster));
     problems
 }
 
@@ -258,6 +266,14 @@ pub fn build_spec(
         ));
     }
     problems.extend(request.resources.problems());
+    // The size the run asks for, the request's over the definition's, as
+    // the engine takes it (on ECS, a Fargate size, cpu and memory set).
+    let resources = request.resources.or(definition.resources);
+    problems.extend(
+        ctx.limits
+            .resource_problems(&resources, Some(cluster.as_str())),
+    );
+    let resources = ctx.limits.sized(resources);
     if request.active_deadline_seconds == Some(0) {
         problems.push(
             "active_deadline_seconds must be greater than 0 when given: leave it out to use the default".to_owned(),
@@ -352,11 +368,12 @@ pub fn build_spec(
         alias: definition.alias.clone(),
         group_name: definition.group_name.clone(),
         image: definition.image.clone(),
+        repository_credentials: definition.repository_credentials.clone(),
         cluster,
         engine: ctx.engine,
         owner,
         command,
-        resources: request.resources.or(definition.resources),
+        resources,
         active_deadline_seconds: Some(
             request
                 .active_deadline_seconds
@@ -485,6 +502,110 @@ mod tests {
         let err =
             build_spec(&definition(), owned_by_me(req), OwnerRule::OwnerId, &ctx()).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    fn ecs() -> LaunchContext {
+        LaunchContext {
+            engine: Engine::Ecs,
+            requires_command: false,
+            limits: LaunchLimits::Ecs,
+            ..ctx()
+        }
+    }
+
+    fn sized(memory: Option<u64>, cpu: Option<u64>, gpu: Option<u64>) -> LaunchRequest {
+        owned_by_me(LaunchRequest {
+            resources: Resources {
+                memory,
+                cpu,
+                gpu,
+                ..Resources::default()
+            },
+            ..LaunchRequest::default()
+        })
+    }
+
+    #[test]
+    fn on_ecs_a_run_launches_with_the_fargate_size_its_memory_chooses_and_locally_as_asked() {
+        let spec = build_spec(
+            &definition(),
+            sized(Some(4096), None, None),
+            OwnerRule::OwnerId,
+            &ecs(),
+        )
+        .unwrap();
+        assert_eq!(
+            (spec.resources.cpu, spec.resources.memory),
+            (Some(512), Some(4096))
+        );
+        let spec = build_spec(
+            &definition(),
+            sized(None, None, None),
+            OwnerRule::OwnerId,
+            &ecs(),
+        )
+        .unwrap();
+        assert_eq!(
+            (spec.resources.cpu, spec.resources.memory),
+            (Some(256), Some(512)),
+            "the definition's memory, with the smallest cpu"
+        );
+        let spec = build_spec(
+            &definition(),
+            sized(Some(4096), None, Some(1)),
+            OwnerRule::OwnerId,
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                spec.resources.cpu,
+                spec.resources.memory,
+                spec.resources.gpu
+            ),
+            (None, Some(4096), Some(1)),
+            "a local run is not sized"
+        );
+    }
+
+    #[test]
+    fn on_ecs_an_override_fargate_does_not_take_or_a_gpu_is_refused_naming_the_cluster() {
+        let err = build_spec(
+            &definition(),
+            sized(Some(4096), Some(256), Some(2)),
+            OwnerRule::OwnerId,
+            &ecs(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                "memory 4096 MB on Fargate takes cpu 512, 1024 or 2048; cpu 256 takes memory 512, 1024 or 2048 MB",
+                "gpu 2: cluster \"default\" has no GPUs, as its tasks run on Fargate, which has none: leave gpu out or set it to 0",
+            ]
+        );
+        let mut gpu_definition = definition();
+        gpu_definition.resources.gpu = Some(1);
+        assert!(
+            build_spec(
+                &gpu_definition,
+                sized(None, None, None),
+                OwnerRule::OwnerId,
+                &ecs()
+            )
+            .is_err(),
+            "the definition's gpu is the run's"
+        );
+        assert!(
+            build_spec(
+                &gpu_definition,
+                sized(None, None, Some(0)),
+                OwnerRule::OwnerId,
+                &ecs()
+            )
+            .is_ok(),
+            "a request may ask for no gpu"
+        );
     }
 
     #[test]

@@ -3,10 +3,18 @@
 //! update, an execute, a template's render), so that a launch never fails
 //! at the engine for something a request could have been told.
 //!
+//! The same goes for a launch's size: on ECS every task runs on Fargate,
+//! which takes only some cpu and memory pairs ([`crate::domain::fargate`])
+//! and has no GPUs, so a definition, template or execute asking for another
+//! is refused when it is saved or sent, not when its task is launched. A
+//! local process takes any size.
+//!
 //! No NUL byte is taken anywhere: neither a process's arguments and
 //! environment nor most stores can hold one.
 
 use crate::domain::EnvVar;
+use crate::domain::fargate;
+use crate::domain::spec::Resources;
 
 /// Largest single argument, or `NAME=value` environment string, Linux
 /// passes to a program (`MAX_ARG_STRLEN`, 32 pages, less its final NUL).
@@ -91,6 +99,52 @@ pub fn nul_problem(field: &str, value: &str) -> Option<String> {
 }
 
 impl LaunchLimits {
+    /// What is wrong with `resources` on this engine: on ECS, a cpu and
+    /// memory pair Fargate does not take (saying which would do), or a gpu.
+    /// `cluster` names where the launch goes, when that is known. A local
+    /// process takes any size.
+    pub fn resource_problems(self, resources: &Resources, cluster: Option<&str>) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self == Self::Local {
+            return problems;
+        }
+        // A zero is refused on its own (see `Resources::problems`).
+        if resources.cpu != Some(0)
+            && resources.memory != Some(0)
+            && let Err(problem) = fargate::size(resources.cpu, resources.memory)
+        {
+            problems.push(problem);
+        }
+        if let Some(gpu) = resources.gpu.filter(|g| *g > 0) {
+            problems.push(match cluster.filter(|c| !c.is_empty()) {
+                Some(cluster) => format!(
+                    "gpu {gpu}: cluster \"{cluster}\" has no GPUs, as its tasks run on Fargate, which has none: leave gpu out or set it to 0"
+                ),
+                None => format!(
+                    "gpu {gpu}: this deployment's clusters have no GPUs, as their tasks run on Fargate, which has none: leave gpu out or set it to 0"
+                ),
+            });
+        }
+        problems
+    }
+
+    /// `resources` as this engine runs them: on ECS, cpu and memory both
+    /// set to the Fargate size they choose ([`fargate::size`]), when there
+    /// is one; a local process runs what it was given.
+    pub fn sized(self, resources: Resources) -> Resources {
+        match self {
+            Self::Local => resources,
+            Self::Ecs => match fargate::size(resources.cpu, resources.memory) {
+                Ok(size) => Resources {
+                    cpu: Some(size.cpu),
+                    memory: Some(size.memory),
+                    ..resources
+                },
+                Err(_) => resources,
+            },
+        }
+    }
+
     /// What is wrong with a launch of `command` with `env` (every variable
     /// the process gets, in order), each problem naming its field and limit.
     pub fn problems(self, command: Option<&str>, env: &[EnvVar]) -> Vec<String> {
@@ -174,6 +228,58 @@ mod tests {
         );
         let problems = LaunchLimits::Ecs.problems(Some(&"x".repeat(9000)), &env);
         assert!(problems[0].contains("8192"), "{problems:?}");
+    }
+
+    #[test]
+    fn on_ecs_a_size_fargate_does_not_take_or_a_gpu_is_a_problem_and_locally_neither_is() {
+        let big = Resources {
+            memory: Some(4096),
+            cpu: Some(256),
+            gpu: Some(1),
+            ..Resources::default()
+        };
+        assert!(LaunchLimits::Local.resource_problems(&big, None).is_empty());
+        assert_eq!(LaunchLimits::Local.sized(big), big);
+        let problems = LaunchLimits::Ecs.resource_problems(&big, Some("default"));
+        assert_eq!(
+            problems,
+            [
+                "memory 4096 MB on Fargate takes cpu 512, 1024 or 2048; cpu 256 takes memory 512, 1024 or 2048 MB",
+                "gpu 1: cluster \"default\" has no GPUs, as its tasks run on Fargate, which has none: leave gpu out or set it to 0",
+            ]
+        );
+        let saved = LaunchLimits::Ecs.resource_problems(&big, None);
+        assert!(
+            saved[1].contains("this deployment's clusters have no GPUs"),
+            "{saved:?}"
+        );
+        let memory_only = Resources {
+            memory: Some(4096),
+            gpu: Some(0),
+            ..Resources::default()
+        };
+        assert!(
+            LaunchLimits::Ecs
+                .resource_problems(&memory_only, Some("default"))
+                .is_empty()
+        );
+        assert_eq!(LaunchLimits::Ecs.sized(memory_only).cpu, Some(512));
+        assert_eq!(
+            LaunchLimits::Ecs.sized(Resources::default()),
+            Resources {
+                cpu: Some(256),
+                memory: Some(512),
+                ..Resources::default()
+            }
+        );
+        let zero = Resources {
+            cpu: Some(0),
+            ..Resources::default()
+        };
+        assert!(
+            LaunchLimits::Ecs.resource_problems(&zero, None).is_empty(),
+            "a zero is refused once, by Resources::problems"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`event`]: the stored run events, whose names are forever.
 //! - [`definition`]: job definitions and their validation.
 //! - [`cluster`]: clusters, their status and tiers, and routing a launch to one.
+//! - [`limits`] and [`fargate`]: what an engine can take of a launch, Fargate's
+//!   task sizes included.
 //! - [`template`]: versioned job templates: schema, defaults, Go-template commands.
 //! - [`spec`]: a run's spec, fixed when it is queued, and what it is made of
 //!   ([`spec::Resources`], [`spec::Engine`], [`spec::NodeLifecycle`]).
@@ -20,6 +22,7 @@ pub mod cluster;
 pub mod definition;
 pub mod error;
 pub mod event;
+pub mod fargate;
 pub mod identity;
 pub mod launch;
 pub mod limits;

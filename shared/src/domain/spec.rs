@@ -135,6 +135,10 @@ pub struct RunSpec {
     pub group_name: String,
     /// Container image (recorded; run only where a container runtime is used).
     pub image: String,
+    /// The definition's registry credentials (a Secrets Manager ARN), when
+    /// its image comes from a private registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_credentials: Option<String>,
     /// Cluster (queue) it runs on.
     pub cluster: String,
     /// Engine that runs it.
@@ -143,7 +147,8 @@ pub struct RunSpec {
     pub owner: String,
     /// The shell command, run as `bash -c <command>`.
     pub command: Option<String>,
-    /// Memory, cpu, gpu and ephemeral storage.
+    /// Memory, cpu, gpu and ephemeral storage; on ECS, cpu and memory are
+    /// set when the run is queued, to the Fargate size it launches with.
     #[serde(flatten)]
     pub resources: Resources,
     /// Seconds after which a running attempt is stopped.

@@ -1,6 +1,7 @@
 //! Counts the AWS requests a client makes, by service and operation, and the
 //! DynamoDB items they write with the write units DynamoDB bills for them, so
-//! tests can report and bound the cost of a run.
+//! tests can report and bound the cost of a run; each request's JSON body is
+//! kept, so tests can check what was asked for.
 
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +26,8 @@ pub struct Counted {
     /// The IAM actions it needs, e.g. `dynamodb:PutItem` for each put of a
     /// `TransactWriteItems`.
     pub iam_actions: Vec<String>,
+    /// The request's JSON body (`null` when it has none).
+    pub body: Value,
 }
 
 /// Records every request, in order.
@@ -72,6 +75,15 @@ impl RequestCounter {
         if let Ok(mut r) = self.0.lock() {
             r.clear();
         }
+    }
+
+    /// The bodies of the requests to one operation so far, in order.
+    pub fn bodies(&self, operation: &str) -> Vec<Value> {
+        self.counted()
+            .into_iter()
+            .filter(|c| c.operation == operation)
+            .map(|c| c.body)
+            .collect()
     }
 
     /// Requests to one operation.
@@ -122,6 +134,7 @@ impl Intercept for RequestCounter {
                 items_written,
                 write_units,
                 iam_actions,
+                body,
             });
         }
         Ok(())

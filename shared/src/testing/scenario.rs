@@ -29,6 +29,7 @@ pub fn spec(run_id: &str) -> RunSpec {
         alias: "hello".into(),
         group_name: "examples".into(),
         image: "ubuntu:latest".into(),
+        repository_credentials: None,
         cluster: "default".into(),
         engine: Engine::Local,
         owner: "tester".into(),

@@ -26,8 +26,10 @@
 //!
 //! Every end is reported as an [`EngineUpdate`] on the engine's update
 //! channel, which the local runtime feeds to the same use case the ECS status
-//! function uses. The run's image is recorded but not used: this engine runs
-//! commands on the host. [`LocalLogs`] reads the attempts' logs back.
+//! function uses. The run's image is recorded but not used, nor are the
+//! registry credentials that would pull it or its spot or on-demand
+//! lifecycle: this engine runs commands on the host, at any size.
+//! [`LocalLogs`] reads the attempts' logs back.
 
 pub mod attempt;
 pub mod cgroup;
