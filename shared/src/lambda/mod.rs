@@ -7,7 +7,8 @@
 //! - [`submit`]: SQS batch of run tickets → ECS tasks, with per-item failures.
 //! - [`status`]: EventBridge ECS Task State Change → run events.
 //! - [`retry`]: scheduled sweep: NEEDS_RETRY runs requeued, lost enqueues
-//!   repaired, runs past their deadline stopped.
+//!   repaired once per interval, quiet PENDING and RUNNING runs reconciled
+//!   with ECS `DescribeTasks`, runs past their deadline stopped.
 //! - The `api` function hands [`crate::http::router`] to `lambda_http`.
 //! - [`serve_api`]: the same router over the same adapters on a local port,
 //!   for `flotilla serve --backend aws` (a deployed stack or an emulator).

@@ -74,8 +74,8 @@ pub async fn handle(app: &App, event: SqsEvent, deadline: Instant) -> SqsBatchRe
     response
 }
 
-/// The instant of a Lambda invocation's deadline (milliseconds since the
-/// epoch, as the Runtime API gives it), on the monotonic clock.
+/// A Lambda invocation's deadline (the Runtime API's, as the runtime's
+/// context gives it) on the monotonic clock [`handle`] counts time by.
 pub fn deadline_of(deadline: std::time::SystemTime) -> Instant {
     let left = deadline
         .duration_since(std::time::SystemTime::now())
