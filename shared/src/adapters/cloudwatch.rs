@@ -234,27 +234,43 @@ mod tests {
         // 1 MiB of terminal colour codes: 6 MiB once escaped in JSON.
         let line = "\u{1b}".repeat(256 * 1024);
         let now = chrono::Utc::now().timestamp_millis();
-        let mut req = client
-            .put_log_events()
-            .log_group_name(group)
-            .log_stream_name(stream);
-        for i in 0..4 {
-            req = req.log_events(
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .message(&line)
-                    .timestamp(now + i)
-                    .build()
-                    .unwrap(),
-            );
-        }
-        req.send().await.unwrap();
+        put_lines(&client, group, stream, &line, now, 4).await;
         let logs = CloudWatchLogs::new(client, group, "us-east-1");
         let log = AttemptLog {
             run_id: "r-1",
             attempt: 1,
             task_id: Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/ansi"),
         };
-        match logs.all(&log).await {
+        assert_refused_as_too_large(&logs, &log).await;
+    }
+
+    /// Puts `count` events of `line` in one request, timestamped from `from`.
+    async fn put_lines(
+        client: &Client,
+        group: &str,
+        stream: &str,
+        line: &str,
+        from: i64,
+        count: i64,
+    ) {
+        let mut req = client
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream);
+        for i in 0..count {
+            req = req.log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .message(line)
+                    .timestamp(from + i)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        req.send().await.unwrap();
+    }
+
+    async fn assert_refused_as_too_large(logs: &CloudWatchLogs, log: &AttemptLog<'_>) {
+        match logs.all(log).await {
             Err(LogError::TooLarge { limit }) => assert_eq!(limit, MAX_RAW_BYTES),
             other => panic!("expected TooLarge, got {:?}", other.map(|t| t.len())),
         }
@@ -363,20 +379,7 @@ mod tests {
         let now = chrono::Utc::now().timestamp_millis();
         // 7 batches of 4 events of 200 KiB: 5.5 MiB, past MAX_RAW_BYTES.
         for batch in 0..7_i64 {
-            let mut req = client
-                .put_log_events()
-                .log_group_name(group)
-                .log_stream_name(stream);
-            for i in 0..4 {
-                req = req.log_events(
-                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                        .message(&line)
-                        .timestamp(now + batch * 4 + i)
-                        .build()
-                        .unwrap(),
-                );
-            }
-            req.send().await.unwrap();
+            put_lines(&client, group, stream, &line, now + batch * 4, 4).await;
         }
         let logs = CloudWatchLogs::new(client, group, "us-east-1");
         let log = AttemptLog {
@@ -384,10 +387,7 @@ mod tests {
             attempt: 1,
             task_id: Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/big"),
         };
-        match logs.all(&log).await {
-            Err(LogError::TooLarge { limit }) => assert_eq!(limit, MAX_RAW_BYTES),
-            other => panic!("expected TooLarge, got {:?}", other.map(|t| t.len())),
-        }
+        assert_refused_as_too_large(&logs, &log).await;
         let refusal = crate::error::AppError::from(LogError::TooLarge {
             limit: MAX_RAW_BYTES,
         });
