@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use shared::adapters::local::container::RuntimeRequest;
 use shared::local::{ServeConfig, serve};
 
 /// Flotilla: define a job once, launch runs of it, follow their state and logs.
@@ -43,6 +44,30 @@ enum Backend {
     /// DynamoDB, SQS, ECS, CloudWatch Logs and EventBridge, configured by the
     /// same FLOTILLA_* variables as the `api` function (see the README).
     Aws,
+}
+
+/// Where `flotilla serve` runs each attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeArg {
+    /// podman, else docker, when one is installed and answers; else process.
+    Auto,
+    /// In the run's image with docker.
+    Docker,
+    /// In the run's image with podman.
+    Podman,
+    /// As a command on this machine (the image is recorded, not used).
+    Process,
+}
+
+impl From<RuntimeArg> for RuntimeRequest {
+    fn from(arg: RuntimeArg) -> Self {
+        match arg {
+            RuntimeArg::Auto => Self::Auto,
+            RuntimeArg::Docker => Self::Docker,
+            RuntimeArg::Podman => Self::Podman,
+            RuntimeArg::Process => Self::Process,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +120,11 @@ struct ServeArgs {
     /// server's environment.
     #[arg(long, env = "FLOTILLA_SECRETS_FILE")]
     secrets_file: Option<PathBuf>,
+    /// Where runs execute: `auto` (podman, else docker, when one answers,
+    /// else `process`), `docker` or `podman` (in the run's image), or
+    /// `process` (commands on this machine; images ignored).
+    #[arg(long, env = "FLOTILLA_RUNTIME", value_enum, default_value_t = RuntimeArg::Auto)]
+    runtime: RuntimeArg,
     /// OAuth 2.0 issuer the UI signs its users in at (authorization code
     /// with PKCE), sending the ID token it gets as its bearer token: for a
     /// server behind a gateway that checks that issuer's tokens.
@@ -174,6 +204,7 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.auth_token_file = args.auth_token_file;
     config.allowed_hosts = args.allowed_hosts;
     config.secrets_file = args.secrets_file;
+    config.runtime = args.runtime.into();
     for name in args.pass_env {
         let name = name.trim().to_owned();
         if !name.is_empty() && !config.pass_env.contains(&name) {

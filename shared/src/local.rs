@@ -82,6 +82,9 @@ pub struct ServeConfig {
     /// `KEY=value` lines runs' secrets resolve from (else the server's
     /// environment).
     pub secrets_file: Option<PathBuf>,
+    /// Where runs execute: in their image with docker or podman, or as
+    /// host processes.
+    pub runtime: crate::adapters::local::container::RuntimeRequest,
 }
 
 impl ServeConfig {
@@ -106,6 +109,7 @@ impl ServeConfig {
             auth_token_file: None,
             allowed_hosts: Vec::new(),
             secrets_file: None,
+            runtime: crate::adapters::local::container::RuntimeRequest::Auto,
         }
     }
 }
@@ -153,6 +157,9 @@ pub enum ServeError {
     /// The database failed.
     #[error("the database failed")]
     Store(#[from] StoreError),
+    /// The container runtime asked for does not answer.
+    #[error("{0}; install it, start it, or pass --runtime auto (or process)")]
+    Runtime(String),
     /// It would listen beyond loopback with nobody's identity asked.
     #[error(
         "listening on {0} would let anyone who can reach it run commands as this user: pass --auth-token-file <file> (a token is made in it if it does not exist yet), or listen on 127.0.0.1"
@@ -203,6 +210,10 @@ pub async fn serve(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = SqliteStore::open(&config.data_dir.join("flotilla.db"), Arc::clone(&clock))?;
     let runs_dir = config.data_dir.join("runs");
+    let choice = crate::adapters::local::container::choose(config.runtime)
+        .await
+        .map_err(ServeError::Runtime)?;
+    info!(runtime = %choice.runtime.as_ref().map_or("process", |r| r.kind.program()), "runs execute {}", choice.why);
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     let engine = Arc::new(
         LocalEngine::new(
@@ -213,6 +224,7 @@ pub async fn serve(
             config.supervisor.clone(),
         )
         .passing_env(&config.pass_env)
+        .with_container_runtime(choice.runtime)
         .with_secrets(match &config.secrets_file {
             Some(path) => Some(crate::adapters::local::parse_secrets(
                 &std::fs::read_to_string(path).map_err(io("read the secrets file", path))?,

@@ -187,6 +187,8 @@ pub struct LaunchSpec {
     pub secrets: Vec<crate::domain::SecretRef>,
     /// Spot or on-demand capacity (ECS: Fargate Spot or Fargate).
     pub node_lifecycle: crate::domain::spec::NodeLifecycle,
+    /// Container ports the definition names.
+    pub ports: Vec<u16>,
     /// The registry credentials' Secrets Manager ARN, for an image from a
     /// private registry (ECS passes it to the container; a local process,
     /// which runs no image, ignores it).
@@ -214,6 +216,7 @@ impl LaunchSpec {
             secrets: spec.secrets.clone(),
             node_lifecycle: spec.node_lifecycle,
             repository_credentials: spec.repository_credentials.clone(),
+            ports: spec.ports.clone(),
         }
     }
 }
@@ -335,6 +338,11 @@ impl EngineUpdate {
                     now: at,
                 }
             }
+            EngineChange::Progress { message } => RunCommand::RecordProgress {
+                attempt,
+                message,
+                now: at,
+            },
         }
     }
 }
@@ -365,6 +373,12 @@ pub enum EngineChange {
     InfrastructureFailure {
         /// What failed.
         reason: String,
+    },
+    /// A step of getting the attempt ready, while it is PENDING (the image
+    /// looked for or pulled, a pull's progress), for the run's timeline.
+    Progress {
+        /// What happens.
+        message: String,
     },
 }
 

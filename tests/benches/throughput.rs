@@ -3,7 +3,10 @@
 //! STOPPED. Run with `scripts/bench` (release build).
 //!
 //! Environment: `BENCH_RUNS` (default 1000), `BENCH_PARALLELISM` (default 2),
-//! `BENCH_CLIENTS` (concurrent HTTP clients submitting, default 4).
+//! `BENCH_CLIENTS` (concurrent HTTP clients submitting, default 4),
+//! `BENCH_RUNTIME` (`process`, the default, or `podman`/`docker`: each run a
+//! container of `BENCH_IMAGE`, default the test image with bash that
+//! `scripts/podman-env` builds).
 
 #[path = "../e2e/support/mod.rs"]
 #[allow(dead_code)]
@@ -28,8 +31,27 @@ async fn main() {
     let parallelism = env_usize("BENCH_PARALLELISM", 2);
     let clients = env_usize("BENCH_CLIENTS", 4);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let server = Arc::new(support::Server::start(&dir.path().join("data"), parallelism).await);
-    server.define("noop", "true").await;
+    let runtime = std::env::var("BENCH_RUNTIME").unwrap_or_else(|_| "process".into());
+    let server = Arc::new(
+        support::Server::start_with(
+            &dir.path().join("data"),
+            parallelism,
+            &["--runtime", &runtime],
+        )
+        .await,
+    );
+    let image = std::env::var("BENCH_IMAGE")
+        .or_else(|_| std::env::var("FLOTILLA_TEST_IMAGE_BASH"))
+        .unwrap_or_else(|_| "ubuntu:latest".into());
+    let (status, def) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v6/task",
+            &json!({"alias": "noop", "group_name": "bench", "image": image, "command": "true"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{def}");
 
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -96,7 +118,7 @@ async fn main() {
         })
         .unwrap_or_default();
     println!(
-        "throughput: {runs} runs, parallelism {parallelism}, {clients} HTTP clients: \
+        "throughput ({runtime}): {runs} runs, parallelism {parallelism}, {clients} HTTP clients: \
          submitted in {:.2} s, all STOPPED after {:.2} s = {:.0} runs/s end to end; \
          CPU per run: server {:.2} ms, supervisors and commands {:.2} ms",
         submitted.as_secs_f64(),

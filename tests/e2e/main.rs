@@ -8,6 +8,7 @@ mod api_errors;
 mod api_openapi;
 mod api_routes;
 mod bad_input;
+mod containers;
 mod exactly_once;
 mod lifecycle;
 mod restart;

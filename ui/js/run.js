@@ -19,6 +19,7 @@ const EVENT_NAMES = {
   RunQueued: 'Queued',
   RunSubmitted: 'Launched',
   RunLaunchDeferred: 'Waiting to launch',
+  RunPreparing: 'Preparing',
   RunStarted: 'Started',
   RunStopRequested: 'Stop requested',
   RunStopped: 'Stopped',

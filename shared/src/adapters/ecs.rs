@@ -613,6 +613,7 @@ mod tests {
             secrets: vec![],
             node_lifecycle: NodeLifecycle::Ondemand,
             repository_credentials: None,
+            ports: vec![],
         }
     }
 

@@ -108,6 +108,17 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A step of getting a PENDING attempt ready, as its engine reports it
+    /// (a local container runtime: the image looked for, pulled, and the
+    /// pull's progress).
+    RunPreparing {
+        /// The attempt.
+        attempt: u32,
+        /// What happens.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A NEEDS_RETRY run was queued again as a new attempt.
     RunRequeued {
         /// The new attempt number.
@@ -137,6 +148,7 @@ impl RunEvent {
             Self::RunStopped { .. } => "RunStopped",
             Self::RunNeedsRetry { .. } => "RunNeedsRetry",
             Self::RunLaunchDeferred { .. } => "RunLaunchDeferred",
+            Self::RunPreparing { .. } => "RunPreparing",
             Self::RunRequeued { .. } => "RunRequeued",
             Self::RunReenqueued { .. } => "RunReenqueued",
         }
@@ -152,6 +164,7 @@ impl RunEvent {
             | Self::RunStopped { at, .. }
             | Self::RunNeedsRetry { at, .. }
             | Self::RunLaunchDeferred { at, .. }
+            | Self::RunPreparing { at, .. }
             | Self::RunRequeued { at, .. }
             | Self::RunReenqueued { at, .. } => *at,
         }

@@ -369,6 +369,7 @@ pub fn build_spec(
         group_name: definition.group_name.clone(),
         image: definition.image.clone(),
         repository_credentials: definition.repository_credentials.clone(),
+        ports: definition.ports.clone(),
         cluster,
         engine: ctx.engine,
         owner,

@@ -211,6 +211,15 @@ pub enum RunCommand {
         /// Now.
         now: DateTime<Utc>,
     },
+    /// The engine reports a step of getting `attempt` ready.
+    RecordProgress {
+        /// The attempt.
+        attempt: u32,
+        /// What happens.
+        message: String,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// The engine reports `attempt` running.
     RecordStarted {
         /// The attempt.
@@ -338,6 +347,21 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                     });
                 }
                 events
+            }
+        }
+        RunCommand::RecordProgress {
+            attempt,
+            message,
+            now,
+        } => {
+            if run.attempt == attempt && run.status == RunStatus::Pending {
+                vec![RunEvent::RunPreparing {
+                    attempt,
+                    message,
+                    at: now,
+                }]
+            } else {
+                vec![]
             }
         }
         RunCommand::RecordStarted {
@@ -612,6 +636,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.exit_reason = Some(reason.clone());
             run.finished_at = None;
         }
+        (Some(_), RunEvent::RunPreparing { .. }) => {}
         (Some(run), RunEvent::RunReenqueued { at, .. }) => {
             run.enqueued_at = Some(*at);
         }

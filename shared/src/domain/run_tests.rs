@@ -358,3 +358,29 @@ fn a_new_attempt_forgets_the_previous_tasks_engine_version() {
         })
         .then_status(RunStatus::Running);
 }
+
+#[test]
+fn a_step_of_preparing_is_recorded_while_the_attempt_is_pending_and_changes_no_status() {
+    let progress = |attempt, now| RunCommand::RecordProgress {
+        attempt,
+        message: "pulling image python:3.12".into(),
+        now: t(now),
+    };
+    RunScenario::given([queued(), submitted(1)])
+        .when(progress(1, 2))
+        .then_events([RunEvent::RunPreparing {
+            attempt: 1,
+            message: "pulling image python:3.12".into(),
+            at: t(2),
+        }])
+        .then_status(RunStatus::Pending);
+    RunScenario::given([queued(), submitted(1), started(1)])
+        .when(progress(1, 3))
+        .then_nothing();
+    RunScenario::given([queued(), submitted(1)])
+        .when(progress(2, 3))
+        .then_nothing();
+    RunScenario::given([queued()])
+        .when(progress(1, 3))
+        .then_nothing();
+}

@@ -139,6 +139,10 @@ pub struct RunSpec {
     /// its image comes from a private registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_credentials: Option<String>,
+    /// The definition's container ports (published by a local container
+    /// runtime).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
     /// Cluster (queue) it runs on.
     pub cluster: String,
     /// Engine that runs it.

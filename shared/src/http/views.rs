@@ -341,6 +341,13 @@ impl TimelineEntry {
                 Some(*attempt),
                 format!("attempt {attempt} waits for the engine: {reason}"),
             ),
+            E::RunPreparing {
+                attempt, message, ..
+            } => (
+                "Normal",
+                Some(*attempt),
+                format!("attempt {attempt}: {message}"),
+            ),
             E::RunRequeued { attempt, .. } => (
                 "Normal",
                 Some(*attempt),

@@ -30,6 +30,7 @@ pub fn spec(run_id: &str) -> RunSpec {
         group_name: "examples".into(),
         image: "ubuntu:latest".into(),
         repository_credentials: None,
+        ports: vec![],
         cluster: "default".into(),
         engine: Engine::Local,
         owner: "tester".into(),

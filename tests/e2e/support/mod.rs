@@ -110,6 +110,14 @@ impl Server {
             .arg(&self.data_dir)
             .args(["--parallelism", &self.parallelism.to_string()])
             .args(["--stop-grace-seconds", "2"])
+            // Runs are host commands unless a test asks for a container
+            // runtime, whatever this machine has installed.
+            .args(
+                (!self.extra_args.iter().any(|a| a.starts_with("--runtime")))
+                    .then_some(["--runtime", "process"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra_args)
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log))

@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `attempt-<n>.record` | the supervisor | its first line before it starts the command, created with `O_EXCL` so that exactly one supervisor ever holds the attempt; its second line, the ending, once the command and all it started have ended |
 //! | `attempt-<n>.log` | the command | as it runs (stdout and stderr) |
+//! | `attempt-<n>.notes` | the supervisor of a container | one JSON [`Note`] per line as the attempt prepares (the image looked for, pulled) and starts |
 //! | `attempt-<n>.supervisor.log` | the supervisor | only if it fails |
 //! | `work/` | the supervisor | the command's working directory, shared by the run's attempts |
 //!
@@ -33,6 +34,8 @@ use serde::{Deserialize, Serialize};
 const RECORD: &str = "record";
 /// Suffix of an attempt's log file.
 const LOG: &str = "log";
+/// Suffix of an attempt's notes.
+const NOTES: &str = "notes";
 /// Name of a run's one log file before logs were kept per attempt.
 pub const LEGACY_LOG: &str = "output.log";
 /// Exit code of a supervisor that found its attempt claimed by another.
@@ -78,6 +81,30 @@ pub struct Launch {
     pub deadline_seconds: Option<u64>,
     /// Milliseconds between SIGTERM and SIGKILL when it is stopped.
     pub stop_grace_ms: u64,
+    /// Run in this container instead of on the host, when the server uses a
+    /// container runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<super::container::ContainerPlan>,
+}
+
+/// What the supervisor of a container says while it prepares and starts
+/// it, for the run's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum Note {
+    /// A step of getting ready (the image looked for, pulled, a pull's
+    /// progress, how the container is held to its size).
+    Progress {
+        /// What happens.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The container is being started: the attempt runs.
+    Started {
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 fn default_shell() -> PathBuf {
@@ -93,6 +120,10 @@ pub struct Ending {
     pub reason: Option<String>,
     /// When the last of its processes ended.
     pub ended_at: DateTime<Utc>,
+    /// Whether the attempt failed in the infrastructure before its command
+    /// ran (a registry that could not be reached) and may be tried again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
 }
 
 /// A process, by id and start time (clock ticks since boot, from
@@ -250,6 +281,37 @@ impl AttemptDir {
             .and_then(|line| serde_json::from_str(line).ok()))
     }
 
+    /// Appends `note` to the attempt's notes.
+    pub fn write_note(&self, note: &Note) -> io::Result<()> {
+        let mut line = serde_json::to_vec(note).map_err(io::Error::other)?;
+        line.push(b'\n');
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.file(NOTES))?
+            .write_all(&line)
+    }
+
+    /// The notes written from byte `offset` on, and the offset after the
+    /// last whole line read.
+    pub fn read_notes(&self, offset: u64) -> (Vec<Note>, u64) {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut text = Vec::new();
+        let read = fs::File::open(self.file(NOTES)).and_then(|mut file| {
+            file.seek(SeekFrom::Start(offset))?;
+            file.read_to_end(&mut text)
+        });
+        if read.is_err() {
+            return (Vec::new(), offset);
+        }
+        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let notes = text[..whole]
+            .split(|b| *b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        (notes, offset + whole as u64)
+    }
+
     /// Notes why the supervisor could not do its work.
     pub fn note_failure(&self, what: &str) {
         let line = format!(
@@ -305,6 +367,7 @@ mod tests {
             exit_code: Some(7),
             reason: None,
             ended_at: crate::testing::scenario::t(5),
+            retryable: false,
         };
         attempt.write_status(&ending).unwrap();
         assert_eq!(attempt.read_status().unwrap(), Some(ending));

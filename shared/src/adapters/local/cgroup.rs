@@ -164,12 +164,21 @@ impl AttemptCgroup {
                         .is_some_and(|n| n > 0)
                 })
             });
+        // v1 may count a kill, or the charges refused, in the group below
+        // this one where it happened (a container's), or not at all: that
+        // the group's memory reached its limit says as much.
+        let number = |file: &str| {
+            fs::read_to_string(self.memory.join(file))
+                .ok()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        };
         counted
             || (!self.root.unified
-                && fs::read_to_string(self.memory.join("memory.failcnt"))
-                    .ok()
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-                    .is_some_and(|n| n > 0))
+                && (number("memory.failcnt").is_some_and(|n| n > 0)
+                    || number("memory.memsw.failcnt").is_some_and(|n| n > 0)
+                    || number("memory.max_usage_in_bytes")
+                        .zip(number("memory.limit_in_bytes"))
+                        .is_some_and(|(peak, limit)| peak >= limit)))
     }
 
     /// Moves process `pid` back out and removes the group (it must be
@@ -184,6 +193,47 @@ impl AttemptCgroup {
             && let Some(parent) = parent_of(cpu)
         {
             let _ = write(&parent, "cgroup.procs", &pid.to_string());
+        }
+        self.remove();
+    }
+
+    /// The group's path from its hierarchy's root, as a container
+    /// runtime's `--cgroup-parent` names it.
+    pub fn hierarchy_path(&self) -> Option<String> {
+        let mount = if self.root.unified {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/memory"
+        };
+        let rel = self.memory.strip_prefix(mount).ok()?;
+        Some(format!("/{}", rel.to_str()?))
+    }
+
+    /// Removes the group after a container runtime used it as a parent:
+    /// the groups it made below it (in every hierarchy, as the runtime makes
+    /// the parent in each) go first.
+    pub fn remove_as_parent(self) {
+        if let Some(rel) = self.hierarchy_path() {
+            let mounts: Vec<PathBuf> = if self.root.unified {
+                vec![PathBuf::from("/sys/fs/cgroup")]
+            } else {
+                fs::read_dir("/sys/fs/cgroup")
+                    .map(|dirs| dirs.flatten().map(|d| d.path()).collect())
+                    .unwrap_or_default()
+            };
+            for mount in mounts {
+                let dir = mount.join(rel.trim_start_matches('/'));
+                if let Ok(children) = fs::read_dir(&dir) {
+                    for child in children.flatten() {
+                        if child.file_type().is_ok_and(|t| t.is_dir()) {
+                            let _ = fs::remove_dir(child.path());
+                        }
+                    }
+                }
+                if dir != self.memory && self.cpu.as_ref() != Some(&dir) {
+                    let _ = fs::remove_dir(&dir);
+                }
+            }
         }
         self.remove();
     }

@@ -24,15 +24,24 @@
 //!   the machine allows one ([`cgroup`]), else as `ulimit -v`; which one
 //!   applies is reported with the launch, for the run's timeline.
 //!
+//! - with a container runtime (docker or podman, [`container`]), the
+//!   supervisor runs the attempt in its image instead: it pulls the image when
+//!   it must, starts `<runtime> run … bash -c <command>` and stops it with
+//!   `<runtime> stop`; its notes (the image looked for and pulled, the
+//!   container started) reach the run's timeline as the attempt goes from
+//!   PENDING to RUNNING. A container whose supervisor is gone is found by
+//!   name and followed to its end.
+//!
 //! Every end is reported as an [`EngineUpdate`] on the engine's update
 //! channel, which the local runtime feeds to the same use case the ECS status
-//! function uses. The run's image is recorded but not used, nor are the
-//! registry credentials that would pull it or its spot or on-demand
-//! lifecycle: this engine runs commands on the host, at any size.
-//! [`LocalLogs`] reads the attempts' logs back.
+//! function uses. Without a container runtime the run's image is recorded but
+//! not used, nor are the registry credentials that would pull it; neither
+//! engine uses the spot or on-demand lifecycle. [`LocalLogs`] reads the
+//! attempts' logs back.
 
 pub mod attempt;
 pub mod cgroup;
+pub mod container;
 mod logs;
 pub mod supervisor;
 mod tree;
@@ -53,13 +62,18 @@ use crate::domain::launch::{ATTEMPT_VAR, RUN_ID_VAR};
 use crate::error::EngineError;
 use crate::ports::{Clock, EngineChange, EngineUpdate, ExecutionEngine, LaunchSpec, Launched};
 
-use attempt::{AttemptDir, CLAIMED_ELSEWHERE, Launch, LimitPlan, ProcessId};
+use attempt::{AttemptDir, CLAIMED_ELSEWHERE, Launch, LimitPlan, Note, ProcessId};
 use cgroup::CgroupRoot;
+use container::{ContainerPlan, ContainerRuntime};
 
 pub use logs::{LOG_PAGE_BYTES, LocalLogs};
 
 /// How often an adopted supervisor (not a child of this server) is looked at.
 const ADOPTED_POLL: Duration = Duration::from_millis(100);
+/// How often an attempt's notes are looked at while its supervisor runs.
+const NOTES_POLL: Duration = Duration::from_millis(100);
+/// How often a container whose supervisor is gone is looked at.
+const ADOPTED_CONTAINER_POLL: Duration = Duration::from_millis(500);
 
 /// The attempt this engine follows for a run.
 #[derive(Debug, Clone)]
@@ -81,6 +95,7 @@ pub struct LocalEngine {
     tasks: Arc<Mutex<HashMap<String, Task>>>,
     inherited: Vec<(String, String)>,
     secrets: Option<Arc<HashMap<String, String>>>,
+    container: Option<ContainerRuntime>,
 }
 
 /// The secrets of a secrets file: `KEY=value` lines (the value is the rest
@@ -126,7 +141,8 @@ impl LocalEngine {
             updates,
             clock,
             supervisor,
-            shell: find_on_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
+            shell: container::find_on_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
+            container: None,
             cgroups: CgroupRoot::detect(),
             tasks: Arc::new(Mutex::new(HashMap::new())),
             inherited: Vec::new(),
@@ -166,6 +182,49 @@ impl LocalEngine {
                     })
             })
             .collect()
+    }
+
+    /// Runs execute in their image with `runtime` (else as host commands).
+    pub fn with_container_runtime(mut self, runtime: Option<ContainerRuntime>) -> Self {
+        self.container = runtime;
+        self
+    }
+
+    /// The container runtime runs execute with, if any.
+    pub fn container_runtime(&self) -> Option<&ContainerRuntime> {
+        self.container.as_ref()
+    }
+
+    /// The container plan of `spec` on `runtime`, or why it cannot run there.
+    fn container_plan(
+        &self,
+        runtime: &ContainerRuntime,
+        spec: &LaunchSpec,
+    ) -> Result<ContainerPlan, EngineError> {
+        let gpus = spec.resources.gpu.unwrap_or(0);
+        if gpus > 0 && !runtime.gpus {
+            return Err(EngineError::Permanent {
+                message: format!(
+                    "the run asks for {gpus} GPUs and {} on this machine has none (no CDI spec for nvidia.com/gpu, no nvidia runtime); drop gpu or run it where GPUs are",
+                    runtime.kind.program()
+                ),
+                source: None,
+            });
+        }
+        Ok(ContainerPlan {
+            runtime: runtime.clone(),
+            image: spec.image.clone(),
+            name: container::container_name(&spec.run_id, spec.attempt),
+            labels: vec![
+                format!("{}={}", container::RUN_LABEL, spec.run_id),
+                format!("{}={}", container::ATTEMPT_LABEL, spec.attempt),
+                format!("flotilla.definition_id={}", spec.definition_id),
+            ],
+            cpus: spec.resources.cpu.map(|units| units as f64 / 1024.0),
+            memory_mb: spec.resources.memory,
+            gpus,
+            ports: spec.ports.clone(),
+        })
     }
 
     /// Runs get the server's variables named in `names` (those it has, as
@@ -223,6 +282,7 @@ impl LocalEngine {
 
     /// Follows attempt `attempt` of `run_id` until it ends, then reports its
     /// ending; `child` is the supervisor this engine started, if it did.
+    /// The notes of an attempt in a container are reported as they come.
     fn follow(
         &self,
         run_id: &str,
@@ -244,35 +304,86 @@ impl LocalEngine {
             Arc::clone(&self.clock),
         );
         let run_id = run_id.to_owned();
+        let notes = Notes {
+            dir: dir.clone(),
+            offset: 0,
+            run_id: run_id.clone(),
+            attempt,
+            host: self.host.clone(),
+            updates: updates.clone(),
+            enabled: self.container.is_some(),
+        };
+        let runtime = self.container.clone();
         tokio::spawn(async move {
+            let mut notes = notes;
             if let Some(mut child) = child {
-                let status = child.wait().await;
+                let status = loop {
+                    tokio::select! {
+                        status = child.wait() => break status,
+                        () = tokio::time::sleep(NOTES_POLL) => notes.report(),
+                    }
+                };
                 if status.is_ok_and(|s| s.code() == Some(CLAIMED_ELSEWHERE)) {
                     // Another supervisor runs this attempt: follow that one.
                     if let Ok(Some(claimant)) = dir.claimant() {
-                        until_gone(claimant).await;
+                        until_gone(claimant, &mut notes).await;
                     }
                 }
             } else if let Ok(Some(claimant)) = dir.claimant() {
-                until_gone(claimant).await;
+                until_gone(claimant, &mut notes).await;
             }
+            notes.report();
             let change = match dir.read_status() {
-                Ok(Some(ending)) => (ending.exit_code, ending.reason, ending.ended_at),
+                Ok(Some(ending)) if ending.retryable => (
+                    EngineChange::InfrastructureFailure {
+                        reason: ending
+                            .reason
+                            .unwrap_or_else(|| "the attempt failed to start".into()),
+                    },
+                    ending.ended_at,
+                ),
+                Ok(Some(ending)) => (
+                    EngineChange::Exited {
+                        exit_code: ending.exit_code,
+                        reason: ending.reason,
+                    },
+                    ending.ended_at,
+                ),
                 _ => {
-                    // The supervisor is gone without saying how the attempt
-                    // ended (killed itself): nothing of the attempt may run on.
-                    let marker = [
-                        (RUN_ID_VAR.to_owned(), run_id.clone()),
-                        (ATTEMPT_VAR.to_owned(), attempt.to_string()),
-                    ];
-                    let left = tree::marked(&marker);
-                    tree::signal_all(&left, Signal::SIGKILL);
-                    let reason = if dir.claimant().ok().flatten().is_some() {
-                        "the attempt's supervisor was killed before it could record how the attempt ended; every process of the attempt was killed"
-                    } else {
-                        "the attempt was stopped before it started"
+                    let adopted = match &runtime {
+                        Some(runtime) if dir.claimant().ok().flatten().is_some() => {
+                            adopt_container(runtime.clone(), &run_id, attempt).await
+                        }
+                        _ => None,
                     };
-                    (None, Some(reason.to_owned()), clock.now())
+                    match adopted {
+                        Some((exit_code, reason)) => {
+                            (EngineChange::Exited { exit_code, reason }, clock.now())
+                        }
+                        None => {
+                            // The supervisor is gone without saying how the
+                            // attempt ended (killed itself): nothing of the
+                            // attempt may run on.
+                            let marker = [
+                                (RUN_ID_VAR.to_owned(), run_id.clone()),
+                                (ATTEMPT_VAR.to_owned(), attempt.to_string()),
+                            ];
+                            let left = tree::marked(&marker);
+                            tree::signal_all(&left, Signal::SIGKILL);
+                            let reason = if dir.claimant().ok().flatten().is_some() {
+                                "the attempt's supervisor was killed before it could record how the attempt ended; every process of the attempt was killed"
+                            } else {
+                                "the attempt was stopped before it started"
+                            };
+                            (
+                                EngineChange::Exited {
+                                    exit_code: None,
+                                    reason: Some(reason.to_owned()),
+                                },
+                                clock.now(),
+                            )
+                        }
+                    }
                 }
             };
             {
@@ -281,11 +392,11 @@ impl LocalEngine {
                     tasks.remove(&run_id);
                 }
             }
-            let (exit_code, reason, at) = change;
+            let (change, at) = change;
             let _ = updates.send(EngineUpdate {
                 run_id,
                 attempt,
-                change: EngineChange::Exited { exit_code, reason },
+                change,
                 engine_version: None,
                 at,
             });
@@ -293,23 +404,89 @@ impl LocalEngine {
     }
 }
 
-/// `program`'s path on the server's PATH, found once so that no supervisor
-/// searches for it again.
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| PathBuf::from(dir).join(program))
-        .find(|path| {
-            std::fs::metadata(path)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+/// The notes of one attempt not reported yet, and where they go.
+struct Notes {
+    dir: AttemptDir,
+    offset: u64,
+    run_id: String,
+    attempt: u32,
+    host: String,
+    updates: mpsc::UnboundedSender<EngineUpdate>,
+    enabled: bool,
 }
 
-/// Waits until `process` has ended.
-async fn until_gone(process: ProcessId) {
+impl Notes {
+    /// Reports every note written since the last call.
+    fn report(&mut self) {
+        if !self.enabled {
+            return;
+        }
+        let (notes, offset) = self.dir.read_notes(self.offset);
+        self.offset = offset;
+        for note in notes {
+            let (change, at) = match note {
+                Note::Progress { message, at } => (EngineChange::Progress { message }, at),
+                Note::Started { at } => (
+                    EngineChange::Started {
+                        task_id: None,
+                        host: Some(self.host.clone()),
+                    },
+                    at,
+                ),
+            };
+            let _ = self.updates.send(EngineUpdate {
+                run_id: self.run_id.clone(),
+                attempt: self.attempt,
+                change,
+                engine_version: None,
+                at,
+            });
+        }
+    }
+}
+
+/// The end of attempt `attempt` of `run_id`'s container, whose supervisor is
+/// gone without recording it: a container still running is followed to its
+/// end, then read and removed. `None` when there is no such container.
+async fn adopt_container(
+    runtime: ContainerRuntime,
+    run_id: &str,
+    attempt: u32,
+) -> Option<(Option<i64>, Option<String>)> {
+    let name = container::container_name(run_id, attempt);
+    loop {
+        let (program, n) = (runtime.program.clone(), name.clone());
+        let state = tokio::task::spawn_blocking(move || container::inspect(&program, &n))
+            .await
+            .ok()
+            .flatten()?;
+        if !state.is_running() {
+            // What the run asked for is not known here: only the container's
+            // own state speaks.
+            let plan = ContainerPlan {
+                runtime: runtime.clone(),
+                image: String::new(),
+                name: name.clone(),
+                labels: vec![],
+                cpus: None,
+                memory_mb: None,
+                gpus: 0,
+                ports: vec![],
+            };
+            let (exit_code, reason) =
+                container::ending_of(&plan, Some(&state), Some(state.exit_code), false);
+            let program = runtime.program.clone();
+            let _ = tokio::task::spawn_blocking(move || container::remove(&program, &name)).await;
+            return Some((exit_code, reason));
+        }
+        tokio::time::sleep(ADOPTED_CONTAINER_POLL).await;
+    }
+}
+
+/// Waits until `process` has ended, reporting the attempt's notes.
+async fn until_gone(process: ProcessId, notes: &mut Notes) {
     while process.is_alive() {
+        notes.report();
         tokio::time::sleep(ADOPTED_POLL).await;
     }
 }
@@ -364,10 +541,23 @@ impl ExecutionEngine for LocalEngine {
                 });
             }
         }
-        let (plan, limits) = self.limits(spec);
+        let container = match &self.container {
+            Some(runtime) => Some(self.container_plan(runtime, spec)?),
+            None => None,
+        };
+        let (plan, limits) = if container.is_some() {
+            // The runtime holds the container to its size; the supervisor
+            // notes how when it starts it.
+            (LimitPlan::None, None)
+        } else {
+            self.limits(spec)
+        };
+        // A host process runs as soon as it is launched; a container once its
+        // image is there, which its supervisor reports.
+        let running_on = container.is_none().then(|| self.host.clone());
         let launched = |task_id: String| Launched {
             task_id,
-            running_on: Some(self.host.clone()),
+            running_on: running_on.clone(),
             limits: limits.clone(),
         };
         let dir = AttemptDir::new(&self.runs_dir, &spec.run_id, spec.attempt);
@@ -392,9 +582,12 @@ impl ExecutionEngine for LocalEngine {
             attempt: spec.attempt,
             command: command.to_owned(),
             shell: self.shell.clone(),
+            // A container gets its image's environment and the run's, as on
+            // ECS; a host command some of the server's too.
             env: self
                 .inherited
                 .iter()
+                .filter(|_| container.is_none())
                 .filter(|(name, _)| !spec.env.iter().any(|v| &v.name == name))
                 .cloned()
                 .chain(spec.env.iter().map(|v| (v.name.clone(), v.value.clone())))
@@ -406,6 +599,7 @@ impl ExecutionEngine for LocalEngine {
             limits: plan,
             deadline_seconds: spec.active_deadline_seconds,
             stop_grace_ms: u64::try_from(self.stop_grace.as_millis()).unwrap_or(u64::MAX),
+            container,
         };
         let input = serde_json::to_vec(&launch).map_err(|e| EngineError::Permanent {
             message: format!("could not describe the launch: {e}"),
@@ -454,10 +648,20 @@ impl ExecutionEngine for LocalEngine {
             Ok(None) => task.task_id.parse::<i32>().ok(),
             _ => None,
         };
-        if let Some(pid) = target
-            && let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM)
-        {
-            warn!(run_id, pid, error = %e, "could not signal the attempt's supervisor");
+        match (target, &self.container) {
+            (Some(pid), _) => {
+                if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+                    warn!(run_id, pid, error = %e, "could not signal the attempt's supervisor");
+                }
+            }
+            // A container adopted after its supervisor died: stop it.
+            (None, Some(runtime)) => {
+                let name = container::container_name(run_id, task.attempt);
+                if let Err(e) = container::start_stop(&runtime.program, &name, self.stop_grace) {
+                    warn!(run_id, error = %e, "could not stop the attempt's container");
+                }
+            }
+            (None, None) => {}
         }
         Ok(())
     }

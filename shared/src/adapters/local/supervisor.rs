@@ -36,6 +36,8 @@ use super::attempt::{AttemptDir, CLAIMED_ELSEWHERE, Ending, Launch, LimitPlan, P
 use super::cgroup::{AttemptCgroup, CgroupRoot};
 use super::tree;
 
+mod container;
+
 /// Why the supervisor is ending the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
@@ -99,7 +101,6 @@ pub fn supervise(run_dir: PathBuf) -> i32 {
     // Out of the server's session and process group: its terminal's
     // signals, and a kill of its group, do not reach the job.
     let _ = nix::unistd::setsid();
-    let _ = nix::sys::prctl::set_child_subreaper(true);
     let Some(me) = ProcessId::current() else {
         return CANNOT_RUN;
     };
@@ -118,6 +119,12 @@ pub fn supervise(run_dir: PathBuf) -> i32 {
         }
     };
     attempt = AttemptDir::in_run_dir(run_dir, launch.attempt);
+    // A host command's every descendant stays below the supervisor; a
+    // container's processes are its runtime's to keep (podman's monitor
+    // leaves the tree on purpose, and must outlive the command).
+    if launch.container.is_none() {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
     match attempt.claim(me) {
         Ok(true) => {}
         Ok(false) => return CLAIMED_ELSEWHERE,
@@ -147,9 +154,13 @@ fn run(attempt: &AttemptDir, launch: &Launch, me: ProcessId, wakeups: &mut Wakeu
         exit_code,
         reason,
         ended_at: chrono::Utc::now(),
+        retryable: false,
     };
     if wakeups.stop_asked() {
         return ended(None, Some("stopped before it started".into()));
+    }
+    if let Some(plan) = &launch.container {
+        return container::run(attempt, launch, plan, wakeups);
     }
     let cgroup = match (launch.limits, launch.memory_mb) {
         (LimitPlan::Cgroup, Some(mb)) => CgroupRoot::detect()
@@ -247,10 +258,7 @@ fn run(attempt: &AttemptDir, launch: &Launch, me: ProcessId, wakeups: &mut Wakeu
         _ => (None, None),
     };
     let reason = match (stopping.map(|(why, _)| why), signal) {
-        (Some(Why::TimedOut), _) => Some(format!(
-            "exceeded its active_deadline_seconds ({} s) and was stopped",
-            launch.deadline_seconds.unwrap_or_default()
-        )),
+        (Some(Why::TimedOut), _) => Some(deadline_reason(launch)),
         (Some(Why::Stopped), _) => None,
         (None, Some(Signal::SIGKILL)) if oom => Some(format!(
             "out of memory (limit {} MB)",
@@ -263,6 +271,14 @@ fn run(attempt: &AttemptDir, launch: &Launch, me: ProcessId, wakeups: &mut Wakeu
         (None, None) => None,
     };
     ended(exit_code, reason)
+}
+
+/// The exit reason of an attempt stopped at its deadline.
+fn deadline_reason(launch: &Launch) -> String {
+    format!(
+        "exceeded its active_deadline_seconds ({} s) and was stopped",
+        launch.deadline_seconds.unwrap_or_default()
+    )
 }
 
 /// Starts `bash -c <command>` in the attempt's working directory, with its
