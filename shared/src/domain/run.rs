@@ -138,6 +138,9 @@ pub struct Run {
     /// The time of the newest fact recorded about the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_at: Option<DateTime<Utc>>,
+    /// The time of the current attempt's newest step of preparing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_at: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -354,7 +357,12 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             message,
             now,
         } => {
-            if run.attempt == attempt && run.status == RunStatus::Pending {
+            // A step no newer than the attempt's last one was recorded already
+            // (an engine that re-reads its notes after a restart says it again).
+            if run.attempt == attempt
+                && run.status == RunStatus::Pending
+                && run.prepared_at.is_none_or(|last| now > last)
+            {
                 vec![RunEvent::RunPreparing {
                     attempt,
                     message,
@@ -571,6 +579,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 launch_deferred: None,
                 enqueued_at: None,
                 last_event_at: None,
+                prepared_at: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
@@ -636,7 +645,9 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.exit_reason = Some(reason.clone());
             run.finished_at = None;
         }
-        (Some(_), RunEvent::RunPreparing { .. }) => {}
+        (Some(run), RunEvent::RunPreparing { at, .. }) => {
+            run.prepared_at = Some(run.prepared_at.map_or(*at, |last| last.max(*at)));
+        }
         (Some(run), RunEvent::RunReenqueued { at, .. }) => {
             run.enqueued_at = Some(*at);
         }
@@ -652,6 +663,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.host = None;
             run.engine_version = None;
             run.launch_deferred = None;
+            run.prepared_at = None;
         }
     }
     state

@@ -383,4 +383,26 @@ fn a_step_of_preparing_is_recorded_while_the_attempt_is_pending_and_changes_no_s
     RunScenario::given([queued()])
         .when(progress(1, 3))
         .then_nothing();
+    // Said again after a restart: recorded once.
+    RunScenario::given([
+        queued(),
+        submitted(1),
+        RunEvent::RunPreparing {
+            attempt: 1,
+            message: "pulling image python:3.12".into(),
+            at: t(2),
+        },
+    ])
+    .when(progress(1, 2))
+    .then_nothing();
+    // A step stamped before the launch was recorded still counts: the
+    // engine's clock and the record's need not agree.
+    RunScenario::given([queued(), submitted(1)])
+        .when(progress(1, 0))
+        .then_status(RunStatus::Pending)
+        .then_events([RunEvent::RunPreparing {
+            attempt: 1,
+            message: "pulling image python:3.12".into(),
+            at: t(0),
+        }]);
 }
