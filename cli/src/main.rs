@@ -94,6 +94,10 @@ struct ServeArgs {
     /// Attempts per run after infrastructure failures, the first included.
     #[arg(long, env = "FLOTILLA_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u32,
+    /// The most memory (MB) a run's memory may grow to after it runs out
+    /// (retry policies) [default: this machine's memory].
+    #[arg(long, env = "FLOTILLA_MAX_MEMORY_MB")]
+    max_memory_mb: Option<u64>,
     /// Seconds between SIGTERM and SIGKILL when a run is stopped.
     #[arg(long, env = "FLOTILLA_STOP_GRACE_SECONDS", default_value_t = 10)]
     stop_grace_seconds: u64,
@@ -200,6 +204,7 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.mode = args.mode.unwrap_or_else(|| "local".to_owned());
     config.default_cluster = args.default_cluster;
     config.max_attempts = args.max_attempts.max(1);
+    config.max_memory = args.max_memory_mb.map(|m| m.max(1));
     config.stop_grace = Duration::from_secs(args.stop_grace_seconds);
     config.auth_token_file = args.auth_token_file;
     config.allowed_hosts = args.allowed_hosts;
@@ -236,6 +241,9 @@ async fn serve_aws(args: ServeArgs) -> ExitCode {
     }
     config.default_cluster = args.default_cluster;
     config.max_attempts = args.max_attempts.max(1);
+    if let Some(mb) = args.max_memory_mb {
+        config.max_memory_mb = mb.max(1);
+    }
     if let Some(origins) = &args.cors_origins {
         config.http = shared::http::HttpOptions::with_cors_origins(origins);
     }

@@ -60,6 +60,9 @@ pub struct ServeConfig {
     pub default_cluster: String,
     /// Attempts per run, the first included.
     pub max_attempts: u32,
+    /// The most memory (MB) a run's memory may grow to after running out;
+    /// the machine's memory when absent.
+    pub max_memory: Option<u64>,
     /// Time between SIGTERM and SIGKILL when a run is stopped.
     pub stop_grace: Duration,
     /// Time between retry sweeps.
@@ -97,6 +100,7 @@ impl ServeConfig {
             mode: "local".to_owned(),
             default_cluster: "default".to_owned(),
             max_attempts: 3,
+            max_memory: None,
             stop_grace: Duration::from_secs(10),
             retry_interval: Duration::from_secs(5),
             requeue_after: Duration::from_secs(60),
@@ -248,6 +252,7 @@ pub async fn serve(
         default_cluster: config.default_cluster.clone(),
         requires_command: true,
         max_attempts: config.max_attempts,
+        max_memory: Some(config.max_memory.unwrap_or_else(machine_memory_mb)),
         clusters: vec![],
         add_cluster_hint: String::new(),
         launch_limits: crate::domain::limits::LaunchLimits::Local,
@@ -581,4 +586,24 @@ async fn sweep(
             Err(e) => error!(error = %e, "retry sweep failed"),
         }
     }
+}
+
+/// This machine's memory in MB (`MemTotal` of `/proc/meminfo`): the cap of
+/// a run's memory growth when the server is given none. A machine that does
+/// not say gets no lower cap than a terabyte.
+fn machine_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(1 << 20, |kb| (kb / 1024).max(1))
 }

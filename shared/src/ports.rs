@@ -211,7 +211,7 @@ impl LaunchSpec {
             image: spec.image.clone(),
             command: spec.command.clone(),
             env,
-            resources: spec.resources,
+            resources: run.resources(),
             active_deadline_seconds: spec.active_deadline_seconds,
             secrets: spec.secrets.clone(),
             node_lifecycle: spec.node_lifecycle,

@@ -266,6 +266,8 @@ impl DataSet {
             clusters: vec![],
             requires_command: true,
             limits: LaunchLimits::Local,
+            max_attempts: 3,
+            max_memory: None,
         };
         let spec = build_spec(definition, request, OwnerRule::OwnerId, &ctx)
             .unwrap_or_else(|e| panic!("run {i}: {e}"));

@@ -12,5 +12,6 @@ mod containers;
 mod exactly_once;
 mod lifecycle;
 mod restart;
+mod retries;
 mod security;
 mod sizes;

@@ -138,6 +138,8 @@ impl App {
             clusters,
             requires_command: self.settings.requires_command,
             limits: self.settings.launch_limits,
+            max_attempts: self.settings.max_attempts,
+            max_memory: self.settings.max_memory,
         };
         let mut spec = build_spec(definition, request, rule, &ctx)?;
         spec.template = template;

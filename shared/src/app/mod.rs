@@ -68,6 +68,9 @@ pub struct AppSettings {
     pub requires_command: bool,
     /// Attempts allowed per run, the first included.
     pub max_attempts: u32,
+    /// The most memory (MB) an attempt's memory may grow to after one ran
+    /// out of memory, whatever its definition says; no cap when absent.
+    pub max_memory: Option<u64>,
     /// The clusters this deployment has queues for (on AWS, the stack's
     /// `Clusters`); empty when any name will do (local queues).
     pub clusters: Vec<String>,

@@ -149,6 +149,7 @@ impl App {
     async fn requeue(&self, run_id: &str) -> Result<Option<RunStatus>, AppError> {
         let command = RunCommand::Requeue {
             max_attempts: self.settings.max_attempts,
+            limits: self.settings.launch_limits,
             now: self.now(),
         };
         let run = self.apply(run_id, command).await?;

@@ -196,6 +196,8 @@ impl App {
             task_type: None,
             secrets: vec![],
             repository_credentials: None,
+            retry: None,
+            max_memory: None,
             created_by: None,
         };
         let used = TemplateUse {

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::ValidationError;
+use crate::domain::retry::RetryPolicy;
 use crate::domain::spec::Resources;
 use crate::domain::{EnvVar, SecretRef, validate_env};
 
@@ -63,6 +64,15 @@ pub struct Definition {
     /// a task starts; a local process, which runs no image, ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_credentials: Option<String>,
+    /// When and how its runs are run again (see the README's retry
+    /// policies); a launch's policy replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The most memory (MB) an attempt of its runs may get when its memory
+    /// grows after running out; the server's cap when absent (and never
+    /// more than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
     /// Who created it, when the server knew (only they, or an admin, may
     /// update or delete it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +114,10 @@ pub struct DefinitionInput {
     pub target_cluster: Option<String>,
     /// See [`Definition::task_type`].
     pub task_type: Option<String>,
+    /// See [`Definition::retry`]; on update, `{}` removes it.
+    pub retry: Option<RetryPolicy>,
+    /// See [`Definition::max_memory`]; on update, `0` removes it.
+    pub max_memory: Option<u64>,
 }
 
 /// Characters an alias may not contain: it appears in URL paths.
@@ -204,6 +218,26 @@ fn resource_problems(input: &DefinitionInput, problems: &mut Vec<String>) {
     {
         problems.extend(repository_credentials_problem(arn));
     }
+    if let Some(policy) = &input.retry {
+        problems.extend(policy.problems("retry"));
+    }
+}
+
+/// The problem with `max_memory` below the memory the definition asks for.
+fn max_memory_problem(definition: &Definition) -> Option<String> {
+    let (Some(max), Some(memory)) = (definition.max_memory, definition.resources.memory) else {
+        return None;
+    };
+    (max < memory).then(|| {
+        format!(
+            "max_memory {max} MB is less than memory {memory} MB: give a max_memory of at least the memory, or leave it out"
+        )
+    })
+}
+
+/// A policy that says nothing is no policy.
+fn policy_or_none(policy: RetryPolicy) -> Option<RetryPolicy> {
+    (policy != RetryPolicy::default()).then_some(policy)
 }
 
 impl Definition {
@@ -220,7 +254,7 @@ impl Definition {
         problems.extend(alias_problem(&alias));
         resource_problems(&input, &mut problems);
         ValidationError::from_problems(problems)?;
-        Ok(Self {
+        Self {
             definition_id,
             alias,
             group_name: input.group_name.unwrap_or_default(),
@@ -236,8 +270,19 @@ impl Definition {
             task_type: input.task_type.filter(|t| !t.is_empty()),
             secrets: input.secrets.unwrap_or_default(),
             repository_credentials: input.repository_credentials.filter(|a| !a.is_empty()),
+            retry: input.retry.and_then(policy_or_none),
+            max_memory: input.max_memory.filter(|m| *m > 0),
             created_by: None,
-        })
+        }
+        .checked()
+    }
+
+    /// `self`, or the problem of its memory and max_memory together.
+    fn checked(self) -> Result<Self, ValidationError> {
+        match max_memory_problem(&self) {
+            Some(problem) => Err(ValidationError::new(problem)),
+            None => Ok(self),
+        }
     }
 
     /// Applies an update: every field given (and non-empty, for strings) replaces
@@ -292,7 +337,13 @@ impl Definition {
         if let Some(v) = non_empty(input.task_type) {
             next.task_type = Some(v);
         }
-        Ok(next)
+        if let Some(v) = input.retry {
+            next.retry = policy_or_none(v);
+        }
+        if let Some(v) = input.max_memory {
+            next.max_memory = Some(v).filter(|m| *m > 0);
+        }
+        next.checked()
     }
 }
 

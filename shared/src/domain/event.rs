@@ -84,13 +84,21 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
-    /// The infrastructure, not the user's code, failed this attempt; the retry sweep
-    /// will queue the run again.
+    /// The attempt failed in a way that is tried again (the infrastructure
+    /// failed, or the run's retry policy names its exit code or failure);
+    /// the retry sweep will queue the run again.
     RunNeedsRetry {
         /// The attempt that failed.
         attempt: u32,
         /// What failed.
         reason: String,
+        /// The attempt's exit code, when its command ran and exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i64>,
+        /// Not before when the next attempt is queued (the policy's
+        /// backoff), when it waits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
         /// The engine's version of the task state this reports, when it has one
         /// (ECS `detail.version`); a report not newer than the last is ignored.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +131,13 @@ pub enum RunEvent {
     RunRequeued {
         /// The new attempt number.
         attempt: u32,
+        /// The new attempt's memory and cpu, when they differ from the last
+        /// one's (more memory after it ran out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<crate::domain::spec::Resources>,
+        /// Why its resources differ.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources_note: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

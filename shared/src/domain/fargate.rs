@@ -136,6 +136,30 @@ pub fn takes(cpu: u64, memory: u64) -> bool {
     memory_of(cpu).is_some_and(|m| m.takes(memory))
 }
 
+/// The Fargate size for memory grown to `target` MB from a task of `cpu`:
+/// the smallest size with at least `target` MB and at least `cpu`, else the
+/// largest with more than `from` MB; never more than `cap` MB. `None` when
+/// no size has more than `from` MB within the cap.
+pub fn grown(cpu: u64, from: u64, target: u64, cap: u64) -> Option<TaskSize> {
+    let sizes: Vec<TaskSize> = SIZES
+        .iter()
+        .filter(|(c, _)| *c >= cpu)
+        .flat_map(|(c, m)| {
+            m.sizes()
+                .into_iter()
+                .map(|memory| TaskSize { cpu: *c, memory })
+        })
+        .filter(|s| s.memory > from && s.memory <= cap)
+        .collect();
+    let smallest_enough = sizes
+        .iter()
+        .filter(|s| s.memory >= target)
+        .min_by_key(|s| (s.memory, s.cpu));
+    smallest_enough
+        .or_else(|| sizes.iter().max_by_key(|s| (s.memory, u64::MAX - s.cpu)))
+        .copied()
+}
+
 /// The cpus that take `memory`, smallest first.
 pub fn cpus_for(memory: u64) -> Vec<u64> {
     SIZES

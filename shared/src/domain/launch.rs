@@ -22,6 +22,7 @@ use crate::domain::limits::{
     LaunchLimits, MAX_ITEMS, MAX_NAME_BYTES, MAX_TEXT_BYTES, count_problem, length_problem,
     nul_problem,
 };
+use crate::domain::retry::RunRetry;
 use crate::domain::spec::{Engine, NodeLifecycle, Resources, RunSpec};
 use crate::domain::{EnvVar, SecretRef, secret_problems, validate_env};
 
@@ -86,6 +87,8 @@ pub struct LaunchRequest {
     pub arch: Option<String>,
     /// Service account.
     pub service_account: Option<String>,
+    /// A retry policy replacing the definition's.
+    pub retry: Option<crate::domain::retry::RetryPolicy>,
 }
 
 /// Which ownership rule an execute route applies.
@@ -155,6 +158,11 @@ pub struct LaunchContext {
     pub requires_command: bool,
     /// What the engine can take.
     pub limits: LaunchLimits,
+    /// Attempts a run's policy allows when it names none (the server's).
+    pub max_attempts: u32,
+    /// The most memory (MB) an attempt's memory may grow to, whatever its
+    /// definition says (the server's cap), when there is one.
+    pub max_memory: Option<u64>,
 }
 
 /// The variables Flotilla sets for every run, which neither a definition
@@ -343,7 +351,16 @@ pub fn build_spec(
             ));
         }
     }
+    if let Some(policy) = &request.retry {
+        problems.extend(policy.problems("retry"));
+    }
     ValidationError::from_problems(problems)?;
+    let retry = RunRetry::resolve(
+        request.retry.as_ref().or(definition.retry.as_ref()),
+        definition.max_memory,
+        ctx.max_memory,
+        ctx.max_attempts,
+    );
     // The definition's secrets, then the request's; a name given again wins,
     // and a plain env variable of that name gives way.
     let mut secrets: Vec<SecretRef> = definition
@@ -391,6 +408,7 @@ pub fn build_spec(
         idempotence_key: non_empty(request.idempotence_key),
         template: None,
         secrets,
+        retry,
     })
 }
 
@@ -435,6 +453,8 @@ mod tests {
             clusters: vec![Cluster::implicit("default", chrono::DateTime::UNIX_EPOCH)],
             requires_command: true,
             limits: LaunchLimits::Local,
+            max_attempts: 3,
+            max_memory: None,
         }
     }
 
@@ -510,6 +530,8 @@ mod tests {
             engine: Engine::Ecs,
             requires_command: false,
             limits: LaunchLimits::Ecs,
+            max_attempts: 3,
+            max_memory: None,
             ..ctx()
         }
     }

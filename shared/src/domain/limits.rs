@@ -145,6 +145,28 @@ impl LaunchLimits {
         }
     }
 
+    /// `resources` with memory grown to `target` MB, as this engine runs
+    /// them, never more than `cap` MB: a local process gets `target`; on
+    /// ECS, the Fargate size [`fargate::grown`] picks. `None` when the
+    /// memory cannot grow within the cap.
+    pub fn grown(self, resources: Resources, target: u64, cap: u64) -> Option<Resources> {
+        let from = resources.memory.unwrap_or(0);
+        match self {
+            Self::Local => (target > from && target <= cap).then_some(Resources {
+                memory: Some(target),
+                ..resources
+            }),
+            Self::Ecs => {
+                let cpu = resources.cpu.unwrap_or(fargate::SMALLEST.cpu);
+                fargate::grown(cpu, from, target, cap).map(|size| Resources {
+                    cpu: Some(size.cpu),
+                    memory: Some(size.memory),
+                    ..resources
+                })
+            }
+        }
+    }
+
     /// What is wrong with a launch of `command` with `env` (every variable
     /// the process gets, in order), each problem naming its field and limit.
     pub fn problems(self, command: Option<&str>, env: &[EnvVar]) -> Vec<String> {

@@ -17,6 +17,8 @@
 //! - [`launch`]: what an execute request may ask for, validated into a [`spec::RunSpec`].
 //! - [`query`]: filters, sort keys and paging for lists, as closed enums.
 //! - [`report`]: status reports from runs that report their own status.
+//! - [`retry`]: retry policies: which ended attempts run again, when, and
+//!   with how much memory.
 
 pub mod cluster;
 pub mod definition;
@@ -28,6 +30,7 @@ pub mod launch;
 pub mod limits;
 pub mod query;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod spec;
 pub mod template;

@@ -5,17 +5,21 @@
 //! idempotent reconciler). [`evolve`] only folds an event into the state.
 //!
 //! Status follows Flotilla's life cycle `QUEUED → PENDING → RUNNING → STOPPED`, with
-//! `NEEDS_RETRY → QUEUED` when the infrastructure failed. A status never moves
+//! `NEEDS_RETRY → QUEUED` when the infrastructure failed, or when the run's
+//! retry policy ([`crate::domain::retry`]) names how the attempt ended. A status never moves
 //! backwards; STOPPED changes only to NEEDS_RETRY (an infrastructure failure
 //! reported for an attempt that has no exit code).
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::DomainError;
 use crate::domain::event::RunEvent;
+use crate::domain::limits::LaunchLimits;
+use crate::domain::retry::{OUT_OF_MEMORY, RetryReason, Verdict};
+use crate::domain::spec::Resources;
 pub use crate::domain::spec::{RunSpec, TemplateUse};
 
 /// Flotilla's run statuses.
@@ -141,9 +145,24 @@ pub struct Run {
     /// The time of the current attempt's newest step of preparing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepared_at: Option<DateTime<Utc>>,
+    /// Not before when a NEEDS_RETRY run's next attempt is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The current attempt's resources, when they differ from the spec's
+    /// (more memory after an attempt ran out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_resources: Option<Resources>,
+    /// Why the current attempt's resources differ from the spec's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources_note: Option<String>,
 }
 
 impl Run {
+    /// The resources of the current attempt.
+    pub fn resources(&self) -> Resources {
+        self.attempt_resources.unwrap_or(self.spec.resources)
+    }
+
     /// Whether an engine report about `attempt` at `engine_version` is older
     /// than what was applied, or about another attempt: such a report changes
     /// nothing.
@@ -281,11 +300,14 @@ pub enum RunCommand {
         /// Now.
         now: DateTime<Utc>,
     },
-    /// The retry sweep queues a NEEDS_RETRY run again, or gives up after
-    /// `max_attempts`.
+    /// The retry sweep queues a NEEDS_RETRY run again once its wait is
+    /// over (with more memory, when it ran out and its policy says so), or
+    /// gives up once its attempts are used.
     Requeue {
-        /// Attempts allowed in all.
+        /// Attempts allowed in all, for a run whose spec has no policy.
         max_attempts: u32,
+        /// The sizes the engine takes, which a grown memory is fitted to.
+        limits: LaunchLimits,
         /// Now.
         now: DateTime<Utc>,
     },
@@ -405,14 +427,37 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 && run.status.is_active()
                 && run.status != RunStatus::NeedsRetry
             {
-                let reason = run.stop_reason().or(reason);
-                vec![RunEvent::RunStopped {
-                    attempt,
-                    engine_version,
-                    exit_code,
-                    reason,
-                    at: now,
-                }]
+                let stopped = run.stop_reason();
+                let verdict = match (&run.spec.retry, &stopped) {
+                    (Some(retry), None) => retry.verdict(
+                        attempt,
+                        exit_code,
+                        reason.as_deref(),
+                        run.resources().memory,
+                    ),
+                    _ => Verdict::Stands(None),
+                };
+                let joined = |note: String| match &reason {
+                    Some(reason) => format!("{reason}; {note}"),
+                    None => note,
+                };
+                match verdict {
+                    Verdict::Retry(why) => vec![RunEvent::RunNeedsRetry {
+                        attempt,
+                        engine_version,
+                        reason: joined(why),
+                        exit_code,
+                        retry_at: retry_at(run, attempt, now),
+                        at: now,
+                    }],
+                    Verdict::Stands(note) => vec![RunEvent::RunStopped {
+                        attempt,
+                        engine_version,
+                        exit_code,
+                        reason: stopped.or_else(|| note.map(joined)).or(reason.clone()),
+                        at: now,
+                    }],
+                }
             } else {
                 vec![]
             }
@@ -446,6 +491,8 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                     attempt,
                     engine_version,
                     reason,
+                    exit_code: None,
+                    retry_at: retry_at(run, attempt, now),
                     at: now,
                 }]
             }
@@ -494,10 +541,15 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 }
             }
         },
-        RunCommand::Requeue { max_attempts, now } => {
-            if run.status != RunStatus::NeedsRetry {
+        RunCommand::Requeue {
+            max_attempts,
+            limits,
+            now,
+        } => {
+            let allowed = run.spec.retry.as_ref().map_or(max_attempts, |r| r.attempts);
+            if run.status != RunStatus::NeedsRetry || run.retry_at.is_some_and(|at| now < at) {
                 vec![]
-            } else if run.attempt >= max_attempts {
+            } else if run.attempt >= allowed {
                 let last = run
                     .exit_reason
                     .as_deref()
@@ -513,10 +565,24 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                     at: now,
                 }]
             } else {
-                vec![RunEvent::RunRequeued {
-                    attempt: run.attempt + 1,
-                    at: now,
-                }]
+                match next_resources(run, limits) {
+                    Ok(grown) => {
+                        let (resources, resources_note) = grown.unzip();
+                        vec![RunEvent::RunRequeued {
+                            attempt: run.attempt + 1,
+                            resources,
+                            resources_note,
+                            at: now,
+                        }]
+                    }
+                    Err(reason) => vec![RunEvent::RunStopped {
+                        attempt: run.attempt,
+                        engine_version: None,
+                        exit_code: run.exit_code,
+                        reason: Some(reason),
+                        at: now,
+                    }],
+                }
             }
         }
         RunCommand::Reenqueue {
@@ -544,6 +610,64 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             }
         }
     })
+}
+
+/// When the attempt after `attempt` of `run`, which failed `now`, may be
+/// queued: after its policy's backoff, when it has one.
+fn retry_at(run: &Run, attempt: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let wait = run
+        .spec
+        .retry
+        .as_ref()
+        .map_or(Duration::zero(), |r| r.wait_after(attempt));
+    (wait > Duration::zero()).then(|| now + wait)
+}
+
+/// The resources of the attempt after `run`'s, when they differ (with why):
+/// more memory when the attempt ran out and its policy grows it, fitted to
+/// what the engine takes within the policy's cap. The reason to give up
+/// when the memory should grow and no size the engine takes can.
+fn next_resources(run: &Run, limits: LaunchLimits) -> Result<Option<(Resources, String)>, String> {
+    let Some(retry) = &run.spec.retry else {
+        return Ok(None);
+    };
+    let ran_out = run
+        .exit_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(OUT_OF_MEMORY));
+    let current = run.resources();
+    let Some(memory) = current
+        .memory
+        .filter(|_| ran_out && retry.names(RetryReason::OutOfMemory))
+    else {
+        return Ok(None);
+    };
+    let cap = retry.max_memory.unwrap_or(u64::MAX);
+    let grown = retry
+        .grown_memory(memory)
+        .and_then(|target| limits.grown(current, target, cap));
+    match grown {
+        Some(next) => {
+            let to = next.memory.unwrap_or(memory);
+            let cap_text = retry
+                .max_memory
+                .map_or_else(String::new, |cap| format!(", up to {cap} MB"));
+            Ok(Some((
+                next,
+                format!(
+                    "memory {to} MB, up from {memory} MB: attempt {} ran out of memory, and the retry policy grows it {} times{cap_text}",
+                    run.attempt, retry.memory_multiplier
+                ),
+            )))
+        }
+        None => Err(format!(
+            "gave up after attempt {} ran out of memory with {memory} MB: no larger size the engine takes is within max_memory{}",
+            run.attempt,
+            retry
+                .max_memory
+                .map_or_else(String::new, |cap| format!(" ({cap} MB)"))
+        )),
+    }
 }
 
 /// The exit reason of a run stopped on request.
@@ -580,6 +704,9 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 enqueued_at: None,
                 last_event_at: None,
                 prepared_at: None,
+                retry_at: None,
+                attempt_resources: None,
+                resources_note: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
@@ -636,14 +763,17 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             RunEvent::RunNeedsRetry {
                 reason,
                 engine_version,
+                exit_code,
+                retry_at,
                 ..
             },
         ) => {
             note_engine_version(run, *engine_version);
             run.status = RunStatus::NeedsRetry;
-            run.exit_code = None;
+            run.exit_code = *exit_code;
             run.exit_reason = Some(reason.clone());
             run.finished_at = None;
+            run.retry_at = *retry_at;
         }
         (Some(run), RunEvent::RunPreparing { at, .. }) => {
             run.prepared_at = Some(run.prepared_at.map_or(*at, |last| last.max(*at)));
@@ -651,7 +781,20 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
         (Some(run), RunEvent::RunReenqueued { at, .. }) => {
             run.enqueued_at = Some(*at);
         }
-        (Some(run), RunEvent::RunRequeued { attempt, at }) => {
+        (
+            Some(run),
+            RunEvent::RunRequeued {
+                attempt,
+                at,
+                resources,
+                resources_note,
+            },
+        ) => {
+            if let Some(resources) = resources {
+                run.attempt_resources = Some(*resources);
+                run.resources_note = resources_note.clone();
+            }
+            run.retry_at = None;
             run.enqueued_at = Some(*at);
             run.status = RunStatus::Queued;
             run.attempt = *attempt;

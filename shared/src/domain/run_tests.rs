@@ -95,6 +95,8 @@ fn a_report_about_an_earlier_attempt_changes_nothing() {
         needs_retry(1),
         RunEvent::RunRequeued {
             attempt: 2,
+            resources: None,
+            resources_note: None,
             at: t(5),
         },
     ])
@@ -153,6 +155,8 @@ fn an_infrastructure_failure_needs_a_retry_and_the_sweep_queues_attempt_two() {
         .when(requeue(3))
         .then_events([RunEvent::RunRequeued {
             attempt: 2,
+            resources: None,
+            resources_note: None,
             at: t(6),
         }])
         .then_status(RunStatus::Queued);
@@ -278,6 +282,30 @@ proptest! {
     }
 
     #[test]
+    fn no_attempt_past_the_policys_runs_and_memory_grows_only_after_running_out_and_never_past_the_cap(
+        commands in prop::collection::vec(any_command(), 0..60)
+    ) {
+        let (events, states) = run_commands(commands);
+        for (event, pair) in events.iter().zip(states.windows(2)) {
+            let (Some(before), Some(after)) = (&pair[0].run, &pair[1].run) else { continue };
+            let Some(retry) = &after.spec.retry else { continue };
+            if matches!(event, RunEvent::RunSubmitted { .. } | RunEvent::RunStarted { .. }) {
+                prop_assert!(after.attempt <= retry.attempts, "attempt {} of {}", after.attempt, retry.attempts);
+            }
+            let memory = after.resources().memory.unwrap_or_default();
+            prop_assert!(retry.max_memory.is_none_or(|cap| memory <= cap), "{memory} MB over the cap");
+            if after.resources() != before.resources() {
+                prop_assert!(matches!(event, RunEvent::RunRequeued { .. }), "changed by {}", event.name());
+                prop_assert!(
+                    before.exit_reason.as_deref().is_some_and(|r| r.starts_with("out of memory")),
+                    "grew after {:?}", before.exit_reason
+                );
+                prop_assert!(memory > before.resources().memory.unwrap_or_default());
+            }
+        }
+    }
+
+    #[test]
     fn status_never_moves_backwards_except_through_needs_retry(commands in prop::collection::vec(any_command(), 0..40)) {
         let (events, states) = run_commands(commands);
         for (event, pair) in events.iter().zip(states.windows(2)) {
@@ -342,10 +370,14 @@ fn a_new_attempt_forgets_the_previous_tasks_engine_version() {
         attempt: 1,
         engine_version: Some(9),
         reason: "CannotPullContainerError".into(),
+        exit_code: None,
+        retry_at: None,
         at: t(3),
     };
     let requeued = RunEvent::RunRequeued {
         attempt: 2,
+        resources: None,
+        resources_note: None,
         at: t(4),
     };
     RunScenario::given([queued(), submitted(1), failed_v9, requeued])
@@ -405,4 +437,352 @@ fn a_step_of_preparing_is_recorded_while_the_attempt_is_pending_and_changes_no_s
             message: "pulling image python:3.12".into(),
             at: t(0),
         }]);
+}
+
+/// A run of 64 MB queued with `policy` (resolved with a 200 MB cap).
+fn queued_with(policy: serde_json::Value) -> RunEvent {
+    let policy: crate::domain::retry::RetryPolicy = serde_json::from_value(policy).unwrap();
+    let mut spec = spec("r-1");
+    spec.resources.memory = Some(64);
+    spec.retry = crate::domain::retry::RunRetry::resolve(Some(&policy), Some(200), None, 3);
+    RunEvent::RunQueued {
+        spec: Box::new(spec),
+        at: t(0),
+    }
+}
+
+fn out_of_memory(attempt: u32, now: i64) -> RunCommand {
+    RunCommand::RecordExited {
+        attempt,
+        engine_version: None,
+        exit_code: Some(137),
+        reason: Some("out of memory (limit 64 MB)".into()),
+        now: t(now),
+    }
+}
+
+fn requeue_at(now: i64) -> RunCommand {
+    RunCommand::Requeue {
+        max_attempts: 3,
+        limits: crate::domain::limits::LaunchLimits::Local,
+        now: t(now),
+    }
+}
+
+#[test]
+fn an_exit_code_the_policy_lists_needs_a_retry_after_its_backoff_and_another_code_stands() {
+    let policy = serde_json::json!({"attempts": 3, "on_exit_codes": [3], "backoff_seconds": {"initial": 10}});
+    let outcome = RunScenario::given([queued_with(policy.clone()), submitted(1), started(1)])
+        .when(exited(1, 3))
+        .then_status(RunStatus::NeedsRetry);
+    let run = outcome.run();
+    assert_eq!(run.exit_code, Some(3));
+    assert_eq!(run.retry_at, Some(t(14)));
+    assert!(
+        run.exit_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("on_exit_codes")),
+        "{run:?}"
+    );
+    // Not before its wait is over, then attempt 2.
+    let failed = [queued_with(policy.clone()), submitted(1), started(1)];
+    let mut history = failed.to_vec();
+    history.push(RunEvent::RunNeedsRetry {
+        attempt: 1,
+        engine_version: None,
+        reason: "exit code 3 is in the retry policy's on_exit_codes".into(),
+        exit_code: Some(3),
+        retry_at: Some(t(14)),
+        at: t(4),
+    });
+    RunScenario::given(history.clone())
+        .when(requeue_at(13))
+        .then_nothing();
+    RunScenario::given(history)
+        .when(requeue_at(14))
+        .then_status(RunStatus::Queued);
+    // An exit code not listed stands, as without a policy.
+    RunScenario::given([queued_with(policy), submitted(1), started(1)])
+        .when(exited(1, 4))
+        .then_status(RunStatus::Stopped);
+}
+
+#[test]
+fn the_last_attempt_a_policy_allows_stands_and_says_why() {
+    let policy = serde_json::json!({"attempts": 1, "on_exit_codes": [3]});
+    let run = RunScenario::given([queued_with(policy), submitted(1), started(1)])
+        .when(exited(1, 3))
+        .then_status(RunStatus::Stopped)
+        .run();
+    assert_eq!(run.exit_code, Some(3));
+    assert!(
+        run.exit_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("attempt 1 of the 1")),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_stop_asked_for_is_never_retried_whatever_the_policy() {
+    let policy = serde_json::json!({"on_exit_codes": [143]});
+    RunScenario::given([
+        queued_with(policy),
+        submitted(1),
+        started(1),
+        RunEvent::RunStopRequested {
+            by: "alice".into(),
+            reason: None,
+            at: t(3),
+        },
+    ])
+    .when(exited(1, 143))
+    .then_status(RunStatus::Stopped);
+}
+
+#[test]
+fn an_attempt_out_of_memory_is_retried_with_more_memory_up_to_the_cap_and_then_stands() {
+    let policy = serde_json::json!({"attempts": 5, "on_reasons": ["out of memory"]});
+    let mut history = vec![queued_with(policy), submitted(1), started(1)];
+    let mut memories = vec![];
+    for attempt in 1..=4 {
+        let now = i64::from(attempt) * 10;
+        let outcome = RunScenario::given(history.clone()).when(out_of_memory(attempt, now));
+        let events = outcome.events();
+        history.extend(events);
+        let run = replay(&history).run.unwrap();
+        if run.status == RunStatus::Stopped {
+            assert!(
+                run.exit_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("max_memory 200 MB")),
+                "{run:?}"
+            );
+            break;
+        }
+        let requeued = RunScenario::given(history.clone()).when(requeue_at(now + 1));
+        history.extend(requeued.events());
+        let run = replay(&history).run.unwrap();
+        assert_eq!(run.status, RunStatus::Queued, "{run:?}");
+        memories.push(run.resources().memory.unwrap());
+        assert!(
+            run.resources_note
+                .as_deref()
+                .is_some_and(|n| n.contains("ran out of memory"))
+        );
+        history.push(RunEvent::RunSubmitted {
+            attempt: attempt + 1,
+            task_id: format!("task-{}", attempt + 1),
+            at: t(now + 2),
+        });
+    }
+    assert_eq!(memories, [96, 144, 200]);
+}
+
+#[test]
+fn without_out_of_memory_in_its_policy_a_run_that_ran_out_stands() {
+    let policy = serde_json::json!({"on_exit_codes": [1]});
+    RunScenario::given([queued_with(policy), submitted(1), started(1)])
+        .when(out_of_memory(1, 4))
+        .then_status(RunStatus::Stopped);
+}
+
+#[test]
+fn an_infrastructure_failure_waits_out_the_backoff_and_uses_the_policys_attempts() {
+    let policy = serde_json::json!({"attempts": 2, "backoff_seconds": {"initial": 5}});
+    let run = RunScenario::given([queued_with(policy.clone()), submitted(1)])
+        .when(infra_failure(1))
+        .then_status(RunStatus::NeedsRetry)
+        .run();
+    assert_eq!(run.retry_at, Some(t(9)));
+    // Two attempts in all: the second failure gives up although the server allows 3.
+    let history = [
+        queued_with(policy),
+        submitted(1),
+        needs_retry(1),
+        RunEvent::RunRequeued {
+            attempt: 2,
+            resources: None,
+            resources_note: None,
+            at: t(4),
+        },
+        RunEvent::RunNeedsRetry {
+            attempt: 2,
+            engine_version: None,
+            reason: "CannotPullContainerError".into(),
+            exit_code: None,
+            retry_at: None,
+            at: t(5),
+        },
+    ];
+    let run = RunScenario::given(history)
+        .when(requeue_at(6))
+        .then_status(RunStatus::Stopped)
+        .run();
+    assert!(
+        run.exit_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("gave up after 2 attempts")),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn on_ecs_grown_memory_is_a_fargate_size_and_cpu_follows() {
+    let policy: crate::domain::retry::RetryPolicy =
+        serde_json::from_value(serde_json::json!({"on_reasons": ["out of memory"]})).unwrap();
+    let mut spec = spec("r-1");
+    spec.resources.memory = Some(2048);
+    spec.resources.cpu = Some(256);
+    spec.retry = crate::domain::retry::RunRetry::resolve(Some(&policy), None, Some(30720), 3);
+    let history = vec![
+        RunEvent::RunQueued {
+            spec: Box::new(spec),
+            at: t(0),
+        },
+        submitted(1),
+        started(1),
+        RunEvent::RunNeedsRetry {
+            attempt: 1,
+            engine_version: None,
+            reason: "out of memory (exit 137)".into(),
+            exit_code: Some(137),
+            retry_at: None,
+            at: t(3),
+        },
+    ];
+    let run = RunScenario::given(history)
+        .when(RunCommand::Requeue {
+            max_attempts: 3,
+            limits: crate::domain::limits::LaunchLimits::Ecs,
+            now: t(4),
+        })
+        .then_status(RunStatus::Queued)
+        .run();
+    // 1.5 × 2048 = 3072, which 256 cpu cannot take: 512 can.
+    assert_eq!(
+        (run.resources().memory, run.resources().cpu),
+        (Some(3072), Some(512))
+    );
+}
+
+/// Drives a run with `policy` through `outcomes`, each attempt launched,
+/// started and ended with the next outcome (0: success, 1: listed exit
+/// code, 2: unlisted exit code, 3: out of memory, 4: infrastructure
+/// failure), the sweep asked to requeue each time; returns every state.
+fn drive(policy: serde_json::Value, cap: u64, outcomes: &[u8]) -> Vec<Run> {
+    let policy: crate::domain::retry::RetryPolicy = serde_json::from_value(policy).unwrap();
+    let mut spec = spec("r-1");
+    spec.resources.memory = Some(64);
+    spec.retry = crate::domain::retry::RunRetry::resolve(Some(&policy), Some(cap), None, 3);
+    let mut state = RunState::default();
+    let mut runs = vec![];
+    let mut now = 0;
+    let apply = |state: &mut RunState, command: RunCommand| {
+        for event in decide(state, command).unwrap() {
+            *state = evolve(std::mem::take(state), &event);
+        }
+    };
+    apply(
+        &mut state,
+        RunCommand::Queue {
+            spec: Box::new(spec),
+            now: t(0),
+        },
+    );
+    for outcome in outcomes {
+        let run = state.run.clone().unwrap();
+        if run.status == RunStatus::Stopped {
+            break;
+        }
+        let attempt = run.attempt;
+        now += 1;
+        apply(
+            &mut state,
+            RunCommand::RecordLaunched {
+                attempt,
+                task_id: format!("task-{attempt}"),
+                running_on: Some("host".into()),
+                limits: None,
+                now: t(now),
+            },
+        );
+        runs.push(state.run.clone().unwrap());
+        now += 1;
+        let (exit_code, reason) = match outcome {
+            0 => (Some(0), None),
+            1 => (Some(3), None),
+            2 => (Some(4), None),
+            3 => (Some(137), Some("out of memory (limit 64 MB)".to_owned())),
+            _ => (None, None),
+        };
+        let command = if *outcome == 4 {
+            RunCommand::RecordInfrastructureFailure {
+                attempt,
+                engine_version: None,
+                reason: "CannotPullContainerError".into(),
+                now: t(now),
+            }
+        } else {
+            RunCommand::RecordExited {
+                attempt,
+                engine_version: None,
+                exit_code,
+                reason,
+                now: t(now),
+            }
+        };
+        apply(&mut state, command);
+        runs.push(state.run.clone().unwrap());
+        // The sweep comes by until the backoff is over.
+        for _ in 0..3 {
+            now += 100;
+            apply(&mut state, requeue_at(now));
+        }
+        runs.push(state.run.clone().unwrap());
+    }
+    runs
+}
+
+proptest! {
+    #[test]
+    fn driven_through_any_outcomes_a_run_never_passes_its_attempts_or_its_memory_cap(
+        attempts in 1u32..=10,
+        cap in 64u64..2000,
+        multiplier in 1.1f64..4.0,
+        outcomes in prop::collection::vec(0u8..5, 1..14),
+    ) {
+        let policy = serde_json::json!({
+            "attempts": attempts,
+            "on_exit_codes": [3],
+            "on_reasons": ["out of memory"],
+            "backoff_seconds": {"initial": 1},
+            "memory_multiplier": multiplier,
+        });
+        let runs = drive(policy, cap, &outcomes);
+        let mut last_memory = 64;
+        let mut last_attempt = 1;
+        let mut ran_out = false;
+        for run in &runs {
+            prop_assert!(run.attempt <= attempts, "attempt {} of {attempts}", run.attempt);
+            let memory = run.resources().memory.unwrap_or_default();
+            prop_assert!(memory <= cap.max(64), "{memory} MB over the {cap} MB cap");
+            if memory != last_memory {
+                prop_assert!(ran_out, "memory grew without running out of memory");
+                prop_assert!(memory > last_memory, "memory shrank");
+                prop_assert!(run.attempt > last_attempt, "memory changed within an attempt");
+            }
+            ran_out = run.exit_reason.as_deref().is_some_and(|r| r.starts_with("out of memory"));
+            last_memory = memory;
+            last_attempt = run.attempt;
+        }
+        // Success and an unlisted exit code end the run at that attempt.
+        let played = runs.len() / 3;
+        if let Some(pos) = outcomes[..played].iter().position(|o| *o == 2 || *o == 0) {
+            let last = runs.last().unwrap();
+            prop_assert_eq!(last.status, RunStatus::Stopped);
+            prop_assert_eq!(last.attempt as usize, pos + 1, "{:?}", last);
+            prop_assert_eq!(last.exit_code, Some(if outcomes[pos] == 0 { 0 } else { 4 }));
+        }
+    }
 }

@@ -184,6 +184,10 @@ pub struct RunSpec {
     /// then the request's (a request's secret of the same name wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<crate::domain::SecretRef>,
+    /// Its retry policy as resolved when it was queued; without one, only
+    /// infrastructure failures are retried, up to the server's attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::domain::retry::RunRetry>,
 }
 
 /// Which template version a run was made from, with what payload.

@@ -115,6 +115,17 @@ pub struct RunView {
     pub execution_request_custom: Option<Value>,
     /// Attempts so far.
     pub attempt_count: u32,
+    /// Its retry policy as fixed when it was queued (attempts, exit codes
+    /// and failures retried, backoff, memory growth and its cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::domain::retry::RunRetry>,
+    /// Why the current attempt's memory or cpu differ from what was asked
+    /// (it grew after an attempt ran out of memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources_note: Option<String>,
+    /// A NEEDS_RETRY run's next attempt is queued not before this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
     /// The run's log in a cloud console (CloudWatch Logs on AWS), once the
     /// run has a task.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,9 +165,9 @@ impl From<&Run> for RunView {
             secrets: spec.secrets.clone(),
             command: spec.command.clone(),
             command_hash: spec.command.as_deref().map(command_hash),
-            resources: spec.resources,
-            memory_limit: spec.resources.memory,
-            cpu_limit: spec.resources.cpu,
+            resources: run.resources(),
+            memory_limit: run.resources().memory,
+            cpu_limit: run.resources().cpu,
             engine: spec.engine,
             task_id: run.task_id.clone(),
             node_lifecycle: spec.node_lifecycle,
@@ -178,6 +189,9 @@ impl From<&Run> for RunView {
                 .as_ref()
                 .map(|t| json!({ "template_payload": t.payload, "template_name": t.template_name, "template_version": t.version })),
             attempt_count: run.attempt,
+            retry: spec.retry.clone(),
+            resources_note: run.resources_note.clone(),
+            retry_at: run.retry_at,
             log_url: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
@@ -326,14 +340,30 @@ impl TimelineEntry {
                 (kind, Some(*attempt), text)
             }
             E::RunNeedsRetry {
-                attempt, reason, ..
-            } => (
-                "Warning",
-                Some(*attempt),
-                format!(
-                    "attempt {attempt} failed in the infrastructure and will be retried: {reason}"
-                ),
-            ),
+                attempt,
+                reason,
+                exit_code,
+                retry_at,
+                at,
+                ..
+            } => {
+                let mut text = match exit_code {
+                    Some(code) => format!(
+                        "attempt {attempt} exited with {code} and will be retried: {reason}"
+                    ),
+                    None => format!(
+                        "attempt {attempt} failed in the infrastructure and will be retried: {reason}"
+                    ),
+                };
+                if let Some(retry_at) = retry_at {
+                    let wait = (*retry_at - *at).num_milliseconds().max(0) as f64 / 1000.0;
+                    text.push_str(&format!(
+                        "; the next attempt waits {wait} s (backoff), until {}",
+                        retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ));
+                }
+                ("Warning", Some(*attempt), text)
+            }
             E::RunLaunchDeferred {
                 attempt, reason, ..
             } => (
@@ -348,10 +378,17 @@ impl TimelineEntry {
                 Some(*attempt),
                 format!("attempt {attempt}: {message}"),
             ),
-            E::RunRequeued { attempt, .. } => (
+            E::RunRequeued {
+                attempt,
+                resources_note,
+                ..
+            } => (
                 "Normal",
                 Some(*attempt),
-                format!("queued again as attempt {attempt}"),
+                match resources_note {
+                    Some(note) => format!("queued again as attempt {attempt} with {note}"),
+                    None => format!("queued again as attempt {attempt}"),
+                },
             ),
             E::RunReenqueued { attempt, .. } => (
                 "Warning",

@@ -33,6 +33,8 @@ pub const MODE: &str = "FLOTILLA_MODE";
 pub const DEFAULT_CLUSTER: &str = "FLOTILLA_DEFAULT_CLUSTER";
 /// Attempts per run.
 pub const MAX_ATTEMPTS: &str = "FLOTILLA_MAX_ATTEMPTS";
+/// The most memory (MB) a run's memory may grow to after running out.
+pub const MAX_MEMORY_MB: &str = "FLOTILLA_MAX_MEMORY_MB";
 /// Minutes after which a QUEUED run is enqueued again.
 pub const REQUEUE_AFTER_MINUTES: &str = "FLOTILLA_REQUEUE_AFTER_MINUTES";
 /// Minutes without an event after which a PENDING or RUNNING run's task is
@@ -83,7 +85,7 @@ pub const MAX_STARTED_BY: usize = 36;
 pub const MIN_RUN_TOKEN_KEY: usize = 32;
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 33] = [
+pub const ALL: [&str; 34] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -98,6 +100,7 @@ pub const ALL: [&str; 33] = [
     MODE,
     DEFAULT_CLUSTER,
     MAX_ATTEMPTS,
+    MAX_MEMORY_MB,
     REQUEUE_AFTER_MINUTES,
     RECONCILE_AFTER_MINUTES,
     AWS_CONNECT_TIMEOUT_MS,
@@ -157,6 +160,8 @@ pub struct Config {
     pub default_cluster: String,
     /// Attempts per run.
     pub max_attempts: u32,
+    /// The most memory (MB) a run's memory may grow to after running out.
+    pub max_memory_mb: u64,
     /// Minutes after which a QUEUED run is enqueued again.
     pub requeue_after_minutes: u32,
     /// Minutes without an event after which a PENDING or RUNNING run's task
@@ -271,6 +276,7 @@ impl Config {
             mode: value(MODE).unwrap_or_else(|| "prod".to_owned()),
             default_cluster: value(DEFAULT_CLUSTER).unwrap_or_else(|| "default".to_owned()),
             max_attempts: number(MAX_ATTEMPTS, 3)?.max(1),
+            max_memory_mb: u64::from(number(MAX_MEMORY_MB, 30720)?.max(1)),
             requeue_after_minutes: number(REQUEUE_AFTER_MINUTES, 5)?,
             reconcile_after_minutes: number(RECONCILE_AFTER_MINUTES, 10)?.max(1),
             clusters: list(CLUSTERS),

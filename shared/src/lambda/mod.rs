@@ -172,6 +172,7 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
         default_cluster: config.default_cluster.clone(),
         requires_command: false,
         max_attempts: config.max_attempts,
+        max_memory: Some(config.max_memory_mb),
         clusters: config.clusters.clone(),
         add_cluster_hint: ADD_CLUSTER_HINT.to_owned(),
         launch_limits: crate::domain::limits::LaunchLimits::Ecs,

@@ -317,6 +317,7 @@ impl TestApp {
             default_cluster: "default".into(),
             requires_command: true,
             max_attempts,
+            max_memory: Some(4096),
             clusters: vec![],
             add_cluster_hint: String::new(),
             launch_limits: crate::domain::limits::LaunchLimits::Local,

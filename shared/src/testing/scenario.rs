@@ -51,6 +51,7 @@ pub fn spec(run_id: &str) -> RunSpec {
         idempotence_key: None,
         template: None,
         secrets: vec![],
+        retry: None,
     }
 }
 
@@ -100,6 +101,8 @@ pub fn needs_retry(attempt: u32) -> RunEvent {
         engine_version: None,
         attempt,
         reason: "CannotPullContainerError".into(),
+        exit_code: None,
+        retry_at: None,
         at: t(3),
     }
 }
@@ -138,6 +141,7 @@ pub fn infra_failure(attempt: u32) -> RunCommand {
 pub fn requeue(max_attempts: u32) -> RunCommand {
     RunCommand::Requeue {
         max_attempts,
+        limits: crate::domain::limits::LaunchLimits::Local,
         now: t(6),
     }
 }
@@ -197,6 +201,15 @@ impl RunOutcome {
         match self.result {
             Ok(events) => panic!("expected error {expected}, got events {events:?}"),
             Err(e) => assert_eq!(e, expected),
+        }
+    }
+
+    /// The events produced.
+    #[track_caller]
+    pub fn events(&self) -> Vec<RunEvent> {
+        match &self.result {
+            Ok(events) => events.clone(),
+            Err(e) => panic!("expected events, got error {e}"),
         }
     }
 

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::retry::IMAGE_PULL_FAILED;
+
 /// Label naming the run a container belongs to.
 pub const RUN_LABEL: &str = "flotilla.run_id";
 /// Label naming the attempt a container runs.
@@ -370,7 +372,7 @@ pub fn classify_pull_failure(image: &str, output: &str) -> PullFailure {
         return PullFailure {
             retryable: false,
             reason: format!(
-                "image {image:?} is not a valid image name ({said}); fix the image name in the definition"
+                "{IMAGE_PULL_FAILED}: {image:?} is not a valid image name ({said}); fix the image name in the definition"
             ),
         };
     }
@@ -412,7 +414,7 @@ pub fn classify_pull_failure(image: &str, output: &str) -> PullFailure {
         return PullFailure {
             retryable: false,
             reason: format!(
-                "image {image:?} could not be pulled: the registry refused access ({said}); fix the image name, or give the registry's credentials"
+                "{IMAGE_PULL_FAILED}: the registry of {image:?} refused access ({said}); fix the image name, or give the registry's credentials"
             ),
         };
     }
@@ -426,7 +428,7 @@ pub fn classify_pull_failure(image: &str, output: &str) -> PullFailure {
         return PullFailure {
             retryable: false,
             reason: format!(
-                "image {image:?} was not found in its registry ({said}); fix the image name (or its tag) in the definition"
+                "{IMAGE_PULL_FAILED}: image {image:?} was not found in its registry ({said}); fix the image name (or its tag) in the definition"
             ),
         };
     }

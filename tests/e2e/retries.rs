@@ -1,0 +1,235 @@
+//! Retry policies on the real binary: an exit code the policy lists runs
+//! again after its backoff, another stands; an attempt that runs out of
+//! memory runs again with more; a bad policy is refused when it is saved.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::Server;
+
+fn id(run: &Value) -> String {
+    run["run_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The run's timeline entries.
+async fn timeline(server: &Server, run_id: &str) -> Vec<Value> {
+    let (status, events) = server.get(&format!("/api/v6/{run_id}/events")).await;
+    assert_eq!(status, 200, "{events}");
+    events["pod_events"].as_array().cloned().unwrap_or_default()
+}
+
+fn at(entry: &Value) -> chrono::DateTime<chrono::Utc> {
+    entry["timestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|| panic!("no timestamp: {entry}"))
+}
+
+/// Polls until the run is STOPPED; retries wait for the server's sweep, so
+/// the bound is wider than for one attempt.
+async fn wait_stopped(server: &Server, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, run) = server.get(&format!("/api/v6/history/{run_id}")).await;
+        assert_eq!(status, 200, "{run}");
+        if run["status"] == "STOPPED" {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} did not stop within 120 s: {run}\n{}",
+            server.server_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn define(server: &Server, body: Value) {
+    let (status, def) = server
+        .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
+        .await;
+    assert_eq!(status, 200, "{def}");
+}
+
+#[tokio::test]
+async fn an_exit_code_the_policy_lists_runs_again_after_its_backoff_and_then_succeeds() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let count = dir.path().join("count");
+    let server = Server::start(&dir.path().join("data"), 2).await;
+    // Fails with 3 the first time, succeeds the second.
+    let command = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -ge 2 ] || exit 3",
+        c = count.display()
+    );
+    define(
+        &server,
+        json!({
+            "alias": "flaky",
+            "image": "ubuntu:latest",
+            "command": command,
+            "retry": {"attempts": 3, "on_exit_codes": [3], "backoff_seconds": {"initial": 2}},
+        }),
+    )
+    .await;
+    let run_id = id(&server.execute("flaky", json!({})).await);
+    let run = wait_stopped(&server, &run_id).await;
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert_eq!(run["attempt_count"], 2, "{run}");
+    assert_eq!(
+        run["retry"]["attempts"], 3,
+        "the policy is on the run: {run}"
+    );
+
+    let events = timeline(&server, &run_id).await;
+    let retried = events
+        .iter()
+        .find(|e| e["reason"] == "RunNeedsRetry")
+        .unwrap_or_else(|| panic!("no retry in {events:#?}"));
+    let message = retried["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("exited with 3") && message.contains("on_exit_codes"),
+        "the timeline says why: {message}"
+    );
+    assert!(message.contains("waits 2 s"), "and how long: {message}");
+    let requeued = events
+        .iter()
+        .find(|e| e["reason"] == "RunRequeued")
+        .unwrap_or_else(|| panic!("no requeue in {events:#?}"));
+    let waited = at(requeued) - at(retried);
+    assert!(
+        waited >= chrono::Duration::seconds(2),
+        "attempt 2 was queued {waited} after attempt 1 failed, within its 2 s backoff"
+    );
+}
+
+#[tokio::test]
+async fn an_exit_code_the_policy_does_not_list_stands_after_one_attempt() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 2).await;
+    define(
+        &server,
+        json!({
+            "alias": "broken",
+            "image": "ubuntu:latest",
+            "command": "exit 4",
+            "retry": {"attempts": 3, "on_exit_codes": [3]},
+        }),
+    )
+    .await;
+    let run_id = id(&server.execute("broken", json!({})).await);
+    let run = wait_stopped(&server, &run_id).await;
+    assert_eq!(run["exit_code"], 4, "{run}");
+    assert_eq!(run["attempt_count"], 1, "{run}");
+    // A launch's policy replaces the definition's: 4 is retried there.
+    let run_id = id(&server
+        .execute(
+            "broken",
+            json!({"retry": {"attempts": 2, "on_exit_codes": [4]}}),
+        )
+        .await);
+    let run = wait_stopped(&server, &run_id).await;
+    assert_eq!(run["attempt_count"], 2, "{run}");
+    assert!(
+        run["exit_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("attempt 2 of the 2")),
+        "the last attempt says why it stands: {run}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_out_of_memory_runs_again_with_half_as_much_again_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 2).await;
+    define(
+        &server,
+        json!({
+            "alias": "grows",
+            "image": "python:3",
+            "memory": 64,
+            "max_memory": 1024,
+            // About 80 MB in all: more than 64, less than 96.
+            "command": "python3 -c 'x = bytearray(70 * 1024 * 1024); print(len(x))'",
+            "retry": {"attempts": 3, "on_reasons": ["out of memory"]},
+        }),
+    )
+    .await;
+    let run_id = id(&server.execute("grows", json!({})).await);
+    let run = wait_stopped(&server, &run_id).await;
+    let events = timeline(&server, &run_id).await;
+    let started = events
+        .iter()
+        .find(|e| e["reason"] == "RunStarted")
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if !started.contains("by a cgroup") {
+        println!("no cgroup can be made here, so nothing runs out of memory: {started}");
+        return;
+    }
+    assert_eq!(run["exit_code"], 0, "{run}\n{events:#?}");
+    assert_eq!(run["attempt_count"], 2, "{run}");
+    assert_eq!(run["memory"], 96, "1.5 × 64 MB: {run}");
+    assert_eq!(run["memory_limit"], 96, "{run}");
+    assert!(
+        run["resources_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("up from 64 MB")),
+        "the run says why its memory differs: {run}"
+    );
+    let second = events
+        .iter()
+        .filter(|e| e["reason"] == "RunStarted")
+        .nth(1)
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default();
+    assert!(
+        second.contains("96 MB"),
+        "attempt 2 is held to 96 MB: {second}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_cannot_be_kept_is_refused_when_saved_and_says_what_to_send() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 2).await;
+    let body = json!({
+        "alias": "bad",
+        "image": "ubuntu:latest",
+        "command": "true",
+        "memory": 512,
+        "max_memory": 256,
+        "retry": {"attempts": 0, "on_exit_codes": [0], "memory_multiplier": 9},
+    });
+    let (status, answer) = server
+        .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let text = answer.to_string();
+    for expected in [
+        "retry.attempts is 0",
+        "on_exit_codes holds 0",
+        "memory_multiplier is 9",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    let body = json!({"alias": "bad", "image": "ubuntu:latest", "memory": 512, "max_memory": 256});
+    let (status, answer) = server
+        .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains("max_memory 256 MB is less than memory 512 MB"),
+        "{answer}"
+    );
+    let body =
+        json!({"alias": "bad", "image": "ubuntu:latest", "retry": {"on_reasons": ["bad luck"]}});
+    let (status, answer) = server
+        .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
+        .await;
+    assert_eq!(status, 400, "an unknown reason is refused: {answer}");
+}
