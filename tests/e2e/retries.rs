@@ -1,6 +1,7 @@
 //! Retry policies on the real binary: an exit code the policy lists runs
 //! again after its backoff, another stands; an attempt that runs out of
-//! memory runs again with more; a bad policy is refused when it is saved.
+//! memory runs again with more; a bad policy is refused when it is saved;
+//! a run that does not run yet says why it waits.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,20 @@ async fn an_exit_code_the_policy_lists_runs_again_after_its_backoff_and_then_suc
     )
     .await;
     let run_id = id(&server.execute("flaky", json!({})).await);
+    let (waiting, _) = server
+        .wait_for(&run_id, "NEEDS_RETRY", |r| r["status"] == "NEEDS_RETRY")
+        .await;
+    assert!(
+        waiting["waiting_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("attempt 2 waits out its backoff until")),
+        "while it waits it says why: {waiting}"
+    );
     let run = wait_stopped(&server, &run_id).await;
+    assert!(
+        run.get("waiting_reason").is_none(),
+        "an ended run waits for nothing: {run}"
+    );
     assert_eq!(run["exit_code"], 0, "{run}");
     assert_eq!(run["attempt_count"], 2, "{run}");
     assert_eq!(
@@ -232,4 +246,33 @@ async fn a_policy_that_cannot_be_kept_is_refused_when_saved_and_says_what_to_sen
         .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
         .await;
     assert_eq!(status, 400, "an unknown reason is refused: {answer}");
+}
+
+#[tokio::test]
+async fn a_queued_run_says_it_waits_for_a_free_slot_until_the_run_ahead_ends() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 1).await;
+    server.define("blocker", "sleep 60").await;
+    server.define("next", "true").await;
+    let blocker = id(&server.execute("blocker", json!({})).await);
+    let (running, _) = server
+        .wait_for(&blocker, "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+    assert!(running.get("waiting_reason").is_none(), "{running}");
+    let next = id(&server.execute("next", json!({})).await);
+    let (status, view) = server.get(&format!("/api/v6/{next}/status")).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "QUEUED", "parallelism 1 is taken: {view}");
+    assert_eq!(
+        view["waiting_reason"], "waiting in cluster default's queue for a free slot",
+        "{view}"
+    );
+    assert!(view["waiting_since"].is_string(), "{view}");
+    let (status, _) = server
+        .delete(&format!("/api/v6/task/x/history/{blocker}"), &[])
+        .await;
+    assert_eq!(status, 200);
+    let run = wait_stopped(&server, &next).await;
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert!(run.get("waiting_reason").is_none(), "{run}");
 }

@@ -155,12 +155,76 @@ pub struct Run {
     /// Why the current attempt's resources differ from the spec's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources_note: Option<String>,
+    /// When the current attempt was handed to the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// The current attempt's newest step of preparing, and when its first
+    /// step was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preparing: Option<(String, DateTime<Utc>)>,
 }
 
 impl Run {
     /// The resources of the current attempt.
     pub fn resources(&self) -> Resources {
         self.attempt_resources.unwrap_or(self.spec.resources)
+    }
+
+    /// Why a run that does not run yet waits, and since when; `None` once
+    /// it runs or ended. Times are absolute, so the answer changes only
+    /// when the run does.
+    pub fn waiting(&self) -> Option<(String, DateTime<Utc>)> {
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let next = self.attempt + 1;
+        match self.status {
+            RunStatus::Running | RunStatus::Stopped => None,
+            RunStatus::NeedsRetry => {
+                let since = self.last_event_at();
+                Some(match self.retry_at {
+                    Some(retry_at) => (
+                        format!(
+                            "attempt {} failed; attempt {next} waits out its backoff until {}",
+                            self.attempt,
+                            at(retry_at)
+                        ),
+                        since,
+                    ),
+                    None => (
+                        format!(
+                            "attempt {} failed; the retry sweep queues attempt {next} at its next pass",
+                            self.attempt
+                        ),
+                        since,
+                    ),
+                })
+            }
+            RunStatus::Queued => {
+                let since = self.last_enqueued_at();
+                Some(match &self.launch_deferred {
+                    Some(reason) => (format!("the engine cannot take it yet: {reason}"), since),
+                    None => (
+                        format!(
+                            "waiting in cluster {}'s queue for a free slot",
+                            self.spec.cluster
+                        ),
+                        since,
+                    ),
+                })
+            }
+            RunStatus::Pending => Some(match &self.preparing {
+                Some((step, since)) => (format!("preparing: {step}"), *since),
+                None => {
+                    let since = self.submitted_at.unwrap_or_else(|| self.last_event_at());
+                    (
+                        format!(
+                            "handed to the engine at {}; waiting for it to start",
+                            at(since)
+                        ),
+                        since,
+                    )
+                }
+            }),
+        }
     }
 
     /// Whether an engine report about `attempt` at `engine_version` is older
@@ -707,10 +771,13 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 retry_at: None,
                 attempt_resources: None,
                 resources_note: None,
+                submitted_at: None,
+                preparing: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
-        (Some(run), RunEvent::RunSubmitted { task_id, .. }) => {
+        (Some(run), RunEvent::RunSubmitted { task_id, at, .. }) => {
+            run.submitted_at = Some(*at);
             run.status = RunStatus::Pending;
             run.task_id = Some(task_id.clone());
             run.launch_deferred = None;
@@ -775,8 +842,13 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.finished_at = None;
             run.retry_at = *retry_at;
         }
-        (Some(run), RunEvent::RunPreparing { at, .. }) => {
+        (Some(run), RunEvent::RunPreparing { at, message, .. }) => {
             run.prepared_at = Some(run.prepared_at.map_or(*at, |last| last.max(*at)));
+            let since = run
+                .preparing
+                .as_ref()
+                .map_or(*at, |(_, since)| (*since).min(*at));
+            run.preparing = Some((message.clone(), since));
         }
         (Some(run), RunEvent::RunReenqueued { at, .. }) => {
             run.enqueued_at = Some(*at);
@@ -795,6 +867,8 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 run.resources_note = resources_note.clone();
             }
             run.retry_at = None;
+            run.submitted_at = None;
+            run.preparing = None;
             run.enqueued_at = Some(*at);
             run.status = RunStatus::Queued;
             run.attempt = *attempt;

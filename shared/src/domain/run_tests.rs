@@ -786,3 +786,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_run_that_does_not_run_yet_says_why_it_waits_and_since_when() {
+    let waiting = |events: Vec<RunEvent>| replay(&events).run.unwrap().waiting();
+    let (reason, since) = waiting(vec![queued()]).unwrap();
+    assert_eq!(reason, "waiting in cluster default's queue for a free slot");
+    assert_eq!(since, t(0));
+    let deferred = RunEvent::RunLaunchDeferred {
+        attempt: 1,
+        reason: "RESOURCE:MEMORY".into(),
+        at: t(1),
+    };
+    let (reason, _) = waiting(vec![queued(), deferred]).unwrap();
+    assert_eq!(reason, "the engine cannot take it yet: RESOURCE:MEMORY");
+    let (reason, since) = waiting(vec![queued(), submitted(1)]).unwrap();
+    assert!(reason.starts_with("handed to the engine at"), "{reason}");
+    assert_eq!(since, t(1));
+    let step = |message: &str, at| RunEvent::RunPreparing {
+        attempt: 1,
+        message: message.into(),
+        at: t(at),
+    };
+    let (reason, since) = waiting(vec![
+        queued(),
+        submitted(1),
+        step("pulling image python:3.12", 2),
+        step("Copying blob 1 of 3", 5),
+    ])
+    .unwrap();
+    assert_eq!(reason, "preparing: Copying blob 1 of 3");
+    assert_eq!(since, t(2), "since the first step");
+    assert_eq!(waiting(vec![queued(), submitted(1), started(1)]), None);
+    let backoff = RunEvent::RunNeedsRetry {
+        attempt: 1,
+        engine_version: None,
+        reason: "exit code 3".into(),
+        exit_code: Some(3),
+        retry_at: Some(t(30)),
+        at: t(3),
+    };
+    let (reason, _) = waiting(vec![queued(), submitted(1), started(1), backoff]).unwrap();
+    assert!(
+        reason.contains("attempt 2 waits out its backoff until"),
+        "{reason}"
+    );
+    assert_eq!(
+        waiting(vec![queued(), submitted(1), stopped(1, Some(0))]),
+        None
+    );
+}

@@ -126,6 +126,12 @@ pub struct RunView {
     /// A NEEDS_RETRY run's next attempt is queued not before this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
+    /// Why a run that does not run yet waits (QUEUED, PENDING, NEEDS_RETRY).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
+    /// Since when it waits for that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
     /// The run's log in a cloud console (CloudWatch Logs on AWS), once the
     /// run has a task.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,6 +198,8 @@ impl From<&Run> for RunView {
             retry: spec.retry.clone(),
             resources_note: run.resources_note.clone(),
             retry_at: run.retry_at,
+            waiting_reason: run.waiting().map(|(reason, _)| reason),
+            waiting_since: run.waiting().map(|(_, since)| since),
             log_url: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
@@ -229,6 +237,12 @@ pub struct RunStatusView {
     pub alias: String,
     /// Cluster (`cluster_name` here, as Flotilla).
     pub cluster_name: String,
+    /// Why a run that does not run yet waits (QUEUED, PENDING, NEEDS_RETRY).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
+    /// Since when it waits for that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
 }
 
 impl From<&Run> for RunStatusView {
@@ -245,6 +259,8 @@ impl From<&Run> for RunStatusView {
             definition_id: run.spec.definition_id.clone(),
             alias: run.spec.alias.clone(),
             cluster_name: run.spec.cluster.clone(),
+            waiting_reason: run.waiting().map(|(reason, _)| reason),
+            waiting_since: run.waiting().map(|(_, since)| since),
         }
     }
 }
