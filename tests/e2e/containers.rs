@@ -44,19 +44,15 @@ async fn launch(server: &Server, alias: &str, extra: Value) -> String {
 /// Polls a run for up to two minutes (pulls and retries take a while on a
 /// busy machine) until `done` holds.
 async fn wait_long(server: &Server, run_id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, run) = server.get(&format!("/api/v6/history/{run_id}")).await;
-        if done(&run) {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {run_id} did not get there within 120 s: {run}\n{}",
-            server.server_log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_within(
+            run_id,
+            "what the test waits for",
+            Duration::from_secs(120),
+            done,
+        )
+        .await
+        .0
 }
 
 async fn stopped(server: &Server, run_id: &str) -> Value {

@@ -3,7 +3,7 @@
 //! memory runs again with more; a bad policy is refused when it is saved;
 //! a run that does not run yet says why it waits.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -31,20 +31,12 @@ fn at(entry: &Value) -> chrono::DateTime<chrono::Utc> {
 /// Polls until the run is STOPPED; retries wait for the server's sweep, so
 /// the bound is wider than for one attempt.
 async fn wait_stopped(server: &Server, run_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, run) = server.get(&format!("/api/v6/history/{run_id}")).await;
-        assert_eq!(status, 200, "{run}");
-        if run["status"] == "STOPPED" {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {run_id} did not stop within 120 s: {run}\n{}",
-            server.server_log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_within(run_id, "STOPPED", Duration::from_secs(120), |r| {
+            r["status"] == "STOPPED"
+        })
+        .await
+        .0
 }
 
 async fn define(server: &Server, body: Value) {

@@ -21,8 +21,6 @@
 //!
 //! Nothing else runs again: an exit code not listed stands.
 
-use std::fmt;
-
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -66,21 +64,6 @@ pub enum RetryReason {
 impl RetryReason {
     /// Every reason.
     pub const ALL: [RetryReason; 3] = [Self::OutOfMemory, Self::SpotInterruption, Self::ImagePull];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OutOfMemory => "out of memory",
-            Self::SpotInterruption => "spot interruption",
-            Self::ImagePull => "image pull",
-        }
-    }
-}
-
-impl fmt::Display for RetryReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// How long to wait before each retry: `initial` seconds before the first,

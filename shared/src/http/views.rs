@@ -147,6 +147,7 @@ pub struct RunView {
 impl From<&Run> for RunView {
     fn from(run: &Run) -> Self {
         let spec = &run.spec;
+        let (waiting_reason, waiting_since) = run.waiting().unzip();
         let host = run.host.clone().unwrap_or_default();
         Self {
             run_id: spec.run_id.clone(),
@@ -198,8 +199,8 @@ impl From<&Run> for RunView {
             retry: spec.retry.clone(),
             resources_note: run.resources_note.clone(),
             retry_at: run.retry_at,
-            waiting_reason: run.waiting().map(|(reason, _)| reason),
-            waiting_since: run.waiting().map(|(_, since)| since),
+            waiting_reason,
+            waiting_since,
             log_url: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
@@ -247,6 +248,7 @@ pub struct RunStatusView {
 
 impl From<&Run> for RunStatusView {
     fn from(run: &Run) -> Self {
+        let (waiting_reason, waiting_since) = run.waiting().unzip();
         Self {
             run_id: run.spec.run_id.clone(),
             status: run.status,
@@ -259,8 +261,8 @@ impl From<&Run> for RunStatusView {
             definition_id: run.spec.definition_id.clone(),
             alias: run.spec.alias.clone(),
             cluster_name: run.spec.cluster.clone(),
-            waiting_reason: run.waiting().map(|(reason, _)| reason),
-            waiting_since: run.waiting().map(|(_, since)| since),
+            waiting_reason,
+            waiting_since,
         }
     }
 }

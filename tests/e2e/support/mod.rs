@@ -290,7 +290,21 @@ impl Server {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> (Value, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_within(run_id, what, Duration::from_secs(30), done)
+            .await
+    }
+
+    /// Polls a run until `done` holds, for at most `bound` (more than
+    /// [`Self::wait_for`]'s 30 s where a run waits for a retry sweep or a
+    /// container runtime), recording every status seen.
+    pub async fn wait_within(
+        &self,
+        run_id: &str,
+        what: &str,
+        bound: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> (Value, Vec<String>) {
+        let deadline = Instant::now() + bound;
         let mut seen: Vec<String> = Vec::new();
         loop {
             let (status, run) = self.get(&format!("/api/v6/history/{run_id}")).await;
@@ -304,7 +318,8 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "run {run_id} did not become {what} within 30 s: {run}\n{}",
+                "run {run_id} did not become {what} within {} s: {run}\n{}",
+                bound.as_secs(),
                 self.server_log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
