@@ -47,6 +47,16 @@ pub enum StoreError {
         /// The most rows the store reads for it.
         limit: u64,
     },
+    /// Every slot of a cluster's cap is held.
+    #[error("cluster {cluster} is at its cap: {held} of {cap} running")]
+    AtCap {
+        /// The cluster.
+        cluster: String,
+        /// Slots held.
+        held: u64,
+        /// Its cap.
+        cap: u32,
+    },
     /// The storage itself failed.
     #[error("storage failure")]
     Backend(#[source] BoxError),

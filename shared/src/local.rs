@@ -4,8 +4,9 @@
 //! into the same [`App`] and [`router`](crate::http::router) the Lambda functions use, and runs the
 //! two loops that replace SQS, EventBridge and the scheduled retry function:
 //!
-//! - the driver takes tickets off the SQLite queue (round-robin over clusters)
-//!   while fewer than `parallelism` processes run, submits them, and records
+//! - the driver takes tickets off the SQLite queue (round-robin over clusters,
+//!   passing over clusters at their `max_concurrency`) while fewer than
+//!   `parallelism` processes run, submits them, and records
 //!   every update the engine reports. Updates and submissions go through this
 //!   one loop, so a run's events are always recorded in the order they happened;
 //! - the retry sweep queues NEEDS_RETRY runs again and re-enqueues QUEUED runs
@@ -20,7 +21,7 @@
 //! graceful shutdown (Ctrl-C, SIGTERM) running runs are stopped the same way a
 //! user stops them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -256,6 +257,7 @@ pub async fn serve(
         clusters: vec![],
         add_cluster_hint: String::new(),
         launch_limits: crate::domain::limits::LaunchLimits::Local,
+        parallelism: Some(config.parallelism.max(1)),
     };
     let app = Arc::new(App::new(Arc::new(store.clone()), runtime, settings));
 
@@ -449,7 +451,8 @@ async fn drive(
     let mut job_runs: HashMap<tokio::task::Id, String> = HashMap::new();
     // Runs with a task in `jobs`; each with the updates waiting for it.
     let mut busy: HashMap<String, VecDeque<EngineUpdate>> = HashMap::new();
-    let mut launching: HashSet<String> = HashSet::new();
+    // Runs being launched, with their cluster.
+    let mut launching: HashMap<String, String> = HashMap::new();
     let start_record = |jobs: &mut tokio::task::JoinSet<()>,
                         job_runs: &mut HashMap<tokio::task::Id, String>,
                         update: EngineUpdate| {
@@ -464,14 +467,27 @@ async fn drive(
         // in flight that the engine does not follow yet.
         let used = engine.running()
             + launching
-                .iter()
+                .keys()
                 .filter(|run_id| !engine.follows(run_id))
                 .count();
         if stopping && used == 0 && jobs.is_empty() {
             return;
         }
         if !stopping && used < parallelism {
-            match store.claim(last_cluster.clone(), app.now()).await {
+            // Clusters at their cap keep their tickets until a slot is free.
+            // A launch in flight may not hold its slot yet: it counts.
+            let mut in_flight: HashMap<String, u64> = HashMap::new();
+            for cluster in launching.values() {
+                *in_flight.entry(cluster.clone()).or_default() += 1;
+            }
+            let full = match app.clusters_at_cap(&in_flight).await {
+                Ok(full) => full,
+                Err(e) => {
+                    error!(error = %e, "could not read the clusters' caps");
+                    Vec::new()
+                }
+            };
+            match store.claim(last_cluster.clone(), app.now(), &full).await {
                 Ok(Some(claimed)) => {
                     last_cluster = Some(claimed.ticket.cluster.clone());
                     let run_id = claimed.ticket.run_id.clone();
@@ -483,7 +499,7 @@ async fn drive(
                             .await;
                     } else {
                         busy.insert(run_id.clone(), VecDeque::new());
-                        launching.insert(run_id.clone());
+                        launching.insert(run_id.clone(), claimed.ticket.cluster.clone());
                         let (app, store) = (Arc::clone(&app), store.clone());
                         let handle = jobs.spawn(async move {
                             handle_ticket(&app, &store, claimed).await;
@@ -550,6 +566,8 @@ async fn handle_ticket(app: &App, store: &SqliteStore, claimed: ClaimedTicket) {
             warn!(run_id = %ticket.run_id, reason = %reason, "launch deferred");
             Some(chrono::Duration::seconds(5))
         }
+        // The claim passes over the cluster until a slot is free.
+        Ok(SubmitOutcome::AtCap { .. }) => Some(chrono::Duration::zero()),
         Err(e) => {
             error!(run_id = %ticket.run_id, error = %e, "submit failed; the ticket will be tried again");
             Some(chrono::Duration::seconds(1))

@@ -57,6 +57,89 @@ pub trait RunStore: Send + Sync {
 
     /// Runs matching a query, with the total count.
     async fn list(&self, query: &RunQuery) -> Result<Page<Run>, StoreError>;
+
+    /// [`RunStore::append`], also taking or giving back a slot of a
+    /// cluster's cap in the same atomic write. Taking a slot of a cluster
+    /// whose slots are all held fails with [`StoreError::AtCap`] and writes
+    /// nothing.
+    async fn append_with_slot(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[RunEvent],
+        projection: &Run,
+        slot: &SlotChange,
+    ) -> Result<u64, StoreError> {
+        match slot {
+            SlotChange::Keep => self.append(run_id, expected, events, projection).await,
+            _ => Err(StoreError::Backend(
+                "this store keeps no cluster slots".into(),
+            )),
+        }
+    }
+
+    /// How many slots of `cluster`'s cap are held.
+    async fn slots_held(&self, cluster: &str) -> Result<u64, StoreError> {
+        let _ = cluster;
+        Ok(0)
+    }
+
+    /// Sets the slots held in `cluster` to `counted` (what the projections
+    /// say) if they are still `seen`; `false` when they moved meanwhile.
+    async fn repair_slots(
+        &self,
+        cluster: &str,
+        seen: u64,
+        counted: u64,
+    ) -> Result<bool, StoreError> {
+        let _ = (cluster, seen, counted);
+        Ok(true)
+    }
+
+    /// How many QUEUED runs of `run`'s cluster had their ticket put on the
+    /// queue before `run`'s (earlier, or at the same time with a smaller run
+    /// id): one index range counted, no run read. `None` when the store
+    /// cannot tell.
+    async fn queued_ahead(&self, run: &Run) -> Result<Option<u64>, StoreError> {
+        let _ = run;
+        Ok(None)
+    }
+}
+
+/// What an append does to the slots of its run's cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotChange {
+    /// Nothing.
+    Keep,
+    /// Takes one, if fewer than `cap` are held.
+    Take {
+        /// The cluster.
+        cluster: String,
+        /// Its cap.
+        cap: u32,
+    },
+    /// Gives one back.
+    Release {
+        /// The cluster.
+        cluster: String,
+    },
+}
+
+impl SlotChange {
+    /// The change from `before` to `after`, by the slot each holds.
+    pub fn between(before: Option<&Run>, after: &Run) -> Self {
+        let held = before.and_then(|r| r.slot);
+        match (held, after.slot) {
+            (None, Some(cap)) => Self::Take {
+                cluster: after.spec.cluster.clone(),
+                cap,
+            },
+            (Some(_), None) => Self::Release {
+                cluster: after.spec.cluster.clone(),
+            },
+            _ => Self::Keep,
+        }
+    }
 }
 
 /// Job definitions, with alias uniqueness.
@@ -159,6 +242,14 @@ impl RunTicket {
 pub trait RunQueue: Send + Sync {
     /// Puts a ticket on its cluster's queue.
     async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError>;
+
+    /// Puts a ticket on its cluster's queue, to be taken no sooner than
+    /// `delay` from now (SQS: at most 15 minutes).
+    async fn enqueue_after(
+        &self,
+        ticket: &RunTicket,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError>;
 }
 
 /// What an engine needs to launch one attempt.
@@ -214,7 +305,7 @@ impl LaunchSpec {
             resources: run.resources(),
             active_deadline_seconds: spec.active_deadline_seconds,
             secrets: spec.secrets.clone(),
-            node_lifecycle: spec.node_lifecycle,
+            node_lifecycle: run.lifecycle(),
             repository_credentials: spec.repository_credentials.clone(),
             ports: spec.ports.clone(),
         }

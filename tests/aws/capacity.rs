@@ -18,7 +18,7 @@ impl Stack {
     /// Delivers the one run queued and returns the RunTask body that
     /// launched it (a family's first launch also tries one before the
     /// family is registered).
-    async fn launched_run_task(&self) -> Value {
+    pub(crate) async fn launched_run_task(&self) -> Value {
         self.counter.reset();
         assert_eq!(self.deliver_queue(false).await, 1);
         let bodies = self.counter.bodies("RunTask");

@@ -1,7 +1,9 @@
 //! Retry policies on the real binary: an exit code the policy lists runs
 //! again after its backoff, another stands; an attempt that runs out of
 //! memory runs again with more; a bad policy is refused when it is saved;
-//! a run that does not run yet says why it waits.
+//! a run that does not run yet says why it waits, and where it stands in its
+//! cluster's queue; a cluster's `max_concurrency` holds while another
+//! cluster runs beside it.
 
 use std::time::Duration;
 
@@ -256,10 +258,11 @@ async fn a_queued_run_says_it_waits_for_a_free_slot_until_the_run_ahead_ends() {
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["status"], "QUEUED", "parallelism 1 is taken: {view}");
     assert_eq!(
-        view["waiting_reason"], "waiting in cluster default's queue for a free slot",
+        view["waiting_reason"], "waiting for a free slot: parallelism 1, 1 running",
         "{view}"
     );
     assert!(view["waiting_since"].is_string(), "{view}");
+    assert_eq!(view["queue_position"], 1, "{view}");
     let (status, _) = server
         .delete(&format!("/api/v6/task/x/history/{blocker}"), &[])
         .await;
@@ -267,4 +270,123 @@ async fn a_queued_run_says_it_waits_for_a_free_slot_until_the_run_ahead_ends() {
     let run = wait_stopped(&server, &next).await;
     assert_eq!(run["exit_code"], 0, "{run}");
     assert!(run.get("waiting_reason").is_none(), "{run}");
+}
+
+#[tokio::test]
+async fn a_cluster_with_max_concurrency_one_runs_its_runs_one_at_a_time_while_another_runs_in_parallel()
+ {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 4).await;
+    for body in [
+        json!({"name": "single", "max_concurrency": 1}),
+        json!({"name": "wide"}),
+    ] {
+        let (status, answer) = server
+            .send(reqwest::Method::POST, "/api/v6/clusters", &body.to_string())
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, answer) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v6/clusters",
+            &json!({"name": "bad", "max_concurrency": -2}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.to_string().contains("max_concurrency -2"),
+        "{answer}"
+    );
+    // Each run holds until its marker file is there.
+    let gate = dir.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap_or_else(|e| panic!("{e}"));
+    let command = format!(
+        "while [ ! -e {}/$FLOTILLA_RUN_ID ]; do sleep 0.1; done",
+        gate.display()
+    );
+    server.define("held", &command).await;
+    let launch = |cluster: &'static str| {
+        let server = &server;
+        async move { id(&server.execute("held", json!({"cluster": cluster})).await) }
+    };
+    let single: Vec<String> = vec![
+        launch("single").await,
+        launch("single").await,
+        launch("single").await,
+    ];
+    let wide: Vec<String> = vec![launch("wide").await, launch("wide").await];
+    for run in &wide {
+        server
+            .wait_for(run, "RUNNING", |r| r["status"] == "RUNNING")
+            .await;
+    }
+    let (first, _) = server
+        .wait_for(&single[0], "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+    assert_eq!(first["cluster"], "single", "{first}");
+    // The cluster's other runs wait at its cap, in order, while the other
+    // cluster's two run.
+    for (n, run) in single[1..].iter().enumerate() {
+        let (status, view) = server.get(&format!("/api/v6/{run}/status")).await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["status"], "QUEUED", "{view}");
+        assert_eq!(
+            view["waiting_reason"], "cluster single is at its cap: 1 of 1 running",
+            "{view}"
+        );
+        assert_eq!(view["queue_position"], n as u64 + 1, "{view}");
+    }
+    let (_, page) = server
+        .get("/api/v6/history?cluster_name=single&status=QUEUED")
+        .await;
+    let listed = page["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 2, "{page}");
+    assert!(
+        listed
+            .iter()
+            .all(|r| r["waiting_reason"] == "cluster single is at its cap: 1 of 1 running"),
+        "the list says why too: {page}"
+    );
+    // As each run ends the next takes its place, never two at once.
+    let release = |run: &str| {
+        std::fs::write(gate.join(run), b"").unwrap_or_else(|e| panic!("{e}"));
+    };
+    release(&single[0]);
+    server.wait_stopped(&single[0]).await;
+    server
+        .wait_for(&single[1], "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+    let (_, view) = server.get(&format!("/api/v6/{}/status", single[2])).await;
+    assert_eq!(view["queue_position"], 1, "it moved up: {view}");
+    let (_, view) = server.get(&format!("/api/v6/history/{}", single[0])).await;
+    assert!(view.get("queue_position").is_none(), "{view}");
+    release(&single[1]);
+    server.wait_stopped(&single[1]).await;
+    server
+        .wait_for(&single[2], "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+    for run in wide.iter().chain(&single[2..]) {
+        release(run);
+    }
+    for run in wide.iter().chain(&single[2..]) {
+        let (stopped, _) = server.wait_stopped(run).await;
+        assert_eq!(stopped["exit_code"], 0, "{stopped}");
+    }
+    // Never more than one of the capped cluster's runs ran at once.
+    let mut spans = Vec::new();
+    for run in &single {
+        let (_, view) = server.get(&format!("/api/v6/task/x/history/{run}")).await;
+        let time = |field: &str| {
+            view[field]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .unwrap_or_else(|| panic!("no {field}: {view}"))
+        };
+        spans.push((time("started_at"), time("finished_at")));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "two ran at once: {spans:?}");
+    }
 }

@@ -697,3 +697,70 @@ async fn the_runs_pager_moves_by_next_token_and_back() {
     ui.wait_text("#page-range", "1–50 of 52").await;
     assert_eq!(ui.rows("#runs-table").await.len(), 50);
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_queued_run_shows_why_it_waits_and_its_place_in_the_queue_until_a_slot_frees() {
+    let ui = Ui::start("waiting").await;
+    let (status, cluster) = ui
+        .server
+        .send(
+            reqwest::Method::POST,
+            "/api/v6/clusters",
+            &json!({"name": "single", "max_concurrency": 1}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{cluster}");
+    let def = ui.server.define("sleeper", "echo started; sleep 300").await;
+    let definition_id = def["definition_id"].as_str().unwrap_or_default().to_owned();
+    let id = |run: &serde_json::Value| run["run_id"].as_str().unwrap_or_default().to_owned();
+    let first = id(&ui
+        .server
+        .execute("sleeper", json!({"cluster": "single"}))
+        .await);
+    ui.server
+        .wait_for(&first, "RUNNING", |r| r["status"] == "RUNNING")
+        .await;
+    let second = id(&ui
+        .server
+        .execute("sleeper", json!({"cluster": "single"}))
+        .await);
+    let reason = "cluster single is at its cap: 1 of 1 running";
+    ui.server
+        .wait_for(&second, "at its cap", |r| r["waiting_reason"] == reason)
+        .await;
+
+    ui.open("#/runs").await;
+    ui.wait_text("#runs-table", reason).await;
+    let rows = ui.wait_rows("#runs-table", 2).await;
+    let waiting: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[2].as_str(), r[7].as_str()))
+        .collect();
+    assert!(
+        waiting.contains(&("QUEUED", reason)) && waiting.contains(&("RUNNING", "—")),
+        "the list's Waiting column says why a queued run waits: {rows:?}"
+    );
+    ui.shot("list").await;
+
+    ui.open(&format!("#/runs/{second}")).await;
+    let shown = ui
+        .wait_text("#run-waiting", "position 1 in cluster single's queue")
+        .await;
+    assert!(shown.contains(reason), "{shown}");
+    ui.shot("queued-run").await;
+
+    // The run ahead stops; the waiting one takes its slot and the notice goes.
+    let (status, stopped) = ui
+        .server
+        .delete(
+            &format!("/api/v6/task/{definition_id}/history/{first}"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{stopped}");
+    ui.wait_text("#run-status", "RUNNING").await;
+    ui.browser
+        .wait_gone("#run-waiting:not([hidden])", WAIT)
+        .await;
+}

@@ -49,6 +49,20 @@ export async function runView(scope, runId) {
   const linksHost = h('span', { class: 'bar', id: 'run-links' });
   const timelineHost = h('div', { id: 'run-timeline' });
   const durationEl = h('span', { id: 'run-duration' });
+  // Why a run that has not started waits, and where it stands in its
+  // cluster's queue; refreshed from every status poll.
+  const waitingEl = h('p', { class: 'notice waiting', id: 'run-waiting', role: 'status', hidden: true });
+  const showWaiting = (s) => {
+    if (!s.waiting_reason) {
+      waitingEl.hidden = true;
+      waitingEl.textContent = '';
+      return;
+    }
+    const place = s.queue_position ? ` · position ${s.queue_position} in cluster ${run.cluster}'s queue` : '';
+    const since = s.waiting_since ? ` · since ${new Date(s.waiting_since).toLocaleTimeString()}` : '';
+    waitingEl.textContent = `Waiting: ${s.waiting_reason}${place}${since}`;
+    waitingEl.hidden = false;
+  };
 
   // ---- the log ----------------------------------------------------------
   const logPre = h('pre', { class: 'log', id: 'run-log', tabindex: 0, 'aria-label': 'Run log', 'aria-busy': 'true' });
@@ -194,6 +208,7 @@ export async function runView(scope, runId) {
       links.push(h('a', { href: `api/v6/${enc(run.run_id)}/logs?raw_text=true&attempt=${n}`, target: '_blank', rel: 'noopener', class: 'attempt-log' }, `Attempt ${n}'s log`));
     }
     replace(linksHost, links);
+    showWaiting(run);
     replace(attrsHost, attrs([
       ['Exit code', run.exit_code === undefined ? '—' : String(run.exit_code)],
       run.exit_reason ? ['Exit reason', run.exit_reason, true] : null,
@@ -215,7 +230,8 @@ export async function runView(scope, runId) {
       ['Timeout (s)', run.active_deadline_seconds],
       ['Host', run.instance && run.instance.dns_name],
       ['Engine task', run.task_id ? h('span', { class: 'mono' }, run.task_id) : null],
-      ['Node lifecycle', run.node_lifecycle],
+      ['Node lifecycle', run.lifecycle_note ? `${run.node_lifecycle} (${run.lifecycle_note})` : run.node_lifecycle],
+      run.resources_note ? ['Resources', run.resources_note] : null,
       run.tier ? ['Tier', run.tier] : null,
       ['Description', run.description],
       isTemplate && run.execution_request_custom
@@ -248,6 +264,7 @@ export async function runView(scope, runId) {
       } else if (polls % 5 === 0) {
         await loadTimeline();
       }
+      showWaiting(status);
       if (run.started_at && !run.finished_at) durationEl.textContent = duration(run.started_at);
       await pullLog();
       if (polls === 1) renderLog();
@@ -277,6 +294,7 @@ export async function runView(scope, runId) {
     h('p', { class: 'sub mono', id: 'run-id' }, run.run_id),
     actions,
     notices,
+    waitingEl,
     attrsHost,
     h('h2', { id: 'log-heading' }, 'Log'),
     h('div', { class: 'log-tools' },

@@ -24,6 +24,7 @@ export function runsTable(rows, { id, empty = 'No runs.' } = {}) {
     ['Owner', (r) => r.user],
     ['Queued', (r) => timeEl(r.queued_at)],
     ['Duration', (r) => (r.started_at ? duration(r.started_at, r.finished_at) : '—')],
+    ['Waiting', (r) => (r.waiting_reason ? h('span', { class: 'waiting', title: r.waiting_reason }, r.waiting_reason) : '—')],
     ['Exit', (r) => h('td', { class: 'num' }, r.exit_code ?? '—')],
   ], rows, { id, empty, label: 'Runs' });
 }

@@ -20,6 +20,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::domain::retry::SPOT_INTERRUPTION;
 use crate::ports::{EngineChange, EngineUpdate};
 
 /// `detail-type` of the events this module reads.
@@ -35,7 +36,10 @@ const INFRASTRUCTURE_REASONS: [&str; 4] = [
     "ResourceInitializationError",
 ];
 /// Stop codes that mean the infrastructure failed.
-const INFRASTRUCTURE_STOP_CODES: [&str; 2] = ["SpotInterruption", "TaskFailedToStart"];
+const INFRASTRUCTURE_STOP_CODES: [&str; 2] = [SPOT_INTERRUPTION_CODE, "TaskFailedToStart"];
+/// The stop code of a task whose Fargate Spot capacity was reclaimed; its
+/// reason then starts with [`SPOT_INTERRUPTION`].
+const SPOT_INTERRUPTION_CODE: &str = "SpotInterruption";
 
 /// An EventBridge event carrying an ECS task state change.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -187,16 +191,19 @@ pub fn task_update(task: &EcsTask, seen: DateTime<Utc>) -> Option<EngineUpdate> 
                         at,
                     )
                 }
-                None if is_infrastructure_failure(task, &reason) => (
-                    EngineChange::InfrastructureFailure {
-                        reason: if reason.is_empty() {
-                            task.stop_code.clone().unwrap_or_default()
-                        } else {
-                            reason
-                        },
-                    },
-                    at,
-                ),
+                None if is_infrastructure_failure(task, &reason) => {
+                    let reason = if reason.is_empty() {
+                        task.stop_code.clone().unwrap_or_default()
+                    } else {
+                        reason
+                    };
+                    let reason = if task.stop_code.as_deref() == Some(SPOT_INTERRUPTION_CODE) {
+                        format!("{SPOT_INTERRUPTION}: {reason}")
+                    } else {
+                        reason
+                    };
+                    (EngineChange::InfrastructureFailure { reason }, at)
+                }
                 None => (
                     EngineChange::Exited {
                         exit_code: None,
@@ -300,7 +307,14 @@ mod tests {
         }
         match change("ecs-task-stopped-cannot-pull-container") {
             EngineChange::InfrastructureFailure { reason } => {
-                assert!(reason.contains("CannotPullContainerError"), "{reason}")
+                assert!(reason.contains("CannotPullContainerError"), "{reason}");
+                assert!(!reason.starts_with(SPOT_INTERRUPTION), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match change("ecs-task-stopped-spot-interruption") {
+            EngineChange::InfrastructureFailure { reason } => {
+                assert!(reason.starts_with("spot interruption: "), "{reason}")
             }
             other => panic!("{other:?}"),
         }

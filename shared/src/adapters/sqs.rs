@@ -141,18 +141,28 @@ impl SqsRunQueue {
     }
 }
 
+/// The longest delay SQS gives a message, in seconds.
+const MAX_DELAY_SECONDS: u64 = 900;
+
 #[async_trait]
 impl RunQueue for SqsRunQueue {
     async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError> {
+        self.enqueue_after(ticket, std::time::Duration::ZERO).await
+    }
+
+    async fn enqueue_after(
+        &self,
+        ticket: &RunTicket,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
         let url = self.queue_url(&ticket.cluster).await?;
         let body = serde_json::to_string(&TicketMessage::from(ticket)).map_err(backend)?;
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(backend)?;
+        let delay = delay.as_secs().min(MAX_DELAY_SECONDS);
+        let mut send = self.client.send_message().queue_url(url).message_body(body);
+        if delay > 0 {
+            send = send.delay_seconds(delay as i32);
+        }
+        send.send().await.map_err(backend)?;
         Ok(())
     }
 }

@@ -25,6 +25,27 @@ impl App {
         Ok(clusters)
     }
 
+    /// The registered clusters whose every slot is held, or about to be by
+    /// the launches `in_flight` (per cluster): runs of theirs wait until one
+    /// is given back.
+    pub async fn clusters_at_cap(
+        &self,
+        in_flight: &std::collections::HashMap<String, u64>,
+    ) -> Result<Vec<String>, AppError> {
+        let (clusters, _) = self.clusters.clusters().await?;
+        let mut full = Vec::new();
+        for cluster in clusters {
+            let Some(cap) = cluster.max_concurrency else {
+                continue;
+            };
+            let launching = in_flight.get(&cluster.name).copied().unwrap_or(0);
+            if self.runs.slots_held(&cluster.name).await? + launching >= u64::from(cap) {
+                full.push(cluster.name);
+            }
+        }
+        Ok(full)
+    }
+
     /// One cluster, registered or implied.
     pub async fn cluster(&self, name: &str) -> Result<Cluster, AppError> {
         self.known_clusters()

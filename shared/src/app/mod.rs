@@ -79,6 +79,9 @@ pub struct AppSettings {
     pub add_cluster_hint: String,
     /// What the engine can take of a launch's command and env.
     pub launch_limits: crate::domain::limits::LaunchLimits,
+    /// The most runs launched at once over every cluster, when the server
+    /// has such a limit (the local server's `--parallelism`).
+    pub parallelism: Option<usize>,
 }
 
 /// Every storage port, implemented by one backend (SQLite, DynamoDB).
@@ -234,7 +237,8 @@ impl App {
                     other => other.into(),
                 })?;
                 let version = state.version;
-                let previous = state.run.as_ref().map(|r| r.status);
+                let before = state.run.clone();
+                let previous = before.as_ref().map(|r| r.status);
                 let next = events.iter().fold(state, evolve);
                 let Some(run) = next.run else {
                     return Err(AppError::NotFound(Missing::Run(run_id.to_owned())));
@@ -242,7 +246,12 @@ impl App {
                 if events.is_empty() {
                     return Ok(Step::Done((run, false)));
                 }
-                match self.runs.append(run_id, version, &events, &run).await {
+                let slot = crate::ports::SlotChange::between(before.as_ref(), &run);
+                match self
+                    .runs
+                    .append_with_slot(run_id, version, &events, &run, &slot)
+                    .await
+                {
                     Ok(_) => {
                         if previous != Some(run.status) {
                             self.publish(&run, previous).await;

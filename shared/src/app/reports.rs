@@ -6,13 +6,13 @@
 
 use tracing::{info, warn};
 
-use crate::app::App;
+use crate::app::{App, Step, retry_on_conflict};
 use crate::domain::EnvVar;
 use crate::domain::launch::{ATTEMPT_VAR, RUN_TOKEN_VAR};
 use crate::domain::report::ReportedStatus;
-use crate::domain::run::{Run, RunCommand, RunStatus};
-use crate::error::{AppError, EngineError, Missing};
-use crate::ports::{EngineUpdate, LaunchSpec, RunTicket};
+use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
+use crate::error::{AppError, Contended, EngineError, Missing, StoreError};
+use crate::ports::{EngineUpdate, LaunchSpec, RunTicket, SlotChange};
 
 /// What [`App::submit`] did with a ticket.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,13 @@ pub enum SubmitOutcome {
     /// Nothing to do: the run is gone, not QUEUED, or at another attempt (a
     /// duplicate or stale ticket). Acknowledge it.
     Skipped,
+    /// Every slot of the run's cluster is held: the ticket waits for one
+    /// (put back on the queue with a delay, so waiting never counts as a
+    /// failed delivery).
+    AtCap {
+        /// Why.
+        reason: String,
+    },
     /// The engine refused for now; try the ticket again later.
     Deferred {
         /// Why.
@@ -59,6 +66,21 @@ impl App {
     /// QUEUED and is skipped, so no attempt is launched twice.
     pub async fn submit(&self, ticket: &RunTicket) -> Result<SubmitOutcome, AppError> {
         let state = self.runs.get(&ticket.run_id).await?;
+        let Some(run) = state
+            .run
+            .as_ref()
+            .filter(|r| r.is_launchable(ticket.attempt))
+        else {
+            return Ok(SubmitOutcome::Skipped);
+        };
+        let cap = self.cluster_cap(&run.spec.cluster).await?;
+        let state = match cap {
+            Some(cap) if run.slot.is_none() => match self.admit(ticket, cap, state).await? {
+                Admission::Admitted(state) => *state,
+                Admission::Full(reason) => return Ok(SubmitOutcome::AtCap { reason }),
+            },
+            _ => state,
+        };
         let Some(run) = state
             .run
             .as_ref()
@@ -118,6 +140,68 @@ impl App {
                 Ok(SubmitOutcome::Failed { reason: message })
             }
         }
+    }
+
+    /// The cap of `cluster`'s runs at once, when it has one.
+    pub(crate) async fn cluster_cap(&self, cluster: &str) -> Result<Option<u32>, AppError> {
+        let (clusters, _) = self.clusters.clusters().await?;
+        Ok(clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .and_then(|c| c.max_concurrency))
+    }
+
+    /// Takes a slot of the ticket's cluster for its attempt, in the same
+    /// write as the admission, unless all `cap` are held.
+    async fn admit(
+        &self,
+        ticket: &RunTicket,
+        cap: u32,
+        known: RunState,
+    ) -> Result<Admission, AppError> {
+        let mut known = Some(known);
+        let run_id = ticket.run_id.as_str();
+        retry_on_conflict(Contended::Run(run_id.to_owned()), || {
+            let known = known.take();
+            async move {
+                let state = match known {
+                    Some(state) => state,
+                    None => self.runs.get(run_id).await?,
+                };
+                let admit = RunCommand::Admit {
+                    attempt: ticket.attempt,
+                    cap,
+                    now: self.now(),
+                };
+                let events = decide(&state, admit)?;
+                if events.is_empty() {
+                    return Ok(Step::Done(Admission::Admitted(Box::new(state))));
+                }
+                let before = state.run.clone();
+                let version = state.version;
+                let next = events.iter().fold(state, evolve);
+                let Some(run) = next.run.as_ref() else {
+                    return Err(AppError::NotFound(Missing::Run(run_id.to_owned())));
+                };
+                let slot = SlotChange::between(before.as_ref(), run);
+                match self
+                    .runs
+                    .append_with_slot(run_id, version, &events, run, &slot)
+                    .await
+                {
+                    Ok(version) => Ok(Step::Done(Admission::Admitted(Box::new(RunState {
+                        version,
+                        run: next.run,
+                    })))),
+                    Err(full @ StoreError::AtCap { .. }) => {
+                        Ok(Step::Done(Admission::Full(full.to_string())))
+                    }
+                    Err(StoreError::Conflict { .. }) => Ok(Step::Again),
+                    Err(other) => Err(other.into()),
+                }
+            }
+        })
+        .await
     }
 
     /// Records a state change reported by an engine. Duplicates, stale attempts
@@ -197,4 +281,12 @@ impl App {
         let changed = after != before;
         Ok((after, changed))
     }
+}
+
+/// Whether an attempt got a slot of its cluster.
+enum Admission {
+    /// It holds one: the run as it is now.
+    Admitted(Box<RunState>),
+    /// Every slot is held; why it waits.
+    Full(String),
 }

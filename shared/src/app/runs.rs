@@ -5,10 +5,21 @@ use tracing::warn;
 
 use crate::app::App;
 use crate::domain::identity::Caller;
-use crate::domain::query::{Page, RunQuery};
-use crate::domain::run::{Run, RunCommand, RunStatus};
+use crate::domain::query::{Page, Paging, RunQuery};
+use crate::domain::run::{Capacity, Run, RunCommand, RunStatus};
 use crate::error::{Act, AppError, Missing, Refusal};
 use crate::ports::RecordedEvent;
+
+/// Where a run that waits stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Why it waits.
+    pub reason: String,
+    /// Since when.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// A QUEUED run's place in its cluster's queue, 1 being next.
+    pub queue_position: Option<u64>,
+}
 
 impl App {
     /// One run.
@@ -30,6 +41,59 @@ impl App {
     /// Runs matching a query.
     pub async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run>, AppError> {
         Ok(self.runs.list(query).await?)
+    }
+
+    /// What holds QUEUED runs of `cluster` back: its cap and the slots
+    /// held, and the server's parallelism and the runs it has launched.
+    pub async fn capacity(&self, cluster: &str) -> Result<Capacity, AppError> {
+        let cluster_cap = match self.cluster_cap(cluster).await? {
+            Some(cap) => Some((cap, self.runs.slots_held(cluster).await?)),
+            None => None,
+        };
+        let parallelism = match self.settings.parallelism {
+            Some(parallelism) => {
+                let launched = self
+                    .runs
+                    .list(&RunQuery {
+                        statuses: vec![RunStatus::Pending, RunStatus::Running],
+                        paging: Paging {
+                            limit: 1,
+                            offset: 0,
+                        },
+                        ..RunQuery::default()
+                    })
+                    .await?
+                    .total;
+                Some((parallelism as u64, launched))
+            }
+            None => None,
+        };
+        Ok(Capacity {
+            cluster_cap,
+            parallelism,
+        })
+    }
+
+    /// Where a run that does not run yet stands: why it waits and since
+    /// when, and for a QUEUED run its place in its cluster's queue (1 is
+    /// next), from one index range counted.
+    pub async fn waiting(&self, run: &Run) -> Result<Option<Waiting>, AppError> {
+        let capacity = match run.status {
+            RunStatus::Queued => self.capacity(&run.spec.cluster).await?,
+            _ => Capacity::default(),
+        };
+        let Some((reason, since)) = run.waiting_for(&capacity) else {
+            return Ok(None);
+        };
+        let queue_position = match run.status {
+            RunStatus::Queued => self.runs.queued_ahead(run).await?.map(|ahead| ahead + 1),
+            _ => None,
+        };
+        Ok(Some(Waiting {
+            reason,
+            since,
+            queue_position,
+        }))
     }
 
     /// A run's event stream.

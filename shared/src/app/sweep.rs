@@ -40,6 +40,9 @@ pub struct TickOutcome {
     /// What the sweep could not do, one line each (run id and error); those
     /// runs are due again next sweep.
     pub failed: Vec<String>,
+    /// Capped clusters whose count of held slots disagreed with their runs
+    /// and was set right: `<cluster>: <from> -> <to>`.
+    pub slots_repaired: Vec<String>,
 }
 
 /// What one reconciliation did.
@@ -124,6 +127,7 @@ impl App {
                 }
             }
         }
+        self.repair_slots(&mut outcome).await;
         let stale_before = self.now() - requeue_after;
         // A ticket is never older than its run: runs queued since
         // `stale_before` cannot be due.
@@ -142,6 +146,52 @@ impl App {
             }
         }
         Ok(outcome)
+    }
+
+    /// Sets each capped cluster's count of held slots to the number of its
+    /// runs whose projection holds one, if the count did not move while
+    /// they were counted (it is read first, and set only if unchanged).
+    async fn repair_slots(&self, outcome: &mut TickOutcome) {
+        let clusters = match self.clusters.clusters().await {
+            Ok((clusters, _)) => clusters,
+            Err(e) => {
+                outcome.failed.push(format!("the cluster registry: {e}"));
+                return;
+            }
+        };
+        for cluster in clusters.iter().filter(|c| c.max_concurrency.is_some()) {
+            let name = &cluster.name;
+            let seen = match self.runs.slots_held(name).await {
+                Ok(n) => n,
+                Err(e) => {
+                    outcome.failed.push(format!("cluster {name}'s slots: {e}"));
+                    continue;
+                }
+            };
+            let mut pages = Pages::new(
+                &[RunStatus::Queued, RunStatus::Pending, RunStatus::Running],
+                None,
+            );
+            pages.query.clusters = vec![name.clone()];
+            let mut counted = 0u64;
+            while let Some(runs) = next_or_note(&mut pages, self, &mut outcome.failed).await {
+                counted += runs.iter().filter(|r| r.slot.is_some()).count() as u64;
+            }
+            // A page that could not be read leaves the count short.
+            if !pages.done || counted == seen {
+                continue;
+            }
+            match self.runs.repair_slots(name, seen, counted).await {
+                Ok(true) => {
+                    warn!(cluster = %name, from = seen, to = counted, "set a cluster's held slots right");
+                    outcome
+                        .slots_repaired
+                        .push(format!("{name}: {seen} -> {counted}"));
+                }
+                Ok(false) => {}
+                Err(e) => outcome.failed.push(format!("cluster {name}'s slots: {e}")),
+            }
+        }
     }
 
     /// Queues a NEEDS_RETRY run again (and enqueues it), or gives up on it;

@@ -96,7 +96,7 @@ async fn a_stop_that_lands_while_the_engine_launches_leaves_no_task_behind() {
     let submitting = {
         let (app, store, clock) = (Arc::clone(&t.app), t.store.clone(), Arc::clone(&t.clock));
         tokio::spawn(async move {
-            let claimed = store.claim(None, clock.now()).await.unwrap().unwrap();
+            let claimed = store.claim(None, clock.now(), &[]).await.unwrap().unwrap();
             app.submit(&claimed.ticket).await
         })
     };

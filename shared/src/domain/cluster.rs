@@ -87,6 +87,10 @@ pub struct Cluster {
     /// Region, for information.
     #[serde(default)]
     pub region: String,
+    /// The most runs of this cluster launched at once (PENDING or
+    /// RUNNING); none: only the engine's own limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
     /// Whether it is only implied by the deployment (never registered).
@@ -114,7 +118,12 @@ pub struct ClusterInput {
     pub namespace: Option<String>,
     /// Region.
     pub region: Option<String>,
+    /// The most runs launched at once; 0 removes the cap.
+    pub max_concurrency: Option<i64>,
 }
+
+/// The highest `max_concurrency` a cluster takes.
+pub const MAX_CONCURRENCY: i64 = 100_000;
 
 /// Whether `name` can name a cluster (and therefore a queue).
 pub fn is_cluster_name(name: &str) -> bool {
@@ -143,6 +152,7 @@ impl Cluster {
             cluster_version: String::new(),
             namespace: String::new(),
             region: String::new(),
+            max_concurrency: None,
             updated_at: now,
             implicit: true,
         }
@@ -243,6 +253,14 @@ impl Cluster {
         }
         if let Some(v) = input.region {
             self.region = v;
+        }
+        match input.max_concurrency {
+            None => {}
+            Some(0) => self.max_concurrency = None,
+            Some(n @ 1..=MAX_CONCURRENCY) => self.max_concurrency = u32::try_from(n).ok(),
+            Some(n) => problems.push(format!(
+                "max_concurrency {n} is not valid: use 1 to {MAX_CONCURRENCY} runs at once, or 0 for no cap"
+            )),
         }
         self.updated_at = now;
         ValidationError::from_problems(problems)
@@ -349,6 +367,48 @@ mod tests {
             default_cluster: "default",
             spread_key: "run-1",
         }
+    }
+
+    #[test]
+    fn max_concurrency_takes_one_to_the_limit_zero_removes_it_and_anything_else_is_refused() {
+        let with = |n: i64| {
+            Cluster::create(
+                ClusterInput {
+                    name: Some("capped".into()),
+                    max_concurrency: Some(n),
+                    ..Default::default()
+                },
+                now(),
+            )
+        };
+        assert_eq!(with(1).unwrap().max_concurrency, Some(1));
+        let top = MAX_CONCURRENCY;
+        assert_eq!(with(top).unwrap().max_concurrency, u32::try_from(top).ok());
+        for bad in [-1, top + 1, i64::MAX, i64::MIN] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("max_concurrency {bad} is not valid"))
+                    && e.contains("0 for no cap"),
+                "{e}"
+            );
+        }
+        let capped = with(10).unwrap();
+        let removed = capped
+            .updated(
+                ClusterInput {
+                    max_concurrency: Some(0),
+                    ..Default::default()
+                },
+                now(),
+            )
+            .unwrap();
+        assert_eq!(removed.max_concurrency, None, "0 removes the cap");
+        let kept = capped.updated(ClusterInput::default(), now()).unwrap();
+        assert_eq!(
+            kept.max_concurrency,
+            Some(10),
+            "an update without it keeps it"
+        );
     }
 
     #[test]

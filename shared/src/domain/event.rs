@@ -138,6 +138,13 @@ pub enum RunEvent {
         /// Why its resources differ.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resources_note: Option<String>,
+        /// The capacity the new attempt runs on, when it differs from the
+        /// last one's (on-demand after a spot interruption).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_lifecycle: Option<crate::domain::spec::NodeLifecycle>,
+        /// Why it runs there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lifecycle_note: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -147,6 +154,17 @@ pub enum RunEvent {
     RunReenqueued {
         /// The attempt the ticket is for.
         attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The run's attempt took one of its cluster's `cap` slots, before it
+    /// is handed to the engine; the slot is given back when the attempt
+    /// ends, waits for a retry, or cannot be launched yet.
+    RunAdmitted {
+        /// The attempt.
+        attempt: u32,
+        /// The cluster's cap it was admitted under.
+        cap: u32,
         /// When.
         at: DateTime<Utc>,
     },
@@ -166,6 +184,7 @@ impl RunEvent {
             Self::RunPreparing { .. } => "RunPreparing",
             Self::RunRequeued { .. } => "RunRequeued",
             Self::RunReenqueued { .. } => "RunReenqueued",
+            Self::RunAdmitted { .. } => "RunAdmitted",
         }
     }
 
@@ -181,7 +200,8 @@ impl RunEvent {
             | Self::RunLaunchDeferred { at, .. }
             | Self::RunPreparing { at, .. }
             | Self::RunRequeued { at, .. }
-            | Self::RunReenqueued { at, .. } => *at,
+            | Self::RunReenqueued { at, .. }
+            | Self::RunAdmitted { at, .. } => *at,
         }
     }
 }

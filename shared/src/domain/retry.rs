@@ -37,6 +37,9 @@ pub const IMAGE_PULL_FAILED: &str = "image pull failed";
 pub const MAX_POLICY_ATTEMPTS: u32 = 10;
 /// How much more memory an attempt gets after one ran out, by default.
 pub const DEFAULT_MEMORY_MULTIPLIER: f64 = 1.5;
+/// How the reason of an attempt whose spot capacity was reclaimed begins.
+pub const SPOT_INTERRUPTION: &str = "spot interruption";
+
 /// Largest memory multiplier a policy may give.
 pub const MAX_MEMORY_MULTIPLIER: f64 = 4.0;
 /// Longest wait a backoff may give, in seconds (one day).

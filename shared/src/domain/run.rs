@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::error::DomainError;
 use crate::domain::event::RunEvent;
 use crate::domain::limits::LaunchLimits;
-use crate::domain::retry::{OUT_OF_MEMORY, RetryReason, Verdict};
-use crate::domain::spec::Resources;
+use crate::domain::retry::{OUT_OF_MEMORY, RetryReason, SPOT_INTERRUPTION, Verdict};
+use crate::domain::spec::{NodeLifecycle, Resources};
 pub use crate::domain::spec::{RunSpec, TemplateUse};
 
 /// Flotilla's run statuses.
@@ -162,12 +162,28 @@ pub struct Run {
     /// step was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preparing: Option<(String, DateTime<Utc>)>,
+    /// The capacity the current attempt runs on, when it differs from the
+    /// spec's (on-demand after a spot interruption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_lifecycle: Option<NodeLifecycle>,
+    /// Why the current attempt runs on that capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_note: Option<String>,
+    /// The cap of its cluster the current attempt holds a slot under, from
+    /// its admission until it ends, waits for a retry or is deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
 }
 
 impl Run {
     /// The resources of the current attempt.
     pub fn resources(&self) -> Resources {
         self.attempt_resources.unwrap_or(self.spec.resources)
+    }
+
+    /// The capacity the current attempt runs on.
+    pub fn lifecycle(&self) -> NodeLifecycle {
+        self.attempt_lifecycle.unwrap_or(self.spec.node_lifecycle)
     }
 
     /// Why a run that does not run yet waits, and since when; `None` once
@@ -227,6 +243,36 @@ impl Run {
         }
     }
 
+    /// [`Run::waiting`], told what else holds a QUEUED run back: its
+    /// cluster at its cap, or every slot of the server taken.
+    pub fn waiting_for(&self, capacity: &Capacity) -> Option<(String, DateTime<Utc>)> {
+        if self.status == RunStatus::Queued && self.slot.is_none() {
+            let since = self.last_enqueued_at();
+            if let Some((cap, held)) = capacity.cluster_cap
+                && held >= u64::from(cap)
+            {
+                return Some((
+                    format!(
+                        "cluster {} is at its cap: {held} of {cap} running",
+                        self.spec.cluster
+                    ),
+                    since,
+                ));
+            }
+            if let Some((parallelism, launched)) = capacity.parallelism
+                && launched >= parallelism
+            {
+                return Some((
+                    format!(
+                        "waiting for a free slot: parallelism {parallelism}, {launched} running"
+                    ),
+                    since,
+                ));
+            }
+        }
+        self.waiting()
+    }
+
     /// Whether an engine report about `attempt` at `engine_version` is older
     /// than what was applied, or about another attempt: such a report changes
     /// nothing.
@@ -261,6 +307,17 @@ impl Run {
             && self.attempt == attempt
             && self.stop_requested_by.is_none()
     }
+}
+
+/// What holds QUEUED runs back besides their own state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// The run's cluster's cap and how many of its slots are held, when it
+    /// has a cap.
+    pub cluster_cap: Option<(u32, u64)>,
+    /// The server's parallelism and how many runs it has launched, when it
+    /// has one (the local server).
+    pub parallelism: Option<(u64, u64)>,
 }
 
 /// A stream's state: how many events it holds and the run they fold into.
@@ -351,6 +408,16 @@ pub enum RunCommand {
         attempt: u32,
         /// What the engine said.
         reason: String,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// The attempt takes a slot of its cluster, whose cap is `cap`, before
+    /// it is handed to the engine (only clusters with a cap have slots).
+    Admit {
+        /// The attempt.
+        attempt: u32,
+        /// The cluster's cap.
+        cap: u32,
         /// Now.
         now: DateTime<Utc>,
     },
@@ -566,11 +633,25 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             reason,
             now,
         } => {
-            if run.is_launchable(attempt) && run.launch_deferred.as_deref() != Some(reason.as_str())
+            // A deferral gives back the slot the attempt holds, even when its
+            // reason was recorded already.
+            if run.is_launchable(attempt)
+                && (run.launch_deferred.as_deref() != Some(reason.as_str()) || run.slot.is_some())
             {
                 vec![RunEvent::RunLaunchDeferred {
                     attempt,
                     reason,
+                    at: now,
+                }]
+            } else {
+                vec![]
+            }
+        }
+        RunCommand::Admit { attempt, cap, now } => {
+            if run.is_launchable(attempt) && run.slot.is_none() {
+                vec![RunEvent::RunAdmitted {
+                    attempt,
+                    cap,
                     at: now,
                 }]
             } else {
@@ -611,9 +692,10 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             now,
         } => {
             let allowed = run.spec.retry.as_ref().map_or(max_attempts, |r| r.attempts);
+            let fallback = spot_fallback(run);
             if run.status != RunStatus::NeedsRetry || run.retry_at.is_some_and(|at| now < at) {
                 vec![]
-            } else if run.attempt >= allowed {
+            } else if run.attempt >= allowed && fallback.is_none() {
                 let last = run
                     .exit_reason
                     .as_deref()
@@ -632,10 +714,13 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 match next_resources(run, limits) {
                     Ok(grown) => {
                         let (resources, resources_note) = grown.unzip();
+                        let (node_lifecycle, lifecycle_note) = fallback.unzip();
                         vec![RunEvent::RunRequeued {
                             attempt: run.attempt + 1,
                             resources,
                             resources_note,
+                            node_lifecycle,
+                            lifecycle_note,
                             at: now,
                         }]
                     }
@@ -673,6 +758,26 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 }]
             }
         }
+    })
+}
+
+/// Where the attempt after `run`'s runs when the spot capacity it ran on was
+/// reclaimed: on on-demand, with why. That attempt is given even when the
+/// policy's attempts are used, and only once: it no longer runs on spot.
+fn spot_fallback(run: &Run) -> Option<(NodeLifecycle, String)> {
+    let interrupted = run
+        .exit_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(SPOT_INTERRUPTION));
+    (interrupted && run.lifecycle() == NodeLifecycle::Spot).then(|| {
+        (
+            NodeLifecycle::Ondemand,
+            format!(
+                "attempt {} lost its spot capacity; attempt {} runs on on-demand capacity",
+                run.attempt,
+                run.attempt + 1
+            ),
+        )
     })
 }
 
@@ -773,6 +878,9 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 resources_note: None,
                 submitted_at: None,
                 preparing: None,
+                attempt_lifecycle: None,
+                lifecycle_note: None,
+                slot: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
@@ -784,6 +892,10 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
         }
         (Some(run), RunEvent::RunLaunchDeferred { reason, .. }) => {
             run.launch_deferred = Some(reason.clone());
+            run.slot = None;
+        }
+        (Some(run), RunEvent::RunAdmitted { cap, .. }) => {
+            run.slot = Some(*cap);
         }
         (
             Some(run),
@@ -824,6 +936,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.exit_code = *exit_code;
             run.exit_reason = reason.clone();
             run.finished_at = Some(*at);
+            run.slot = None;
         }
         (
             Some(run),
@@ -841,6 +954,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.exit_reason = Some(reason.clone());
             run.finished_at = None;
             run.retry_at = *retry_at;
+            run.slot = None;
         }
         (Some(run), RunEvent::RunPreparing { at, message, .. }) => {
             run.prepared_at = Some(run.prepared_at.map_or(*at, |last| last.max(*at)));
@@ -860,12 +974,19 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 at,
                 resources,
                 resources_note,
+                node_lifecycle,
+                lifecycle_note,
             },
         ) => {
             if let Some(resources) = resources {
                 run.attempt_resources = Some(*resources);
                 run.resources_note = resources_note.clone();
             }
+            if let Some(lifecycle) = node_lifecycle {
+                run.attempt_lifecycle = Some(*lifecycle);
+                run.lifecycle_note = lifecycle_note.clone();
+            }
+            run.slot = None;
             run.retry_at = None;
             run.submitted_at = None;
             run.preparing = None;

@@ -97,6 +97,8 @@ fn a_report_about_an_earlier_attempt_changes_nothing() {
             attempt: 2,
             resources: None,
             resources_note: None,
+            node_lifecycle: None,
+            lifecycle_note: None,
             at: t(5),
         },
     ])
@@ -157,6 +159,8 @@ fn an_infrastructure_failure_needs_a_retry_and_the_sweep_queues_attempt_two() {
             attempt: 2,
             resources: None,
             resources_note: None,
+            node_lifecycle: None,
+            lifecycle_note: None,
             at: t(6),
         }])
         .then_status(RunStatus::Queued);
@@ -378,6 +382,8 @@ fn a_new_attempt_forgets_the_previous_tasks_engine_version() {
         attempt: 2,
         resources: None,
         resources_note: None,
+        node_lifecycle: None,
+        lifecycle_note: None,
         at: t(4),
     };
     RunScenario::given([queued(), submitted(1), failed_v9, requeued])
@@ -604,6 +610,8 @@ fn an_infrastructure_failure_waits_out_the_backoff_and_uses_the_policys_attempts
             attempt: 2,
             resources: None,
             resources_note: None,
+            node_lifecycle: None,
+            lifecycle_note: None,
             at: t(4),
         },
         RunEvent::RunNeedsRetry {
@@ -716,11 +724,15 @@ fn drive(policy: serde_json::Value, cap: u64, outcomes: &[u8]) -> Vec<Run> {
             3 => (Some(137), Some("out of memory (limit 64 MB)".to_owned())),
             _ => (None, None),
         };
-        let command = if *outcome == 4 {
+        let command = if *outcome >= 4 {
             RunCommand::RecordInfrastructureFailure {
                 attempt,
                 engine_version: None,
-                reason: "CannotPullContainerError".into(),
+                reason: if *outcome == 4 {
+                    "CannotPullContainerError".into()
+                } else {
+                    "spot interruption: Your Spot Task was interrupted.".into()
+                },
                 now: t(now),
             }
         } else {
@@ -746,11 +758,11 @@ fn drive(policy: serde_json::Value, cap: u64, outcomes: &[u8]) -> Vec<Run> {
 
 proptest! {
     #[test]
-    fn driven_through_any_outcomes_a_run_never_passes_its_attempts_or_its_memory_cap(
+    fn driven_through_any_outcomes_a_run_never_passes_its_attempts_or_its_memory_cap_and_leaves_spot_once(
         attempts in 1u32..=10,
         cap in 64u64..2000,
         multiplier in 1.1f64..4.0,
-        outcomes in prop::collection::vec(0u8..5, 1..14),
+        outcomes in prop::collection::vec(0u8..6, 1..14),
     ) {
         let policy = serde_json::json!({
             "attempts": attempts,
@@ -763,8 +775,20 @@ proptest! {
         let mut last_memory = 64;
         let mut last_attempt = 1;
         let mut ran_out = false;
+        let mut interrupted = false;
+        let mut fell_back = false;
         for run in &runs {
-            prop_assert!(run.attempt <= attempts, "attempt {} of {attempts}", run.attempt);
+            if run.lifecycle() == NodeLifecycle::Ondemand && !fell_back {
+                prop_assert!(interrupted, "left spot without a spot interruption");
+                fell_back = true;
+            }
+            prop_assert!(
+                !fell_back || run.lifecycle() == NodeLifecycle::Ondemand,
+                "went back to spot"
+            );
+            // The fallback is the one attempt a policy may be passed by.
+            let allowed = attempts + u32::from(fell_back);
+            prop_assert!(run.attempt <= allowed, "attempt {} of {allowed}", run.attempt);
             let memory = run.resources().memory.unwrap_or_default();
             prop_assert!(memory <= cap.max(64), "{memory} MB over the {cap} MB cap");
             if memory != last_memory {
@@ -773,6 +797,7 @@ proptest! {
                 prop_assert!(run.attempt > last_attempt, "memory changed within an attempt");
             }
             ran_out = run.exit_reason.as_deref().is_some_and(|r| r.starts_with("out of memory"));
+            interrupted = run.exit_reason.as_deref().is_some_and(|r| r.starts_with(SPOT_INTERRUPTION));
             last_memory = memory;
             last_attempt = run.attempt;
         }
@@ -835,4 +860,163 @@ fn a_run_that_does_not_run_yet_says_why_it_waits_and_since_when() {
         waiting(vec![queued(), submitted(1), stopped(1, Some(0))]),
         None
     );
+}
+
+fn spot_interruption(attempt: u32, now: i64) -> RunCommand {
+    RunCommand::RecordInfrastructureFailure {
+        attempt,
+        engine_version: None,
+        reason: "spot interruption: Your Spot Task was interrupted.".into(),
+        now: t(now),
+    }
+}
+
+#[test]
+fn a_spot_interruption_retries_once_on_ondemand_even_past_the_policys_attempts() {
+    let policy = serde_json::json!({"attempts": 1});
+    let outcome = RunScenario::given([queued_with(policy), submitted(1)])
+        .when(spot_interruption(1, 3))
+        .then_status(RunStatus::NeedsRetry);
+    let mut events = outcome.events();
+    let mut given = vec![
+        queued_with(serde_json::json!({"attempts": 1})),
+        submitted(1),
+    ];
+    given.append(&mut events);
+    let outcome = RunScenario::given(given.clone())
+        .when(requeue_at(10))
+        .then_status(RunStatus::Queued);
+    let run = outcome.run();
+    assert_eq!(run.attempt, 2, "one attempt more than the policy's one");
+    assert_eq!(run.lifecycle(), NodeLifecycle::Ondemand);
+    assert_eq!(
+        run.spec.node_lifecycle,
+        NodeLifecycle::Spot,
+        "the spec keeps what was asked"
+    );
+    let note = run.lifecycle_note.clone().unwrap_or_default();
+    assert!(note.contains("on-demand"), "{note}");
+    // On on-demand, another "spot interruption" (whatever says so) is an
+    // infrastructure failure like any other: the policy's attempts hold.
+    given.extend(outcome.events());
+    given.push(submitted(2));
+    let outcome = RunScenario::given(given.clone())
+        .when(spot_interruption(2, 20))
+        .then_status(RunStatus::NeedsRetry);
+    given.extend(outcome.events());
+    let outcome = RunScenario::given(given)
+        .when(requeue_at(30))
+        .then_status(RunStatus::Stopped);
+    assert_eq!(outcome.run().attempt, 2);
+}
+
+#[test]
+fn an_ondemand_run_interrupted_is_not_moved_and_other_failures_keep_spot() {
+    let mut spec = spec("r-1");
+    spec.node_lifecycle = NodeLifecycle::Ondemand;
+    let queued = RunEvent::RunQueued {
+        spec: Box::new(spec),
+        at: t(0),
+    };
+    let outcome = RunScenario::given([queued, submitted(1)])
+        .when(spot_interruption(1, 3))
+        .then_status(RunStatus::NeedsRetry);
+    assert_eq!(outcome.run().lifecycle(), NodeLifecycle::Ondemand);
+    let outcome = RunScenario::given([
+        queued_with(serde_json::json!({})),
+        submitted(1),
+        needs_retry(1),
+    ])
+    .when(requeue_at(10))
+    .then_status(RunStatus::Queued);
+    assert_eq!(
+        outcome.run().lifecycle(),
+        NodeLifecycle::Spot,
+        "an image pull failure stays on spot"
+    );
+    assert_eq!(outcome.run().attempt_lifecycle, None);
+}
+
+#[test]
+fn an_admitted_attempt_holds_its_slot_until_it_ends_waits_for_a_retry_or_is_deferred() {
+    let admit = |attempt| RunCommand::Admit {
+        attempt,
+        cap: 2,
+        now: t(1),
+    };
+    let outcome =
+        RunScenario::given([queued()])
+            .when(admit(1))
+            .then_events([RunEvent::RunAdmitted {
+                attempt: 1,
+                cap: 2,
+                at: t(1),
+            }]);
+    assert_eq!(outcome.run().slot, Some(2));
+    assert_eq!(
+        outcome.run().status,
+        RunStatus::Queued,
+        "admission is not a launch"
+    );
+    let admitted = RunEvent::RunAdmitted {
+        attempt: 1,
+        cap: 2,
+        at: t(1),
+    };
+    // Admitting twice (a redelivered ticket) takes no second slot.
+    RunScenario::given([queued(), admitted.clone()])
+        .when(admit(1))
+        .then_events([]);
+    // Launched and running, it holds it.
+    let run = replay(&[queued(), admitted.clone(), submitted(1), started(1)])
+        .run
+        .unwrap();
+    assert_eq!(run.slot, Some(2));
+    // An end, a retry and a deferral each give it back.
+    let ended = RunScenario::given([queued(), admitted.clone(), submitted(1), started(1)])
+        .when(exited(1, 0))
+        .then_status(RunStatus::Stopped);
+    assert_eq!(ended.run().slot, None);
+    let retried = RunScenario::given([queued(), admitted.clone(), submitted(1)])
+        .when(infra_failure(1))
+        .then_status(RunStatus::NeedsRetry);
+    assert_eq!(retried.run().slot, None);
+    let deferred = RunScenario::given([queued(), admitted.clone()])
+        .when(RunCommand::RecordLaunchDeferred {
+            attempt: 1,
+            reason: "no capacity".into(),
+            now: t(2),
+        })
+        .then_status(RunStatus::Queued);
+    assert_eq!(deferred.run().slot, None);
+    let stopped = RunScenario::given([queued(), admitted])
+        .when(stop("me"))
+        .then_status(RunStatus::Stopped);
+    assert_eq!(stopped.run().slot, None);
+}
+
+#[test]
+fn a_queued_run_says_when_its_cluster_is_at_its_cap_or_the_server_has_no_free_slot() {
+    let run = replay(&[queued()]).run.unwrap();
+    let at_cap = Capacity {
+        cluster_cap: Some((2, 2)),
+        parallelism: Some((4, 1)),
+    };
+    let (reason, since) = run.waiting_for(&at_cap).unwrap();
+    assert_eq!(
+        reason,
+        format!("cluster {} is at its cap: 2 of 2 running", run.spec.cluster)
+    );
+    assert_eq!(since, t(0));
+    let busy = Capacity {
+        cluster_cap: Some((2, 1)),
+        parallelism: Some((2, 2)),
+    };
+    assert_eq!(
+        run.waiting_for(&busy).unwrap().0,
+        "waiting for a free slot: parallelism 2, 2 running"
+    );
+    assert_eq!(run.waiting_for(&Capacity::default()), run.waiting());
+    let running = replay(&[queued(), submitted(1), started(1)]).run.unwrap();
+    assert_eq!(running.waiting_for(&at_cap), None);
 }

@@ -13,7 +13,7 @@ use crate::app::{App, DefinitionRef};
 use crate::domain::identity::Caller;
 use crate::domain::launch::{LaunchRequest, OwnerRule};
 use crate::domain::report::StatusReport;
-use crate::domain::run::Run;
+use crate::domain::run::{Run, RunStatus};
 use crate::http::access::Who;
 use crate::http::input::{QueryPairs, RUN_FILTER_KEYS, json_body, run_query};
 use crate::http::routes::{Operation, V1_AND_V6, object_of};
@@ -195,10 +195,24 @@ pub(crate) async fn runs_page(
         .or_else(|| page.items.last().map(|last| query.key_of(last)))
         .filter(|_| page.more)
         .map(|after| crate::http::input::run_token(&query, after));
+    // Why QUEUED runs wait depends on their cluster: asked once per cluster.
+    let mut capacities = std::collections::BTreeMap::new();
+    for run in page.items.iter().filter(|r| r.status == RunStatus::Queued) {
+        if !capacities.contains_key(&run.spec.cluster) {
+            let capacity = app.capacity(&run.spec.cluster).await?;
+            capacities.insert(run.spec.cluster.clone(), capacity);
+        }
+    }
     let items = page
         .items
         .iter()
-        .map(|r| serde_json::to_value(run_view(app, r)).unwrap_or(Value::Null))
+        .map(|r| {
+            let mut view = run_view(app, r);
+            if let Some(capacity) = capacities.get(&r.spec.cluster) {
+                (view.waiting_reason, view.waiting_since) = r.waiting_for(capacity).unzip();
+            }
+            serde_json::to_value(view).unwrap_or(Value::Null)
+        })
         .collect();
     let mut body = page_envelope(
         "history",
@@ -241,14 +255,17 @@ pub(crate) fn run_view(app: &App, run: &Run) -> RunView {
     view
 }
 
-/// A 200 with `run` as the API shows it.
-pub(crate) fn run_response(app: &App, run: &Run) -> ApiResult {
-    ok(run_view(app, run))
+/// One run read on its own: the API's view with where it stands while it
+/// waits (its place in the queue included).
+async fn one_run(app: &App, run_id: &str) -> ApiResult {
+    let run = app.run(run_id).await?;
+    let waiting = app.waiting(&run).await?;
+    ok(run_view(app, &run).waiting(waiting.as_ref()))
 }
 
 /// `GET …/history/{run_id}`: one run.
 pub(crate) async fn get_run(State(app): State<AppState>, Path(run_id): Path<String>) -> ApiResult {
-    run_response(&app, &app.run(&run_id).await?)
+    one_run(&app, &run_id).await
 }
 
 /// `GET …/{definition_id}/history/{run_id}`: one run (the parent id is not checked).
@@ -256,7 +273,7 @@ pub(crate) async fn get_nested_run(
     State(app): State<AppState>,
     Path((_parent, run_id)): Path<(String, String)>,
 ) -> ApiResult {
-    run_response(&app, &app.run(&run_id).await?)
+    one_run(&app, &run_id).await
 }
 
 /// Who is stopping a run: the value of the last request header whose name
@@ -296,7 +313,8 @@ async fn run_status(
     headers: HeaderMap,
 ) -> ApiResult {
     let (run, version) = app.run_with_version(&run_id).await?;
-    let etag = status_etag(&run, version);
+    let waiting = app.waiting(&run).await?;
+    let etag = status_etag(&run, version, waiting.as_ref());
     let cache = [
         (header::ETAG, etag.clone()),
         (header::CACHE_CONTROL, "no-cache".to_owned()),
@@ -304,7 +322,11 @@ async fn run_status(
     if crate::http::etag_matches(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    Ok((cache, Json(RunStatusView::from(&run))).into_response())
+    Ok((
+        cache,
+        Json(RunStatusView::from(&run).waiting(waiting.as_ref())),
+    )
+        .into_response())
 }
 
 /// The header a run sends its token in.

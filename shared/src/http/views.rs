@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::app::runs::Waiting;
 use crate::domain::EnvVar;
 use crate::domain::run::{Run, RunStatus};
 use crate::domain::spec::{Engine, NodeLifecycle, Resources};
@@ -132,6 +133,15 @@ pub struct RunView {
     /// Since when it waits for that.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// A QUEUED run's place in its cluster's queue, 1 being next (on a
+    /// single run's read, not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    /// The capacity the current attempt runs on differs from
+    /// `node_lifecycle` because of this (on-demand after a spot
+    /// interruption).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_note: Option<String>,
     /// The run's log in a cloud console (CloudWatch Logs on AWS), once the
     /// run has a task.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,7 +187,7 @@ impl From<&Run> for RunView {
             cpu_limit: run.resources().cpu,
             engine: spec.engine,
             task_id: run.task_id.clone(),
-            node_lifecycle: spec.node_lifecycle,
+            node_lifecycle: run.lifecycle(),
             active_deadline_seconds: spec.active_deadline_seconds,
             description: spec.description.clone(),
             labels: spec.labels.clone(),
@@ -201,6 +211,8 @@ impl From<&Run> for RunView {
             retry_at: run.retry_at,
             waiting_reason,
             waiting_since,
+            queue_position: None,
+            lifecycle_note: run.lifecycle_note.clone(),
             log_url: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
@@ -244,6 +256,9 @@ pub struct RunStatusView {
     /// Since when it waits for that.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// A QUEUED run's place in its cluster's queue, 1 being next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
 }
 
 impl From<&Run> for RunStatusView {
@@ -263,17 +278,51 @@ impl From<&Run> for RunStatusView {
             cluster_name: run.spec.cluster.clone(),
             waiting_reason,
             waiting_since,
+            queue_position: None,
         }
+    }
+}
+
+impl RunStatusView {
+    /// The view with where the run stands while it waits.
+    pub fn waiting(mut self, waiting: Option<&Waiting>) -> Self {
+        self.waiting_reason = waiting.map(|w| w.reason.clone());
+        self.waiting_since = waiting.map(|w| w.since);
+        self.queue_position = waiting.and_then(|w| w.queue_position);
+        self
+    }
+}
+
+impl RunView {
+    /// The view with where the run stands while it waits.
+    pub fn waiting(mut self, waiting: Option<&Waiting>) -> Self {
+        self.waiting_reason = waiting.map(|w| w.reason.clone());
+        self.waiting_since = waiting.map(|w| w.since);
+        self.queue_position = waiting.and_then(|w| w.queue_position);
+        self
     }
 }
 
 /// The ETag of a run's status: its status, exit code and stream version, so
 /// it changes exactly when the run does.
-pub fn status_etag(run: &Run, version: u64) -> String {
+pub fn status_etag(run: &Run, version: u64, waiting: Option<&Waiting>) -> String {
     let exit = run
         .exit_code
         .map_or_else(|| "unknown".to_owned(), |c| c.to_string());
-    format!("\"{}-{exit}-{version}\"", run.status)
+    match waiting {
+        // Where a waiting run stands changes without the run changing.
+        Some(w) => {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (&w.reason, w.queue_position).hash(&mut hasher);
+            format!(
+                "\"{}-{exit}-{version}-{:016x}\"",
+                run.status,
+                hasher.finish()
+            )
+        }
+        None => format!("\"{}-{exit}-{version}\"", run.status),
+    }
 }
 
 /// One entry of a run's timeline, in the shape of Flotilla's pod events.
@@ -399,14 +448,22 @@ impl TimelineEntry {
             E::RunRequeued {
                 attempt,
                 resources_note,
+                lifecycle_note,
                 ..
-            } => (
-                "Normal",
-                Some(*attempt),
-                match resources_note {
+            } => {
+                let mut text = match resources_note {
                     Some(note) => format!("queued again as attempt {attempt} with {note}"),
                     None => format!("queued again as attempt {attempt}"),
-                },
+                };
+                if let Some(note) = lifecycle_note {
+                    text.push_str(&format!(" ({note})"));
+                }
+                ("Normal", Some(*attempt), text)
+            }
+            E::RunAdmitted { attempt, cap, .. } => (
+                "Normal",
+                Some(*attempt),
+                format!("attempt {attempt} took one of its cluster's {cap} slots"),
             ),
             E::RunReenqueued { attempt, .. } => (
                 "Warning",

@@ -176,6 +176,7 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
         clusters: config.clusters.clone(),
         add_cluster_hint: ADD_CLUSTER_HINT.to_owned(),
         launch_limits: crate::domain::limits::LaunchLimits::Ecs,
+        parallelism: None,
     };
     App::new(Arc::new(store), runtime, settings)
 }

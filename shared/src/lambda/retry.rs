@@ -32,6 +32,9 @@ pub struct Tick {
     pub lost: Vec<String>,
     /// Runs stopped at their deadline.
     pub timed_out: Vec<String>,
+    /// Capped clusters whose count of held slots was set right from their
+    /// runs: `<cluster>: <from> -> <to>`.
+    pub slots_repaired: Vec<String>,
     /// What failed, one line each; due again next tick.
     pub failed: Vec<String>,
 }
@@ -91,6 +94,7 @@ pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
         reconciled: reconciled.recorded,
         lost: reconciled.lost,
         timed_out,
+        slots_repaired: swept.slots_repaired,
         failed,
     })
 }

@@ -185,6 +185,17 @@ impl RunQueue for FlakyQueue {
         }
         self.inner.enqueue(ticket).await
     }
+
+    async fn enqueue_after(
+        &self,
+        ticket: &RunTicket,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        if self.lose_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::backend("the queue is unreachable (as told)"));
+        }
+        self.inner.enqueue_after(ticket, delay).await
+    }
 }
 
 /// The SQLite run store, counting appends, which can be told to let another
@@ -321,6 +332,7 @@ impl TestApp {
             clusters: vec![],
             add_cluster_hint: String::new(),
             launch_limits: crate::domain::limits::LaunchLimits::Local,
+            parallelism: None,
         };
         let mut app = App::new(Arc::new(store.clone()), runtime, settings);
         app.runs = runs.clone();
@@ -386,7 +398,7 @@ impl TestApp {
     /// Takes the next ticket off the queue and submits it, as the local
     /// driver or the submit function does; `None` when the queue is empty.
     pub async fn submit_next(&self) -> Option<SubmitOutcome> {
-        let claimed = must(self.store.claim(None, self.clock.now()).await, "claim")?;
+        let claimed = must(self.store.claim(None, self.clock.now(), &[]).await, "claim")?;
         let outcome = must(self.app.submit(&claimed.ticket).await, "submit");
         must(self.store.ack(claimed.seq).await, "ack");
         Some(outcome)

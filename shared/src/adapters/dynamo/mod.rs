@@ -123,6 +123,15 @@ pub mod keys {
     pub const CATALOG_SK: &str = "catalog_sk";
     /// Templates, by name and version.
     pub const INDEX_CATALOG: &str = "catalog";
+    /// Partition of the waiting index, on QUEUED runs only:
+    /// `WAITING#<cluster>`.
+    pub const WAITING_PK: &str = "waiting_pk";
+    /// Sort key of the waiting index: `<enqueued_at>#<run_id>`, when the
+    /// run's current ticket was put on the queue.
+    pub const WAITING_KEY: &str = "waiting_key";
+    /// QUEUED runs of one cluster in the order their tickets were put on
+    /// the queue; keys only, for counting a run's position.
+    pub const INDEX_WAITING: &str = "runs_waiting";
 }
 
 /// The table's indexes: `(index name, partition attribute, sort attribute)`.
@@ -130,7 +139,7 @@ pub struct TableLayout;
 
 impl TableLayout {
     /// Every global secondary index the code queries.
-    pub const INDEXES: [(&'static str, &'static str, &'static str); 13] = [
+    pub const INDEXES: [(&'static str, &'static str, &'static str); 14] = [
         (keys::INDEX_NEWEST, keys::RUNS_PK, keys::QUEUED_KEY),
         (keys::INDEX_STARTED, keys::RUNS_PK, keys::STARTED_KEY),
         (keys::INDEX_FINISHED, keys::RUNS_PK, keys::FINISHED_KEY),
@@ -160,6 +169,7 @@ impl TableLayout {
         (keys::INDEX_OWNER, keys::OWNER_PK, keys::QUEUED_KEY),
         (keys::INDEX_DEFINITIONS, keys::DEFS_PK, keys::ALIAS),
         (keys::INDEX_CATALOG, keys::CATALOG_PK, keys::CATALOG_SK),
+        (keys::INDEX_WAITING, keys::WAITING_PK, keys::WAITING_KEY),
     ];
 }
 
@@ -478,7 +488,11 @@ impl DynamoStore {
                     .key_schema(key(sk, KeyType::Range)?)
                     .projection(
                         Projection::builder()
-                            .projection_type(ProjectionType::All)
+                            .projection_type(if index == keys::INDEX_WAITING {
+                                ProjectionType::KeysOnly
+                            } else {
+                                ProjectionType::All
+                            })
                             .build(),
                     )
                     .build()
@@ -667,6 +681,20 @@ mod tests {
     async fn dynamodb_passes_the_event_store_contract() {
         let moto = Moto::start();
         contract::event_store_contract(&store(&moto).await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn dynamodb_holds_a_clusters_cap_under_racing_admissions() {
+        let moto = Moto::start();
+        contract::cluster_slots_contract(&store(&moto).await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn dynamodb_counts_a_queued_runs_place_in_its_clusters_queue() {
+        let moto = Moto::start();
+        contract::queue_position_contract(&store(&moto).await).await;
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! Lists are `lists`' own.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::{
     DynamoStore, Item, STATE_SK, TransactError, backend, body_of, event_sk, get_n, get_s, keys,
@@ -14,7 +14,7 @@ use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
 use crate::domain::query::{Page, RunQuery, time_key};
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
-use crate::ports::{RecordedEvent, RunStore};
+use crate::ports::{RecordedEvent, RunStore, SlotChange};
 
 impl DynamoStore {
     pub(super) fn projection_item(run: &Run, version: u64) -> Result<Item, StoreError> {
@@ -52,6 +52,10 @@ impl DynamoStore {
             s(format!("CLUSTER#{}", spec.cluster)),
         );
         item.insert(keys::OWNER_PK.into(), s(format!("OWNER#{}", spec.owner)));
+        if run.status == crate::domain::run::RunStatus::Queued {
+            item.insert(keys::WAITING_PK.into(), s(waiting_pk(&spec.cluster)));
+            item.insert(keys::WAITING_KEY.into(), s(waiting_key(run)));
+        }
         item.insert("body".into(), to_av(run)?);
         Ok(item)
     }
@@ -76,6 +80,61 @@ impl DynamoStore {
     }
 }
 
+fn waiting_pk(cluster: &str) -> String {
+    format!("WAITING#{cluster}")
+}
+
+fn waiting_key(run: &Run) -> String {
+    format!("{}#{}", time_key(run.last_enqueued_at()), run.spec.run_id)
+}
+
+/// The item holding how many slots of a capped cluster are held.
+fn slots_pk(cluster: &str) -> String {
+    format!("SLOTS#{cluster}")
+}
+const SLOTS_SK: &str = "SLOTS";
+const HELD: &str = "held";
+
+impl DynamoStore {
+    /// The write of a slot change, in an append's transaction.
+    fn slot_update(&self, slot: &SlotChange) -> Result<Option<TransactWriteItem>, StoreError> {
+        let update = match slot {
+            SlotChange::Keep => return Ok(None),
+            SlotChange::Take { cluster, cap } => Update::builder()
+                .table_name(&self.table)
+                .key(keys::PK, s(slots_pk(cluster)))
+                .key(keys::SK, s(SLOTS_SK))
+                .update_expression("ADD #held :one")
+                .condition_expression("attribute_not_exists(#held) OR #held < :cap")
+                .expression_attribute_names("#held", HELD)
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":cap", AttributeValue::N(cap.to_string())),
+            // Unconditional, so an end is never refused; a count gone wrong
+            // is set right by the sweep's repair.
+            SlotChange::Release { cluster } => Update::builder()
+                .table_name(&self.table)
+                .key(keys::PK, s(slots_pk(cluster)))
+                .key(keys::SK, s(SLOTS_SK))
+                .update_expression("ADD #held :minus")
+                .expression_attribute_names("#held", HELD)
+                .expression_attribute_values(":minus", AttributeValue::N("-1".into())),
+        };
+        let update = update.build().map_err(backend)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
+    async fn held(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .get_item(slots_pk(cluster), SLOTS_SK)
+            .await?
+            .and_then(|item| {
+                item.get(HELD)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+            }))
+    }
+}
+
 #[async_trait]
 impl RunStore for DynamoStore {
     async fn append(
@@ -84,6 +143,84 @@ impl RunStore for DynamoStore {
         expected: u64,
         events: &[RunEvent],
         projection: &Run,
+    ) -> Result<u64, StoreError> {
+        self.append_with_slot(run_id, expected, events, projection, &SlotChange::Keep)
+            .await
+    }
+
+    async fn slots_held(&self, cluster: &str) -> Result<u64, StoreError> {
+        Ok(self.held(cluster).await?.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn repair_slots(
+        &self,
+        cluster: &str,
+        seen: u64,
+        counted: u64,
+    ) -> Result<bool, StoreError> {
+        let stored = self.held(cluster).await?;
+        if stored.unwrap_or(0).max(0) as u64 != seen {
+            return Ok(false);
+        }
+        let condition = match stored {
+            Some(_) => "#held = :seen",
+            None => "attribute_not_exists(#held)",
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(slots_pk(cluster)))
+            .key(keys::SK, s(SLOTS_SK))
+            .update_expression("SET #held = :counted")
+            .condition_expression(condition)
+            .expression_attribute_names("#held", HELD)
+            .expression_attribute_values(":counted", AttributeValue::N(counted.to_string()));
+        if let Some(stored) = stored {
+            request =
+                request.expression_attribute_values(":seen", AttributeValue::N(stored.to_string()));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if super::condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn queued_ahead(&self, run: &Run) -> Result<Option<u64>, StoreError> {
+        let mut ahead = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(keys::INDEX_WAITING)
+                .key_condition_expression("#pk = :pk AND #key < :key")
+                .expression_attribute_names("#pk", keys::WAITING_PK)
+                .expression_attribute_names("#key", keys::WAITING_KEY)
+                .expression_attribute_values(":pk", s(waiting_pk(&run.spec.cluster)))
+                .expression_attribute_values(":key", s(waiting_key(run)))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend)?;
+            ahead += page.count.max(0) as u64;
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(Some(ahead)),
+            }
+        }
+    }
+
+    async fn append_with_slot(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[RunEvent],
+        projection: &Run,
+        slot: &SlotChange,
     ) -> Result<u64, StoreError> {
         let recorded_at = self.clock.now().to_rfc3339();
         let mut items = Vec::with_capacity(events.len() + 1);
@@ -144,10 +281,27 @@ impl RunStore for DynamoStore {
         .map_err(backend)?;
         items.push(TransactWriteItem::builder().put(state_put).build());
         items.extend(counters);
+        let slot_at = match self.slot_update(slot)? {
+            Some(update) => {
+                items.push(update);
+                Some(items.len() - 1)
+            }
+            None => None,
+        };
         match self.transact(items).await {
             Ok(()) => {
                 self.remember_status(run_id, version, projection.status);
                 Ok(version)
+            }
+            Err(TransactError::Condition(failed))
+                if slot_at.is_some_and(|i| failed.get(i).copied().unwrap_or(false)) =>
+            {
+                let (cluster, cap) = match slot {
+                    SlotChange::Take { cluster, cap } => (cluster.clone(), *cap),
+                    _ => return Err(backend("a slot given back was refused")),
+                };
+                let held = self.held(&cluster).await?.unwrap_or(0).max(0) as u64;
+                Err(StoreError::AtCap { cluster, held, cap })
             }
             Err(TransactError::Condition(_)) => {
                 let actual = self

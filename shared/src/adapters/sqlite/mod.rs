@@ -35,7 +35,7 @@ use crate::ports::Clock;
 pub use queue::ClaimedTicket;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS definitions (
@@ -147,6 +147,21 @@ INSERT INTO run_counts (status, definition_id, alias, cluster, n)
     GROUP BY status, definition_id, alias, cluster;
 "#;
 
+/// Schema 3: cluster caps and queue positions. `cluster_slots` holds how
+/// many slots of each capped cluster runs hold, changed in the append's
+/// transaction; `enqueued_at` is when a run's current ticket was put on the
+/// queue, and `runs_waiting` orders each cluster's QUEUED runs by it, so a
+/// run's position is one index range counted.
+const MIGRATION_3: &str = r#"
+CREATE TABLE cluster_slots (
+    cluster TEXT PRIMARY KEY,
+    held    INTEGER NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN enqueued_at TEXT;
+UPDATE runs SET enqueued_at = queued_at;
+CREATE INDEX runs_waiting ON runs (cluster, enqueued_at, run_id) WHERE status = 'QUEUED';
+"#;
+
 /// Appends between two `PRAGMA optimize` runs, which keep the query
 /// planner's statistics fresh as the tables grow.
 const OPTIMIZE_EVERY: u64 = 10_000;
@@ -187,9 +202,12 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        if version < 2 {
+        if version < SCHEMA_VERSION {
             let tx = conn.transaction().map_err(backend)?;
-            tx.execute_batch(MIGRATION_2).map_err(backend)?;
+            if version < 2 {
+                tx.execute_batch(MIGRATION_2).map_err(backend)?;
+            }
+            tx.execute_batch(MIGRATION_3).map_err(backend)?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -297,6 +315,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_holds_a_clusters_cap_under_racing_admissions() {
+        let (_dir, store, _) = test_store();
+        contract::cluster_slots_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_counts_a_queued_runs_place_in_its_clusters_queue() {
+        let (_dir, store, _) = test_store();
+        contract::queue_position_contract(&store).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_lets_exactly_one_racing_append_win() {
         let (_dir, store, _) = test_store();
         contract::concurrent_append_contract(&store).await;
@@ -322,7 +352,8 @@ mod tests {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{e}"));
         conn.execute_batch(
-            "DROP INDEX runs_queued; DROP INDEX runs_status; DROP INDEX runs_definition; \
+            "DROP INDEX runs_waiting; ALTER TABLE runs DROP COLUMN enqueued_at; DROP TABLE cluster_slots; \
+             DROP INDEX runs_queued; DROP INDEX runs_status; DROP INDEX runs_definition; \
              DROP INDEX runs_cluster; DROP INDEX runs_alias; DROP INDEX runs_group; DROP INDEX runs_owner; \
              DROP INDEX runs_started_asc; DROP INDEX runs_started_desc; \
              DROP INDEX runs_finished_asc; DROP INDEX runs_finished_desc; \

@@ -22,17 +22,20 @@ pub struct ClaimedTicket {
 
 impl SqliteStore {
     /// Takes the oldest available ticket, visiting clusters round-robin after
-    /// `after_cluster` so one busy cluster cannot starve another.
+    /// `after_cluster` so one busy cluster cannot starve another, and
+    /// passing over the clusters in `full` (at their cap).
     pub async fn claim(
         &self,
         after_cluster: Option<String>,
         now: DateTime<Utc>,
+        full: &[String],
     ) -> Result<Option<ClaimedTicket>, StoreError> {
+        let full = serde_json::to_string(full).map_err(backend)?;
         self.with(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             let now = time_key(now);
             let pick = |tx: &rusqlite::Transaction<'_>, sql: &str, after: &str| {
-                tx.query_row(sql, params![now, after], |r| {
+                tx.query_row(sql, params![now, after, full], |r| {
                     Ok(ClaimedTicket {
                         seq: r.get(0)?,
                         ticket: RunTicket {
@@ -46,9 +49,11 @@ impl SqliteStore {
                 .map_err(backend)
             };
             const NEXT: &str = "SELECT seq, run_id, attempt, cluster FROM queue \
-                 WHERE claimed = 0 AND available_at <= ?1 AND cluster > ?2 ORDER BY cluster, seq LIMIT 1";
+                 WHERE claimed = 0 AND available_at <= ?1 AND cluster > ?2 \
+                 AND cluster NOT IN (SELECT value FROM json_each(?3)) ORDER BY cluster, seq LIMIT 1";
             const FIRST: &str = "SELECT seq, run_id, attempt, cluster FROM queue \
-                 WHERE claimed = 0 AND available_at <= ?1 AND cluster >= ?2 ORDER BY cluster, seq LIMIT 1";
+                 WHERE claimed = 0 AND available_at <= ?1 AND cluster >= ?2 \
+                 AND cluster NOT IN (SELECT value FROM json_each(?3)) ORDER BY cluster, seq LIMIT 1";
             let after = after_cluster.unwrap_or_default();
             let found = match pick(&tx, NEXT, &after)? {
                 Some(t) => Some(t),
@@ -112,8 +117,16 @@ impl SqliteStore {
 #[async_trait]
 impl RunQueue for SqliteStore {
     async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError> {
+        self.enqueue_after(ticket, std::time::Duration::ZERO).await
+    }
+
+    async fn enqueue_after(
+        &self,
+        ticket: &RunTicket,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
         let t = ticket.clone();
-        let now = self.now();
+        let now = self.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         self.with(move |conn| {
             conn.execute(
                 "INSERT OR IGNORE INTO queue (run_id, attempt, cluster, available_at) VALUES (?1, ?2, ?3, ?4)",
@@ -141,7 +154,7 @@ mod tests {
         let drain = || async {
             let mut out = Vec::new();
             while let Some(c) = store
-                .claim(None, clock.now())
+                .claim(None, clock.now(), &[])
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
             {
@@ -173,7 +186,7 @@ mod tests {
         let mut order = Vec::new();
         let mut last = None;
         while let Some(c) = store
-            .claim(last.clone(), clock.now())
+            .claim(last.clone(), clock.now(), &[])
             .await
             .unwrap_or_else(|e| panic!("{e}"))
         {
@@ -208,7 +221,7 @@ mod tests {
         };
         store.enqueue(&t).await.unwrap_or_else(|e| panic!("{e}"));
         let c = store
-            .claim(None, clock.now())
+            .claim(None, clock.now(), &[])
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("ticket"));
@@ -218,14 +231,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             store
-                .claim(None, clock.now())
+                .claim(None, clock.now(), &[])
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
                 .is_none()
         );
         let later = clock.now() + chrono::Duration::seconds(61);
         let c = store
-            .claim(None, later)
+            .claim(None, later, &[])
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("ticket"));
@@ -240,7 +253,7 @@ mod tests {
             1
         );
         let again = reopened
-            .claim(None, later)
+            .claim(None, later, &[])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.map(|a| a.seq), Some(c.seq));

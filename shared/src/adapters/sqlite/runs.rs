@@ -21,7 +21,7 @@ use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
 use crate::domain::query::{COUNT_BOUND, Page, RunQuery, RunSortField, SortOrder, TextFilter};
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
-use crate::ports::{RecordedEvent, RunStore};
+use crate::ports::{RecordedEvent, RunStore, SlotChange};
 
 #[async_trait]
 impl RunStore for SqliteStore {
@@ -32,6 +32,19 @@ impl RunStore for SqliteStore {
         events: &[RunEvent],
         projection: &Run,
     ) -> Result<u64, StoreError> {
+        self.append_with_slot(run_id, expected, events, projection, &SlotChange::Keep)
+            .await
+    }
+
+    async fn append_with_slot(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[RunEvent],
+        projection: &Run,
+        slot: &SlotChange,
+    ) -> Result<u64, StoreError> {
+        let slot = slot.clone();
         let run_id = run_id.to_owned();
         let events: Vec<(String, String)> = events
             .iter()
@@ -56,6 +69,7 @@ impl RunStore for SqliteStore {
                     actual: actual as u64,
                 });
             }
+            change_slots(&tx, &slot)?;
             let recorded_at = time_key(now);
             let mut version = expected;
             {
@@ -89,14 +103,15 @@ impl RunStore for SqliteStore {
                 .map_err(backend)?;
             tx.prepare_cached(
                 "INSERT INTO runs (run_id, version, status, definition_id, alias, group_name, \
-                 cluster, owner, queued_at, started_at, finished_at, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 cluster, owner, queued_at, started_at, finished_at, body, enqueued_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (run_id) DO UPDATE SET version = excluded.version, \
                  status = excluded.status, definition_id = excluded.definition_id, \
                  alias = excluded.alias, group_name = excluded.group_name, \
                  cluster = excluded.cluster, owner = excluded.owner, \
                  queued_at = excluded.queued_at, started_at = excluded.started_at, \
-                 finished_at = excluded.finished_at, body = excluded.body",
+                 finished_at = excluded.finished_at, body = excluded.body, \
+                 enqueued_at = excluded.enqueued_at",
             )
             .map_err(backend)?
             .execute(params![
@@ -111,7 +126,8 @@ impl RunStore for SqliteStore {
                 time_key(p.queued_at),
                 p.started_at.map(time_key),
                 p.finished_at.map(time_key),
-                projection_body
+                projection_body,
+                time_key(p.last_enqueued_at())
             ])
             .map_err(backend)?;
             let after = [
@@ -146,6 +162,49 @@ impl RunStore for SqliteStore {
                 conn.execute_batch("PRAGMA optimize").map_err(backend)?;
             }
             Ok(version)
+        })
+        .await
+    }
+
+    async fn slots_held(&self, cluster: &str) -> Result<u64, StoreError> {
+        let cluster = cluster.to_owned();
+        self.with(move |conn| held(conn, &cluster)).await
+    }
+
+    async fn repair_slots(
+        &self,
+        cluster: &str,
+        seen: u64,
+        counted: u64,
+    ) -> Result<bool, StoreError> {
+        let cluster = cluster.to_owned();
+        self.with(move |conn| {
+            let changed = conn
+                .execute(
+                    "INSERT INTO cluster_slots (cluster, held) VALUES (?1, ?3) \
+                     ON CONFLICT (cluster) DO UPDATE SET held = ?3 WHERE held = ?2",
+                    params![cluster, seen as i64, counted as i64],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn queued_ahead(&self, run: &Run) -> Result<Option<u64>, StoreError> {
+        let cluster = run.spec.cluster.clone();
+        let enqueued = time_key(run.last_enqueued_at());
+        let run_id = run.spec.run_id.clone();
+        self.with(move |conn| {
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM runs INDEXED BY runs_waiting \
+                     WHERE status = 'QUEUED' AND cluster = ?1 AND (enqueued_at, run_id) < (?2, ?3)",
+                )
+                .map_err(backend)?
+                .query_row(params![cluster, enqueued, run_id], |r| r.get(0))
+                .map_err(backend)?;
+            Ok(Some(n as u64))
         })
         .await
     }
@@ -576,6 +635,53 @@ fn list_runs_sorting_at_most(
         more,
         resume_after: None,
     })
+}
+
+/// How many slots of `cluster` are held.
+fn held(conn: &rusqlite::Connection, cluster: &str) -> Result<u64, StoreError> {
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT held FROM cluster_slots WHERE cluster = ?1")
+        .map_err(backend)?
+        .query_row([cluster], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
+/// Takes or gives back a slot in the append's transaction; a take with every
+/// slot held is refused, and the transaction with it.
+fn change_slots(tx: &rusqlite::Transaction<'_>, slot: &SlotChange) -> Result<(), StoreError> {
+    match slot {
+        SlotChange::Keep => Ok(()),
+        SlotChange::Take { cluster, cap } => {
+            let taken = tx
+                .prepare_cached(
+                    "INSERT INTO cluster_slots (cluster, held) VALUES (?1, 1) \
+                     ON CONFLICT (cluster) DO UPDATE SET held = held + 1 WHERE held < ?2",
+                )
+                .map_err(backend)?
+                .execute(params![cluster, cap])
+                .map_err(backend)?;
+            if taken == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::AtCap {
+                    cluster: cluster.clone(),
+                    held: held(tx, cluster)?,
+                    cap: *cap,
+                })
+            }
+        }
+        SlotChange::Release { cluster } => {
+            tx.prepare_cached(
+                "UPDATE cluster_slots SET held = MAX(held - 1, 0) WHERE cluster = ?1",
+            )
+            .map_err(backend)?
+            .execute([cluster])
+            .map_err(backend)?;
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,6 @@ pub use registry::{
     cluster_store_contract, idempotence_contract, run_queue_contract, template_store_contract,
 };
 pub use runs::{
-    concurrent_append_contract, event_store_contract, projection_is_the_replay_of_the_events,
-    run_read_model_contract,
+    cluster_slots_contract, concurrent_append_contract, event_store_contract,
+    projection_is_the_replay_of_the_events, queue_position_contract, run_read_model_contract,
 };

@@ -572,3 +572,155 @@ pub async fn run_read_model_contract<S: RunStore>(store: &S) {
         }
     }
 }
+
+/// Decides `command` for `run_id` and appends it with the slot change it
+/// makes, as the use cases do; the store's answer.
+async fn apply_with_slot<S: RunStore>(
+    store: &S,
+    run_id: &str,
+    command: RunCommand,
+) -> Result<u64, StoreError> {
+    let state = store
+        .get(run_id)
+        .await
+        .unwrap_or_else(|e| panic!("get failed: {e}"));
+    let before = state.run.clone();
+    let expected = state.version;
+    let events = decide(&state, command).unwrap_or_else(|e| panic!("{e}"));
+    let next = events.iter().fold(state, evolve);
+    let run = next.run.unwrap_or_else(|| panic!("a run"));
+    let slot = crate::ports::SlotChange::between(before.as_ref(), &run);
+    store
+        .append_with_slot(run_id, expected, &events, &run, &slot)
+        .await
+}
+
+/// A cluster's cap holds under racing admissions: of 20 runs admitted at
+/// once under a cap of 3, exactly 3 get a slot and the rest are refused
+/// with the count; an end gives its slot back, another cluster's slots are
+/// its own, and a repair sets the count only if it did not move.
+pub async fn cluster_slots_contract<S: RunStore + Clone + 'static>(store: &S) {
+    for i in 0..20 {
+        let id = format!("slot-{i}");
+        append(store, &id, &[queued_event(&id, "a", "capped", i)]).await;
+    }
+    append(
+        store,
+        "other-1",
+        &[queued_event("other-1", "a", "roomy", 0)],
+    )
+    .await;
+    let admit = |attempt| RunCommand::Admit {
+        attempt,
+        cap: 3,
+        now: t(30),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let id = format!("slot-{i}");
+        tasks.push(tokio::spawn(async move {
+            (id.clone(), apply_with_slot(&store, &id, admit(1)).await)
+        }));
+    }
+    let mut admitted = Vec::new();
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            (id, Ok(_)) => admitted.push(id),
+            (_, Err(StoreError::AtCap { cluster, held, cap })) => {
+                assert_eq!((cluster.as_str(), held, cap), ("capped", 3, 3));
+            }
+            (id, Err(e)) => panic!("admitting {id} failed with {e} instead of a refusal"),
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        3,
+        "exactly the cap's slots are taken: {admitted:?}"
+    );
+    assert_eq!(store.slots_held("capped").await.ok(), Some(3));
+    for id in &admitted {
+        let run = store.get(id).await.ok().and_then(|s| s.run);
+        assert_eq!(run.and_then(|r| r.slot), Some(3), "{id} holds its slot");
+    }
+    // Another cluster's slots are its own.
+    apply_with_slot(store, "other-1", admit(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.slots_held("roomy").await.ok(), Some(1));
+    // An end gives the slot back; a run refused holds none to give.
+    let ended = RunCommand::RequestStop {
+        by: "tester".into(),
+        reason: None,
+        now: t(40),
+    };
+    apply_with_slot(store, &admitted[0], ended.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.slots_held("capped").await.ok(), Some(2));
+    let refused = (0..20)
+        .map(|i| format!("slot-{i}"))
+        .find(|id| !admitted.contains(id))
+        .unwrap_or_else(|| panic!("a refused run"));
+    apply_with_slot(store, &refused, ended)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.slots_held("capped").await.ok(), Some(2));
+    // A repair sets the count only if it is still what was seen.
+    assert_eq!(store.repair_slots("capped", 5, 9).await.ok(), Some(false));
+    assert_eq!(store.slots_held("capped").await.ok(), Some(2));
+    assert_eq!(store.repair_slots("capped", 2, 0).await.ok(), Some(true));
+    assert_eq!(store.slots_held("capped").await.ok(), Some(0));
+    assert_eq!(
+        store.repair_slots("never-used", 0, 1).await.ok(),
+        Some(true)
+    );
+    assert_eq!(store.slots_held("never-used").await.ok(), Some(1));
+}
+
+/// A QUEUED run's place in its cluster's queue: the QUEUED runs of its
+/// cluster whose ticket went on the queue before its own, counted.
+pub async fn queue_position_contract<S: RunStore>(store: &S) {
+    for (id, cluster, at) in [
+        ("wait-1", "line", 1),
+        ("wait-2", "line", 2),
+        ("wait-x", "elsewhere", 2),
+        ("wait-3", "line", 3),
+    ] {
+        append(store, id, &[queued_event(id, "a", cluster, at)]).await;
+    }
+    let ahead = |id: &'static str| async move {
+        let run = store
+            .get(id)
+            .await
+            .ok()
+            .and_then(|s| s.run)
+            .unwrap_or_else(|| panic!("{id}"));
+        store
+            .queued_ahead(&run)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(ahead("wait-1").await, Some(0));
+    assert_eq!(
+        ahead("wait-3").await,
+        Some(2),
+        "another cluster's runs are not ahead"
+    );
+    append(
+        store,
+        "wait-1",
+        &[RunEvent::RunSubmitted {
+            attempt: 1,
+            task_id: "t1".into(),
+            at: t(4),
+        }],
+    )
+    .await;
+    assert_eq!(
+        ahead("wait-3").await,
+        Some(1),
+        "a run launched leaves the queue"
+    );
+    assert_eq!(ahead("wait-2").await, Some(0));
+}
