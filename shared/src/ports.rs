@@ -241,7 +241,9 @@ impl RunTicket {
 #[async_trait]
 pub trait RunQueue: Send + Sync {
     /// Puts a ticket on its cluster's queue.
-    async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError>;
+    async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError> {
+        self.enqueue_after(ticket, std::time::Duration::ZERO).await
+    }
 
     /// Puts a ticket on its cluster's queue, to be taken no sooner than
     /// `delay` from now (SQS: at most 15 minutes).

@@ -225,6 +225,16 @@ async fn call_with(
     )
 }
 
+/// The record Lambda's event source mapping makes of an SQS message, from
+/// the `events/sqs-batch.json` template.
+fn sqs_record(template: &Value, m: &aws_sdk_sqs::types::Message) -> Value {
+    let mut r = template["Records"][0].clone();
+    r["messageId"] = json!(m.message_id().unwrap());
+    r["receiptHandle"] = json!(m.receipt_handle().unwrap());
+    r["body"] = json!(m.body().unwrap());
+    r
+}
+
 /// Feeds the status handler an `events/` fixture made about a run's task.
 async fn ecs_event(app: &App, fixture: &str, run_id: &str, attempt: u32, task_arn: &str) {
     let path = format!("{}/../events/{fixture}.json", env!("CARGO_MANIFEST_DIR"));
@@ -278,16 +288,7 @@ impl Stack {
         let messages = got.messages().to_vec();
         let template: Value =
             serde_json::from_str(include_str!("../../events/sqs-batch.json")).unwrap();
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let mut r = template["Records"][0].clone();
-                r["messageId"] = json!(m.message_id().unwrap());
-                r["receiptHandle"] = json!(m.receipt_handle().unwrap());
-                r["body"] = json!(m.body().unwrap());
-                r
-            })
-            .collect();
+        let records: Vec<Value> = messages.iter().map(|m| sqs_record(&template, m)).collect();
         let event: aws_lambda_events::sqs::SqsEvent =
             serde_json::from_value(json!({ "Records": records })).unwrap();
         for _ in 0..if duplicate { 2 } else { 1 } {

@@ -14,7 +14,7 @@ use shared::app::App;
 use shared::lambda::{retry, submit};
 use shared::ports::RunStore;
 
-use crate::{INTERVALS, Stack, stack};
+use crate::{INTERVALS, Stack, sqs_record, stack};
 
 const SUBMITTERS: usize = 20;
 const CAP: u64 = 3;
@@ -76,14 +76,25 @@ impl Stack {
                 return events;
             }
             for m in got.messages() {
-                let mut record = template["Records"][0].clone();
-                record["messageId"] = json!(m.message_id().unwrap());
-                record["receiptHandle"] = json!(m.receipt_handle().unwrap());
-                record["body"] = json!(m.body().unwrap());
+                let record = sqs_record(&template, m);
                 let event = serde_json::from_value(json!({ "Records": [record] })).unwrap();
                 events.push((event, m.receipt_handle().unwrap().to_owned()));
             }
         }
+    }
+
+    /// Writes a cluster's count of held slots behind the service's back.
+    async fn set_held_in_table(&self, cluster: &str, held: i64) {
+        self.clients
+            .dynamodb
+            .put_item()
+            .table_name("flotilla")
+            .item("PK", AttributeValue::S(format!("SLOTS#{cluster}")))
+            .item("SK", AttributeValue::S("SLOTS".into()))
+            .item("held", AttributeValue::N(held.to_string()))
+            .send()
+            .await
+            .unwrap();
     }
 
     async fn held_in_table(&self, cluster: &str) -> Option<i64> {
@@ -323,32 +334,14 @@ async fn the_sweep_sets_a_capped_clusters_held_slots_right_from_its_runs() {
     assert_eq!(s.held_in_table("default").await, Some(2));
 
     // A count gone wrong: both slots look free.
-    s.clients
-        .dynamodb
-        .put_item()
-        .table_name("flotilla")
-        .item("PK", AttributeValue::S("SLOTS#default".into()))
-        .item("SK", AttributeValue::S("SLOTS".into()))
-        .item("held", AttributeValue::N("0".into()))
-        .send()
-        .await
-        .unwrap();
+    s.set_held_in_table("default", 0).await;
     let tick = retry::tick(&s.app, INTERVALS).await.unwrap();
     assert!(tick.failed.is_empty(), "{tick:?}");
     assert_eq!(tick.slots_repaired, ["default: 0 -> 2"]);
     assert_eq!(s.held_in_table("default").await, Some(2));
 
     // And one where slots are held by runs that have ended.
-    s.clients
-        .dynamodb
-        .put_item()
-        .table_name("flotilla")
-        .item("PK", AttributeValue::S("SLOTS#default".into()))
-        .item("SK", AttributeValue::S("SLOTS".into()))
-        .item("held", AttributeValue::N("7".into()))
-        .send()
-        .await
-        .unwrap();
+    s.set_held_in_table("default", 7).await;
     let waiting = s.run(&ids[2]).await;
     assert_eq!(waiting["status"], "QUEUED", "{waiting}");
     let tick = retry::tick(&s.app, INTERVALS).await.unwrap();

@@ -146,10 +146,6 @@ const MAX_DELAY_SECONDS: u64 = 900;
 
 #[async_trait]
 impl RunQueue for SqsRunQueue {
-    async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError> {
-        self.enqueue_after(ticket, std::time::Duration::ZERO).await
-    }
-
     async fn enqueue_after(
         &self,
         ticket: &RunTicket,

@@ -179,13 +179,6 @@ impl FlakyQueue {
 
 #[async_trait]
 impl RunQueue for FlakyQueue {
-    async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError> {
-        if self.lose_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::backend("the queue is unreachable (as told)"));
-        }
-        self.inner.enqueue(ticket).await
-    }
-
     async fn enqueue_after(
         &self,
         ticket: &RunTicket,

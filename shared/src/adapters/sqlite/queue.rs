@@ -116,10 +116,6 @@ impl SqliteStore {
 
 #[async_trait]
 impl RunQueue for SqliteStore {
-    async fn enqueue(&self, ticket: &RunTicket) -> Result<(), StoreError> {
-        self.enqueue_after(ticket, std::time::Duration::ZERO).await
-    }
-
     async fn enqueue_after(
         &self,
         ticket: &RunTicket,
