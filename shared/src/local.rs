@@ -474,20 +474,21 @@ async fn drive(
             return;
         }
         if !stopping && used < parallelism {
-            // Clusters at their cap keep their tickets until a slot is free.
-            // A launch in flight may not hold its slot yet: it counts.
+            // Clusters at their cap keep their tickets until a slot is free,
+            // and clusters not active until they are again. A launch in
+            // flight may not hold its slot yet: it counts.
             let mut in_flight: HashMap<String, u64> = HashMap::new();
             for cluster in launching.values() {
                 *in_flight.entry(cluster.clone()).or_default() += 1;
             }
-            let full = match app.clusters_at_cap(&in_flight).await {
-                Ok(full) => full,
+            let held = match app.clusters_held(&in_flight).await {
+                Ok(held) => held,
                 Err(e) => {
-                    error!(error = %e, "could not read the clusters' caps");
+                    error!(error = %e, "could not read the clusters' status and caps");
                     Vec::new()
                 }
             };
-            match store.claim(last_cluster.clone(), app.now(), &full).await {
+            match store.claim(last_cluster.clone(), app.now(), &held).await {
                 Ok(Some(claimed)) => {
                     last_cluster = Some(claimed.ticket.cluster.clone());
                     let run_id = claimed.ticket.run_id.clone();
@@ -566,8 +567,8 @@ async fn handle_ticket(app: &App, store: &SqliteStore, claimed: ClaimedTicket) {
             warn!(run_id = %ticket.run_id, reason = %reason, "launch deferred");
             Some(chrono::Duration::seconds(5))
         }
-        // The claim passes over the cluster until a slot is free.
-        Ok(SubmitOutcome::AtCap { .. }) => Some(chrono::Duration::zero()),
+        // The claim passes over the cluster until it launches again.
+        Ok(SubmitOutcome::Held { .. }) => Some(chrono::Duration::zero()),
         Err(e) => {
             error!(run_id = %ticket.run_id, error = %e, "submit failed; the ticket will be tried again");
             Some(chrono::Duration::seconds(1))

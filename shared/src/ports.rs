@@ -13,6 +13,7 @@ use crate::domain::EnvVar;
 use crate::domain::cluster::Cluster;
 use crate::domain::definition::Definition;
 use crate::domain::event::RunEvent;
+use crate::domain::learning::{JobKey, Learned, Lesson};
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState};
 use crate::domain::spec::{Engine, Resources};
@@ -103,6 +104,19 @@ pub trait RunStore: Send + Sync {
     async fn queued_ahead(&self, run: &Run) -> Result<Option<u64>, StoreError> {
         let _ = run;
         Ok(None)
+    }
+
+    /// When the newest runs of `cluster` that started at or after `since`
+    /// started, newest first, at most `limit` of them: one index range
+    /// read. Empty when the store cannot tell.
+    async fn recent_starts(
+        &self,
+        cluster: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let _ = (cluster, since, limit);
+        Ok(Vec::new())
     }
 }
 
@@ -198,6 +212,19 @@ pub trait IdempotenceKeys: Send + Sync {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// What the runs of each job taught its next ones
+/// ([`crate::domain::learning`]): one record per job, merged into.
+#[async_trait]
+pub trait JobLessons: Send + Sync {
+    /// What `job`'s runs taught so far (nothing, when none did).
+    async fn learned(&self, job: &JobKey) -> Result<Learned, StoreError>;
+
+    /// Merges `lesson` into what `job` learned, as [`Learned::merged`]
+    /// does, with no lost update when two writers race: recording a lesson
+    /// again changes nothing.
+    async fn learn(&self, job: &JobKey, lesson: &Lesson) -> Result<(), StoreError>;
 }
 
 /// Job templates, one item per version.

@@ -3,7 +3,8 @@
 //! on-demand capacity (the RunTask request says so); a capped cluster admits
 //! no more than its cap under 20 concurrent submit invocations and puts the
 //! rest back on its queue with a delay; the sweep sets a cluster's count of
-//! held slots right when it disagrees with the runs.
+//! held slots right when it disagrees with the runs; a cluster in
+//! maintenance launches nothing and its tickets wait on its queue.
 
 use std::sync::Arc;
 
@@ -176,6 +177,95 @@ async fn a_spot_interruption_runs_the_next_attempt_on_ondemand_capacity_and_says
         ),
         "the timeline says why attempt 2 runs on on-demand: {timeline}"
     );
+
+    // The job learned: its next run starts on on-demand and says why, for
+    // 12 hours; then it runs on spot again.
+    let execute = || async {
+        let (status, run) = s
+            .call(
+                Method::PUT,
+                "/api/v6/task/alias/nightly/execute",
+                json!({"run_tags": {"owner_id": "ana"}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{run}");
+        run
+    };
+    let next = execute().await;
+    assert_eq!(next["node_lifecycle"], "ondemand", "{next}");
+    assert!(
+        next["lifecycle_note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("run {run_id} of this job lost its spot capacity")),
+        "{next}"
+    );
+    let launched = s.launched_run_task().await;
+    assert_eq!(launched["launchType"], "FARGATE", "{launched}");
+    // (The lesson's time is the stop's, as ECS reported it, after the clock's.)
+    s.clock.advance(chrono::Duration::hours(13));
+    let later = execute().await;
+    assert_eq!(later["node_lifecycle"], "spot", "{later}");
+    assert!(later.get("lifecycle_note").is_none(), "{later}");
+    let launched = s.launched_run_task().await;
+    assert_eq!(
+        launched["capacityProviderStrategy"],
+        json!([{"capacityProvider": "FARGATE_SPOT", "weight": 1}]),
+        "{launched}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn a_queued_run_of_a_cluster_in_maintenance_is_not_launched_and_its_ticket_waits_on_the_queue()
+ {
+    let s = stack().await;
+    let (status, answer) = s
+        .call(
+            Method::POST,
+            "/api/v6/clusters",
+            json!({"name": "default", "status": "maintenance"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let run_id = s.define_and_execute("held", 1).await.remove(0);
+    let events = s.one_record_events().await;
+    assert_eq!(events.len(), 1);
+    s.counter.reset();
+    let (event, receipt) = events.into_iter().next().unwrap();
+    let answer = submit::handle(
+        &s.app,
+        event,
+        tokio::time::Instant::now() + std::time::Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "acknowledged: {answer:?}"
+    );
+    assert!(s.counter.bodies("RunTask").is_empty(), "nothing launched");
+    let sent = s.counter.bodies("SendMessage");
+    assert_eq!(sent.len(), 1, "the ticket is put back: {sent:?}");
+    assert_eq!(sent[0]["DelaySeconds"], 30, "{sent:?}");
+    s.clients
+        .sqs
+        .delete_message()
+        .queue_url(&s.queue_url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+        .unwrap();
+    let run = s.run(&run_id).await;
+    assert_eq!(run["status"], "QUEUED", "{run}");
+    assert_eq!(
+        run["waiting_reason"],
+        "cluster default is in maintenance: its queued runs wait until it is active again",
+        "{run}"
+    );
+    // The sweep adds no ticket while the cluster launches nothing.
+    s.clock.advance(chrono::Duration::hours(1));
+    let tick = retry::tick(&s.app, INTERVALS).await.unwrap();
+    assert!(tick.reenqueued.is_empty(), "{tick:?}");
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! memory runs again with more; a bad policy is refused when it is saved;
 //! a run that does not run yet says why it waits, and where it stands in its
 //! cluster's queue; a cluster's `max_concurrency` holds while another
-//! cluster runs beside it.
+//! cluster runs beside it; the queued runs of a cluster in maintenance wait
+//! for it, and say so.
 
 use std::time::Duration;
 
@@ -148,7 +149,8 @@ async fn an_exit_code_the_policy_does_not_list_stands_after_one_attempt() {
 }
 
 #[tokio::test]
-async fn a_run_out_of_memory_runs_again_with_half_as_much_again_and_succeeds() {
+async fn a_run_out_of_memory_runs_again_with_half_as_much_again_and_the_next_run_of_its_job_starts_there()
+ {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let server = Server::start(&dir.path().join("data"), 2).await;
     define(
@@ -197,6 +199,30 @@ async fn a_run_out_of_memory_runs_again_with_half_as_much_again_and_succeeds() {
         second.contains("96 MB"),
         "attempt 2 is held to 96 MB: {second}"
     );
+    // The job learned: its next run starts with 96 MB, says why, and
+    // succeeds at its first attempt.
+    let next = server.execute("grows", json!({})).await;
+    assert_eq!(next["memory"], 96, "{next}");
+    let note = next["resources_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "run {run_id} of this job ran out of memory with 64 MB"
+        )),
+        "the run says why it starts with more: {next}"
+    );
+    let done = wait_stopped(&server, &id(&next)).await;
+    assert_eq!(
+        (done["exit_code"].as_i64(), done["attempt_count"].as_u64()),
+        (Some(0), Some(1)),
+        "{done}"
+    );
+    // Another command of the same definition is another job: it learned nothing.
+    let other = server
+        .execute("grows", json!({"command": "python3 -c 'print(1)'"}))
+        .await;
+    assert_eq!(other["memory"], 64, "{other}");
+    assert!(other.get("resources_note").is_none(), "{other}");
+    wait_stopped(&server, &id(&other)).await;
 }
 
 #[tokio::test]
@@ -389,4 +415,59 @@ async fn a_cluster_with_max_concurrency_one_runs_its_runs_one_at_a_time_while_an
     for pair in spans.windows(2) {
         assert!(pair[1].0 >= pair[0].1, "two ran at once: {spans:?}");
     }
+}
+
+#[tokio::test]
+async fn the_queued_runs_of_a_cluster_in_maintenance_wait_and_say_so_until_it_is_active_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&dir.path().join("data"), 4).await;
+    let (status, answer) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v6/clusters",
+            &json!({"name": "upkeep"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let body = json!({"alias": "kept", "group_name": "tests", "image": "ubuntu:latest",
+        "command": "echo kept", "target_cluster": "upkeep"});
+    let (status, def) = server
+        .send(reqwest::Method::POST, "/api/v6/task", &body.to_string())
+        .await;
+    assert_eq!(status, 200, "{def}");
+    server.define("other", "echo other").await;
+    let (status, answer) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v6/clusters/upkeep",
+            &json!({"status": "maintenance", "status_reason": "node upgrade"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    // The definition routes its runs to the cluster; they queue there.
+    let kept = id(&server.execute("kept", json!({})).await);
+    // A run of another cluster, launched after it, runs and ends first.
+    let other = id(&server.execute("other", json!({})).await);
+    let (ended, _) = server.wait_stopped(&other).await;
+    assert_eq!(ended["exit_code"], 0, "{ended}");
+    let (status, view) = server.get(&format!("/api/v6/{kept}/status")).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "QUEUED", "{view}");
+    assert_eq!(
+        view["waiting_reason"],
+        "cluster upkeep is in maintenance: its queued runs wait until it is active again",
+        "{view}"
+    );
+    assert_eq!(view["queue_position"], 1, "{view}");
+    let (status, answer) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v6/clusters/upkeep",
+            &json!({"status": "active"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (run, _) = server.wait_stopped(&kept).await;
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert_eq!(run["cluster"], "upkeep", "{run}");
 }

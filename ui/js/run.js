@@ -49,8 +49,8 @@ export async function runView(scope, runId) {
   const linksHost = h('span', { class: 'bar', id: 'run-links' });
   const timelineHost = h('div', { id: 'run-timeline' });
   const durationEl = h('span', { id: 'run-duration' });
-  // Why a run that has not started waits, and where it stands in its
-  // cluster's queue; refreshed from every status poll.
+  // Why a run that has not started waits, where it stands in its cluster's
+  // queue and when it may start; refreshed from every status poll.
   const waitingEl = h('p', { class: 'notice waiting', id: 'run-waiting', role: 'status', hidden: true });
   const showWaiting = (s) => {
     if (!s.waiting_reason) {
@@ -60,7 +60,8 @@ export async function runView(scope, runId) {
     }
     const place = s.queue_position ? ` · position ${s.queue_position} in cluster ${run.cluster}'s queue` : '';
     const since = s.waiting_since ? ` · since ${new Date(s.waiting_since).toLocaleTimeString()}` : '';
-    waitingEl.textContent = `Waiting: ${s.waiting_reason}${place}${since}`;
+    const eta = s.estimated_start ? ` · expected to start around ${new Date(s.estimated_start).toLocaleTimeString()}` : '';
+    waitingEl.textContent = `Waiting: ${s.waiting_reason}${place}${eta}${since}`;
     waitingEl.hidden = false;
   };
 

@@ -5,8 +5,17 @@
 
 use crate::app::{App, Step, retry_on_conflict};
 use crate::domain::ValidationError;
-use crate::domain::cluster::{Cluster, ClusterInput};
+use crate::domain::cluster::{Cluster, ClusterInput, ClusterStatus};
 use crate::error::{AppError, Conflict, Contended, Missing, StoreError};
+
+/// What holds the queued runs of one cluster back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClusterGate {
+    /// Its status: only an active cluster launches.
+    pub status: ClusterStatus,
+    /// The most of its runs in PENDING and RUNNING at once, when capped.
+    pub cap: Option<u32>,
+}
 
 impl App {
     /// Every cluster: the registered ones, and those the deployment has
@@ -25,25 +34,43 @@ impl App {
         Ok(clusters)
     }
 
-    /// The registered clusters whose every slot is held, or about to be by
-    /// the launches `in_flight` (per cluster): runs of theirs wait until one
-    /// is given back.
-    pub async fn clusters_at_cap(
+    /// The registered clusters that launch nothing now: those not active
+    /// (in maintenance or offline), and those whose every slot is held, or
+    /// about to be by the launches `in_flight` (per cluster). Runs of theirs
+    /// wait, queued, until the cluster is active and a slot is given back.
+    pub async fn clusters_held(
         &self,
         in_flight: &std::collections::HashMap<String, u64>,
     ) -> Result<Vec<String>, AppError> {
         let (clusters, _) = self.clusters.clusters().await?;
-        let mut full = Vec::new();
+        let mut held = Vec::new();
         for cluster in clusters {
+            if !cluster.is_active() {
+                held.push(cluster.name);
+                continue;
+            }
             let Some(cap) = cluster.max_concurrency else {
                 continue;
             };
             let launching = in_flight.get(&cluster.name).copied().unwrap_or(0);
             if self.runs.slots_held(&cluster.name).await? + launching >= u64::from(cap) {
-                full.push(cluster.name);
+                held.push(cluster.name);
             }
         }
-        Ok(full)
+        Ok(held)
+    }
+
+    /// What the registry says of `cluster` for its queued runs: its status
+    /// and its cap. An unregistered cluster is active with no cap.
+    pub(crate) async fn cluster_gate(&self, cluster: &str) -> Result<ClusterGate, AppError> {
+        let (clusters, _) = self.clusters.clusters().await?;
+        Ok(clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .map_or_else(ClusterGate::default, |c| ClusterGate {
+                status: c.status,
+                cap: c.max_concurrency,
+            }))
     }
 
     /// One cluster, registered or implied.

@@ -4,7 +4,9 @@
 //! that run is returned instead of a new one. Keys belong to an owner: the
 //! same key sent by two owners names two runs. Requests racing with one key
 //! make one run, and every one of them gets it: a request that finds the key
-//! claimed a moment ago waits for the claimant's run.
+//! claimed a moment ago waits for the claimant's run. A run of a job whose
+//! runs ran out of memory or lost their spot capacity lately starts as
+//! their lessons say ([`crate::domain::learning`]).
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use crate::domain::event::RunEvent;
 use crate::domain::identity::Caller;
 use crate::domain::launch::RunTags;
 use crate::domain::launch::{LaunchContext, LaunchRequest, OwnerRule, build_spec, run_id_for};
+use crate::domain::learning::JobKey;
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, TemplateUse, replay};
 use crate::error::{Act, AppError, Conflict, Missing, Refusal};
 use crate::ports::RunTicket;
@@ -141,8 +144,13 @@ impl App {
             max_attempts: self.settings.max_attempts,
             max_memory: self.settings.max_memory,
         };
+        let memory_asked = request.resources.memory.is_some();
         let mut spec = build_spec(definition, request, rule, &ctx)?;
         spec.template = template;
+        if let Some(job) = JobKey::of(&spec) {
+            let learned = self.lessons.learned(&job).await?;
+            learned.apply(&mut spec, self.now(), ctx.limits, memory_asked);
+        }
         if !caller.may_launch_as(&spec.owner) {
             return Err(AppError::NotOwner(Refusal {
                 caller: caller.name().unwrap_or_default().to_owned(),

@@ -37,12 +37,13 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use crate::domain::DomainError;
+use crate::domain::learning::Lesson;
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
 use crate::domain::spec::Engine;
 use crate::error::{AppError, Conflict, Contended, Missing, StoreError};
 use crate::ports::{
     Clock, ClusterStore, DefinitionStore, EventPublisher, ExecutionEngine, IdempotenceKeys,
-    LogSource, RunQueue, RunStateChange, RunStore, TemplateStore,
+    JobLessons, LogSource, RunQueue, RunStateChange, RunStore, TemplateStore,
 };
 
 pub use definitions::DefinitionRef;
@@ -86,12 +87,18 @@ pub struct AppSettings {
 
 /// Every storage port, implemented by one backend (SQLite, DynamoDB).
 pub trait Storage:
-    RunStore + DefinitionStore + ClusterStore + IdempotenceKeys + TemplateStore + 'static
+    RunStore + DefinitionStore + ClusterStore + IdempotenceKeys + TemplateStore + JobLessons + 'static
 {
 }
 
 impl<T> Storage for T where
-    T: RunStore + DefinitionStore + ClusterStore + IdempotenceKeys + TemplateStore + 'static
+    T: RunStore
+        + DefinitionStore
+        + ClusterStore
+        + IdempotenceKeys
+        + TemplateStore
+        + JobLessons
+        + 'static
 {
 }
 
@@ -125,6 +132,8 @@ pub struct App {
     pub idempotence: Arc<dyn IdempotenceKeys>,
     /// Job templates.
     pub templates: Arc<dyn TemplateStore>,
+    /// What each job's runs taught its next ones.
+    pub lessons: Arc<dyn JobLessons>,
     /// Per-cluster queues.
     pub queue: Arc<dyn RunQueue>,
     /// Engine.
@@ -180,7 +189,8 @@ impl App {
             definitions: storage.clone(),
             clusters: storage.clone(),
             idempotence: storage.clone(),
-            templates: storage,
+            templates: storage.clone(),
+            lessons: storage,
             queue,
             engine,
             logs,
@@ -256,6 +266,7 @@ impl App {
                         if previous != Some(run.status) {
                             self.publish(&run, previous).await;
                         }
+                        self.learn(&run, &events).await;
                         Ok(Step::Done((run, true)))
                     }
                     Err(StoreError::Conflict { .. }) => Ok(Step::Again),
@@ -264,6 +275,18 @@ impl App {
             }
         })
         .await
+    }
+
+    /// Records what `events`, just appended, teach the run's job (an
+    /// attempt out of memory, or off its spot capacity). The events are
+    /// already recorded; a lesson that cannot be written is logged, and
+    /// costs only the next runs' head start.
+    async fn learn(&self, run: &Run, events: &[crate::domain::event::RunEvent]) {
+        if let Some((job, lesson)) = Lesson::of(run, events)
+            && let Err(error) = self.lessons.learn(&job, &lesson).await
+        {
+            warn!(run_id = %run.spec.run_id, error = %error, "could not record what the run teaches its job");
+        }
     }
 
     /// Publishes a status change. The change is already recorded; a failure to

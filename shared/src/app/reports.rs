@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use crate::app::{App, Step, retry_on_conflict};
 use crate::domain::EnvVar;
+use crate::domain::cluster::{ClusterStatus, not_active_reason};
 use crate::domain::launch::{ATTEMPT_VAR, RUN_TOKEN_VAR};
 use crate::domain::report::ReportedStatus;
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
@@ -25,10 +26,11 @@ pub enum SubmitOutcome {
     /// Nothing to do: the run is gone, not QUEUED, or at another attempt (a
     /// duplicate or stale ticket). Acknowledge it.
     Skipped,
-    /// Every slot of the run's cluster is held: the ticket waits for one
-    /// (put back on the queue with a delay, so waiting never counts as a
-    /// failed delivery).
-    AtCap {
+    /// The run's cluster launches nothing now (every slot of its cap is
+    /// held, or it is in maintenance or offline): the ticket waits (put back
+    /// on the queue with a delay, so waiting never counts as a failed
+    /// delivery).
+    Held {
         /// Why.
         reason: String,
     },
@@ -73,11 +75,16 @@ impl App {
         else {
             return Ok(SubmitOutcome::Skipped);
         };
-        let cap = self.cluster_cap(&run.spec.cluster).await?;
-        let state = match cap {
+        let gate = self.cluster_gate(&run.spec.cluster).await?;
+        if gate.status != ClusterStatus::Active {
+            return Ok(SubmitOutcome::Held {
+                reason: not_active_reason(&run.spec.cluster, gate.status),
+            });
+        }
+        let state = match gate.cap {
             Some(cap) if run.slot.is_none() => match self.admit(ticket, cap, state).await? {
                 Admission::Admitted(state) => *state,
-                Admission::Full(reason) => return Ok(SubmitOutcome::AtCap { reason }),
+                Admission::Full(reason) => return Ok(SubmitOutcome::Held { reason }),
             },
             _ => state,
         };
@@ -140,15 +147,6 @@ impl App {
                 Ok(SubmitOutcome::Failed { reason: message })
             }
         }
-    }
-
-    /// The cap of `cluster`'s runs at once, when it has one.
-    pub(crate) async fn cluster_cap(&self, cluster: &str) -> Result<Option<u32>, AppError> {
-        let (clusters, _) = self.clusters.clusters().await?;
-        Ok(clusters
-            .iter()
-            .find(|c| c.name == cluster)
-            .and_then(|c| c.max_concurrency))
     }
 
     /// Takes a slot of the ticket's cluster for its attempt, in the same

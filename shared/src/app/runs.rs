@@ -4,9 +4,13 @@
 use tracing::warn;
 
 use crate::app::App;
+use crate::domain::cluster::ClusterStatus;
 use crate::domain::identity::Caller;
 use crate::domain::query::{Page, Paging, RunQuery};
-use crate::domain::run::{Capacity, Run, RunCommand, RunStatus};
+use crate::domain::run::{
+    Capacity, Run, RunCommand, RunStatus, START_RATE_SAMPLE, START_RATE_WINDOW_MINUTES,
+    estimated_start,
+};
 use crate::error::{Act, AppError, Missing, Refusal};
 use crate::ports::RecordedEvent;
 
@@ -19,6 +23,9 @@ pub struct Waiting {
     pub since: chrono::DateTime<chrono::Utc>,
     /// A QUEUED run's place in its cluster's queue, 1 being next.
     pub queue_position: Option<u64>,
+    /// When a QUEUED run may start at its cluster's recent start rate,
+    /// when it has one.
+    pub estimated_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl App {
@@ -43,10 +50,12 @@ impl App {
         Ok(self.runs.list(query).await?)
     }
 
-    /// What holds QUEUED runs of `cluster` back: its cap and the slots
-    /// held, and the server's parallelism and the runs it has launched.
+    /// What holds QUEUED runs of `cluster` back: its status when not
+    /// active, its cap and the slots held, and the server's parallelism and the runs it has launched.
     pub async fn capacity(&self, cluster: &str) -> Result<Capacity, AppError> {
-        let cluster_cap = match self.cluster_cap(cluster).await? {
+        let gate = self.cluster_gate(cluster).await?;
+        let cluster_inactive = (gate.status != ClusterStatus::Active).then_some(gate.status);
+        let cluster_cap = match gate.cap {
             Some(cap) => Some((cap, self.runs.slots_held(cluster).await?)),
             None => None,
         };
@@ -69,6 +78,7 @@ impl App {
             None => None,
         };
         Ok(Capacity {
+            cluster_inactive,
             cluster_cap,
             parallelism,
         })
@@ -76,7 +86,8 @@ impl App {
 
     /// Where a run that does not run yet stands: why it waits and since
     /// when, and for a QUEUED run its place in its cluster's queue (1 is
-    /// next), from one index range counted.
+    /// next), from one index range counted, and when it may start at its
+    /// cluster's recent start rate (its newest starts, one index range read).
     pub async fn waiting(&self, run: &Run) -> Result<Option<Waiting>, AppError> {
         let capacity = match run.status {
             RunStatus::Queued => self.capacity(&run.spec.cluster).await?,
@@ -89,10 +100,24 @@ impl App {
             RunStatus::Queued => self.runs.queued_ahead(run).await?.map(|ahead| ahead + 1),
             _ => None,
         };
+        let estimated_start = match queue_position {
+            // A cluster that launches nothing now has no rate to go by.
+            Some(position) if capacity.cluster_inactive.is_none() => {
+                let now = self.now();
+                let since = now - chrono::Duration::minutes(START_RATE_WINDOW_MINUTES);
+                let starts = self
+                    .runs
+                    .recent_starts(&run.spec.cluster, since, START_RATE_SAMPLE)
+                    .await?;
+                estimated_start(position, &starts, now)
+            }
+            _ => None,
+        };
         Ok(Some(Waiting {
             reason,
             since,
             queue_position,
+            estimated_start,
         }))
     }
 

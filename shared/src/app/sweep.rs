@@ -12,9 +12,11 @@
 //! records `RunReenqueued` first and enqueues after, and a run whose ticket
 //! was put on the queue (first, or requeued, or re-enqueued) within the
 //! interval is not due. A crash between the two leaves the run due again one
-//! interval later.
+//! interval later. Runs of a cluster that launches nothing now (in
+//! maintenance, offline, or at its cap) are not due: their tickets go round
+//! the queue until it launches again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{error, warn};
@@ -129,12 +131,24 @@ impl App {
         }
         self.repair_slots(&mut outcome).await;
         let stale_before = self.now() - requeue_after;
+        // The tickets of a cluster that launches nothing now go round its
+        // queue (put back by submit each time they come up) and are not
+        // lost: they get no more until it launches again.
+        let held = match self.clusters_held(&HashMap::new()).await {
+            Ok(held) => held,
+            Err(e) => {
+                outcome
+                    .failed
+                    .push(format!("the clusters' status and caps: {e}"));
+                Vec::new()
+            }
+        };
         // A ticket is never older than its run: runs queued since
         // `stale_before` cannot be due.
         let mut pages = Pages::new(&[RunStatus::Queued], Some(stale_before));
         while let Some(runs) = next_or_note(&mut pages, self, &mut outcome.failed).await {
             for run in runs {
-                if run.last_enqueued_at() >= stale_before {
+                if run.last_enqueued_at() >= stale_before || held.contains(&run.spec.cluster) {
                     continue;
                 }
                 let run_id = run.spec.run_id.clone();

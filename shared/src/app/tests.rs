@@ -574,3 +574,42 @@ async fn a_run_that_heard_nothing_is_looked_up_and_the_engines_answer_recorded()
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn a_queued_run_is_given_a_start_time_from_its_clusters_recent_start_rate() {
+    let t = TestApp::new();
+    t.define("job", "sleep 60").await;
+    let first = t.execute("job").await.spec.run_id;
+    let waiting = t.app.waiting(&t.run(&first).await).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.queue_position, waiting.estimated_start),
+        (Some(1), None),
+        "no start to tell a rate by yet"
+    );
+    t.submit_next().await;
+    t.clock.advance(Duration::seconds(10));
+    t.execute("job").await;
+    t.submit_next().await;
+    // Two starts 10 s apart: the next runs start 10 s after one another.
+    let started = t.clock.now();
+    let third = t.execute("job").await.spec.run_id;
+    t.clock.advance(Duration::milliseconds(1));
+    let fourth = t.execute("job").await.spec.run_id;
+    for (run_id, position) in [(&third, 1), (&fourth, 2)] {
+        let waiting = t.app.waiting(&t.run(run_id).await).await.unwrap().unwrap();
+        assert_eq!(waiting.queue_position, Some(position));
+        assert_eq!(
+            waiting.estimated_start,
+            Some(started + Duration::seconds(10 * position as i64)),
+            "position {position}"
+        );
+    }
+    // Once that time has passed with no start, the rate says nothing.
+    t.clock.advance(Duration::seconds(11));
+    let waiting = t.app.waiting(&t.run(&third).await).await.unwrap().unwrap();
+    assert_eq!(waiting.estimated_start, None);
+    // Starts older than the window do not count.
+    t.clock.advance(Duration::minutes(60));
+    let waiting = t.app.waiting(&t.run(&fourth).await).await.unwrap().unwrap();
+    assert_eq!(waiting.estimated_start, None);
+}

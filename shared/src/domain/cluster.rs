@@ -272,6 +272,16 @@ impl Cluster {
     }
 }
 
+/// Why the queued runs of `cluster`, whose status is `status` (not
+/// active), wait.
+pub fn not_active_reason(cluster: &str, status: ClusterStatus) -> String {
+    let state = match status {
+        ClusterStatus::Maintenance => "in maintenance",
+        ClusterStatus::Offline | ClusterStatus::Active => "offline",
+    };
+    format!("cluster {cluster} is {state}: its queued runs wait until it is active again")
+}
+
 /// What routing needs to know about one launch.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteRequest<'a> {

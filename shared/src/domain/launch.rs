@@ -409,6 +409,8 @@ pub fn build_spec(
         template: None,
         secrets,
         retry,
+        resources_note: None,
+        lifecycle_note: None,
     })
 }
 

@@ -17,6 +17,9 @@
 //! - [`launch`]: what an execute request may ask for, validated into a [`spec::RunSpec`].
 //! - [`query`]: filters, sort keys and paging for lists, as closed enums.
 //! - [`report`]: status reports from runs that report their own status.
+//! - [`learning`]: what a job's runs teach its next ones (more memory after an
+//!   out of memory, on-demand after a spot interruption), keyed on definition
+//!   and command hash.
 //! - [`retry`]: retry policies: which ended attempts run again, when, and
 //!   with how much memory.
 
@@ -27,6 +30,7 @@ pub mod event;
 pub mod fargate;
 pub mod identity;
 pub mod launch;
+pub mod learning;
 pub mod limits;
 pub mod query;
 pub mod report;

@@ -15,6 +15,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::cluster::{ClusterStatus, not_active_reason};
 use crate::domain::error::DomainError;
 use crate::domain::event::RunEvent;
 use crate::domain::limits::LaunchLimits;
@@ -244,8 +245,17 @@ impl Run {
     }
 
     /// [`Run::waiting`], told what else holds a QUEUED run back: its
-    /// cluster at its cap, or every slot of the server taken.
+    /// cluster not active (in maintenance, offline) or at its cap, or every
+    /// slot of the server taken.
     pub fn waiting_for(&self, capacity: &Capacity) -> Option<(String, DateTime<Utc>)> {
+        if self.status == RunStatus::Queued
+            && let Some(status) = capacity.cluster_inactive
+        {
+            return Some((
+                not_active_reason(&self.spec.cluster, status),
+                self.last_enqueued_at(),
+            ));
+        }
         if self.status == RunStatus::Queued && self.slot.is_none() {
             let since = self.last_enqueued_at();
             if let Some((cap, held)) = capacity.cluster_cap
@@ -312,12 +322,41 @@ impl Run {
 /// What holds QUEUED runs back besides their own state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capacity {
+    /// The run's cluster's status, when it is not active (its runs wait).
+    pub cluster_inactive: Option<ClusterStatus>,
     /// The run's cluster's cap and how many of its slots are held, when it
     /// has a cap.
     pub cluster_cap: Option<(u32, u64)>,
     /// The server's parallelism and how many runs it has launched, when it
     /// has one (the local server).
     pub parallelism: Option<(u64, u64)>,
+}
+
+/// How far back a cluster's starts count towards its start rate.
+pub const START_RATE_WINDOW_MINUTES: i64 = 60;
+/// How many of a cluster's newest starts its start rate is taken from.
+pub const START_RATE_SAMPLE: u32 = 20;
+
+/// When the QUEUED run at `position` (1 is next) in its cluster's queue
+/// may start, at the cluster's recent start rate: `starts` (newest first,
+/// within [`START_RATE_WINDOW_MINUTES`]) spaced evenly, the next one
+/// `position` spaces after the newest. `None` with fewer than two starts
+/// to tell a rate by, or when that time is already past at `now` (the
+/// cluster no longer starts runs at that rate).
+pub fn estimated_start(
+    position: u64,
+    starts: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let (newest, oldest) = (*starts.first()?, *starts.last()?);
+    let gaps = i64::try_from(starts.len())
+        .ok()?
+        .checked_sub(1)
+        .filter(|g| *g > 0)?;
+    let spacing = (newest - oldest).num_milliseconds().max(0) / gaps;
+    let wait = spacing.checked_mul(i64::try_from(position).ok()?)?;
+    let at = newest.checked_add_signed(Duration::try_milliseconds(wait)?)?;
+    (at >= now).then_some(at)
 }
 
 /// A stream's state: how many events it holds and the run they fold into.
@@ -875,11 +914,11 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 prepared_at: None,
                 retry_at: None,
                 attempt_resources: None,
-                resources_note: None,
+                resources_note: spec.resources_note.clone(),
                 submitted_at: None,
                 preparing: None,
                 attempt_lifecycle: None,
-                lifecycle_note: None,
+                lifecycle_note: spec.lifecycle_note.clone(),
                 slot: None,
             });
         }

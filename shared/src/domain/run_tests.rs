@@ -1001,6 +1001,7 @@ fn a_queued_run_says_when_its_cluster_is_at_its_cap_or_the_server_has_no_free_sl
     let at_cap = Capacity {
         cluster_cap: Some((2, 2)),
         parallelism: Some((4, 1)),
+        ..Capacity::default()
     };
     let (reason, since) = run.waiting_for(&at_cap).unwrap();
     assert_eq!(
@@ -1011,6 +1012,7 @@ fn a_queued_run_says_when_its_cluster_is_at_its_cap_or_the_server_has_no_free_sl
     let busy = Capacity {
         cluster_cap: Some((2, 1)),
         parallelism: Some((2, 2)),
+        ..Capacity::default()
     };
     assert_eq!(
         run.waiting_for(&busy).unwrap().0,
@@ -1019,4 +1021,53 @@ fn a_queued_run_says_when_its_cluster_is_at_its_cap_or_the_server_has_no_free_sl
     assert_eq!(run.waiting_for(&Capacity::default()), run.waiting());
     let running = replay(&[queued(), submitted(1), started(1)]).run.unwrap();
     assert_eq!(running.waiting_for(&at_cap), None);
+}
+
+#[test]
+fn a_queued_run_of_a_cluster_in_maintenance_says_so_before_anything_else() {
+    let run = replay(&[queued()]).run.unwrap();
+    let maintenance = Capacity {
+        cluster_inactive: Some(ClusterStatus::Maintenance),
+        cluster_cap: Some((2, 2)),
+        parallelism: Some((2, 2)),
+    };
+    let (reason, since) = run.waiting_for(&maintenance).unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "cluster {} is in maintenance: its queued runs wait until it is active again",
+            run.spec.cluster
+        )
+    );
+    assert_eq!(since, t(0));
+    let offline = Capacity {
+        cluster_inactive: Some(ClusterStatus::Offline),
+        ..Capacity::default()
+    };
+    assert!(run.waiting_for(&offline).unwrap().0.contains("is offline"));
+    let running = replay(&[queued(), submitted(1), started(1)]).run.unwrap();
+    assert_eq!(running.waiting_for(&maintenance), None);
+}
+
+#[test]
+fn a_start_time_is_estimated_from_evenly_spaced_recent_starts_and_never_in_the_past() {
+    let starts = [t(40), t(30), t(20), t(10)];
+    assert_eq!(estimated_start(1, &starts, t(41)), Some(t(50)));
+    assert_eq!(estimated_start(3, &starts, t(41)), Some(t(70)));
+    assert_eq!(
+        estimated_start(1, &starts, t(51)),
+        None,
+        "past: no rate holds"
+    );
+    assert_eq!(
+        estimated_start(1, &[t(40)], t(40)),
+        None,
+        "one start is no rate"
+    );
+    assert_eq!(estimated_start(1, &[], t(40)), None);
+    assert_eq!(
+        estimated_start(u64::MAX, &starts, t(41)),
+        None,
+        "no overflow"
+    );
 }

@@ -188,6 +188,14 @@ pub struct RunSpec {
     /// infrastructure failures are retried, up to the server's attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<crate::domain::retry::RunRetry>,
+    /// Why its resources differ from what its launch asked for (its job
+    /// ran out of memory lately: [`crate::domain::learning`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources_note: Option<String>,
+    /// Why it runs on other capacity than its launch asked for (its job
+    /// lost its spot capacity lately).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_note: Option<String>,
 }
 
 /// Which template version a run was made from, with what payload.

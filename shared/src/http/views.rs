@@ -137,6 +137,11 @@ pub struct RunView {
     /// single run's read, not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u64>,
+    /// When a QUEUED run may start, at its cluster's recent start rate
+    /// (its newest starts in the last hour), when there is one (on a
+    /// single run's read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_start: Option<DateTime<Utc>>,
     /// The capacity the current attempt runs on differs from
     /// `node_lifecycle` because of this (on-demand after a spot
     /// interruption).
@@ -212,6 +217,7 @@ impl From<&Run> for RunView {
             waiting_reason,
             waiting_since,
             queue_position: None,
+            estimated_start: None,
             lifecycle_note: run.lifecycle_note.clone(),
             log_url: None,
             pod_events: vec![],
@@ -259,6 +265,10 @@ pub struct RunStatusView {
     /// A QUEUED run's place in its cluster's queue, 1 being next.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u64>,
+    /// When a QUEUED run may start, at its cluster's recent start rate
+    /// (its newest starts in the last hour), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_start: Option<DateTime<Utc>>,
 }
 
 impl From<&Run> for RunStatusView {
@@ -279,6 +289,7 @@ impl From<&Run> for RunStatusView {
             waiting_reason,
             waiting_since,
             queue_position: None,
+            estimated_start: None,
         }
     }
 }
@@ -289,6 +300,7 @@ impl RunStatusView {
         self.waiting_reason = waiting.map(|w| w.reason.clone());
         self.waiting_since = waiting.map(|w| w.since);
         self.queue_position = waiting.and_then(|w| w.queue_position);
+        self.estimated_start = waiting.and_then(|w| w.estimated_start);
         self
     }
 }
@@ -299,6 +311,7 @@ impl RunView {
         self.waiting_reason = waiting.map(|w| w.reason.clone());
         self.waiting_since = waiting.map(|w| w.since);
         self.queue_position = waiting.and_then(|w| w.queue_position);
+        self.estimated_start = waiting.and_then(|w| w.estimated_start);
         self
     }
 }
@@ -314,7 +327,7 @@ pub fn status_etag(run: &Run, version: u64, waiting: Option<&Waiting>) -> String
         Some(w) => {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            (&w.reason, w.queue_position).hash(&mut hasher);
+            (&w.reason, w.queue_position, w.estimated_start).hash(&mut hasher);
             format!(
                 "\"{}-{exit}-{version}-{:016x}\"",
                 run.status,
@@ -351,11 +364,16 @@ impl TimelineEntry {
         use crate::domain::event::RunEvent as E;
         let event = &recorded.event;
         let (event_type, attempt, message) = match event {
-            E::RunQueued { spec, .. } => (
-                "Normal",
-                Some(1),
-                format!("queued on cluster {} by {}", spec.cluster, spec.owner),
-            ),
+            E::RunQueued { spec, .. } => {
+                let mut text = format!("queued on cluster {} by {}", spec.cluster, spec.owner);
+                for note in [&spec.resources_note, &spec.lifecycle_note]
+                    .into_iter()
+                    .flatten()
+                {
+                    text.push_str(&format!("; {note}"));
+                }
+                ("Normal", Some(1), text)
+            }
             E::RunSubmitted {
                 attempt, task_id, ..
             } => (
@@ -572,11 +590,7 @@ pub fn page_envelope(
     body
 }
 
-/// Lower-case hex MD5 of a command, as Flotilla's `command_hash`.
-pub fn command_hash(command: &str) -> String {
-    use md5::{Digest, Md5};
-    hex::encode(Md5::digest(command.as_bytes()))
-}
+pub use crate::domain::learning::command_hash;
 
 #[cfg(test)]
 mod tests {

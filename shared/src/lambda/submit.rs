@@ -6,9 +6,9 @@
 //! redelivered message never launches twice. A retryable launch failure leaves
 //! the message to come back after its visibility timeout; a permanent one
 //! stops the run with the reason and acknowledges the message. A ticket whose
-//! cluster is at its cap goes back on the queue with a delay
-//! ([`AT_CAP_DELAY`]) and is acknowledged, so waiting for a slot never moves it
-//! to the dead-letter queue.
+//! cluster launches nothing now (at its cap, in maintenance or offline) goes
+//! back on the queue with a delay ([`HELD_DELAY`]) and is acknowledged, so
+//! waiting never moves it to the dead-letter queue.
 //!
 //! The batch answers before the invocation's deadline whatever AWS does: each
 //! record gets the time left less [`ANSWER_RESERVE`], a record that runs out
@@ -26,9 +26,9 @@ use tracing::{error, info, warn};
 use crate::adapters::sqs::parse_ticket;
 use crate::app::{App, SubmitOutcome};
 
-/// How long the ticket of a run whose cluster is at its cap waits before it
-/// is looked at again.
-pub const AT_CAP_DELAY: Duration = Duration::from_secs(30);
+/// How long the ticket of a run whose cluster launches nothing now waits
+/// before it is looked at again.
+pub const HELD_DELAY: Duration = Duration::from_secs(30);
 
 /// Time kept back from the invocation's deadline to send the answer.
 pub const ANSWER_RESERVE: Duration = Duration::from_secs(1);
@@ -68,12 +68,13 @@ pub async fn handle(app: &App, event: SqsEvent, deadline: Instant) -> SqsBatchRe
             Ok(SubmitOutcome::Failed { reason }) => {
                 warn!(run_id = %ticket.run_id, reason = %reason, "launch failed for good; run stopped");
             }
-            Ok(SubmitOutcome::AtCap { reason }) => {
-                // Put back with a delay and acknowledged: a wait for a slot,
-                // however long, never counts towards the dead-letter queue.
-                match app.queue.enqueue_after(&ticket, AT_CAP_DELAY).await {
+            Ok(SubmitOutcome::Held { reason }) => {
+                // Put back with a delay and acknowledged: a wait for a slot
+                // or for the cluster's maintenance to end, however long,
+                // never counts towards the dead-letter queue.
+                match app.queue.enqueue_after(&ticket, HELD_DELAY).await {
                     Ok(()) => {
-                        info!(run_id = %ticket.run_id, reason = %reason, "waits for a slot of its cluster; its ticket is back on the queue");
+                        info!(run_id = %ticket.run_id, reason = %reason, "its cluster launches nothing now; its ticket is back on the queue");
                     }
                     Err(e) => {
                         warn!(run_id = %ticket.run_id, error = %e, "could not put back the ticket of a run waiting for a slot; the message will be redelivered");

@@ -255,6 +255,19 @@ impl RunStore for RacingStore {
     async fn list(&self, query: &RunQuery) -> Result<Page<Run>, StoreError> {
         self.inner.list(query).await
     }
+
+    async fn queued_ahead(&self, run: &Run) -> Result<Option<u64>, StoreError> {
+        self.inner.queued_ahead(run).await
+    }
+
+    async fn recent_starts(
+        &self,
+        cluster: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.inner.recent_starts(cluster, since, limit).await
+    }
 }
 
 /// An [`App`] over SQLite in a temporary directory, with its doubles at hand.

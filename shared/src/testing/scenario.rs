@@ -52,6 +52,8 @@ pub fn spec(run_id: &str) -> RunSpec {
         template: None,
         secrets: vec![],
         retry: None,
+        resources_note: None,
+        lifecycle_note: None,
     }
 }
 

@@ -12,6 +12,7 @@
 //! | idempotence key | `IDEM#<key>` | `IDEM` | `expires_at` (TTL) |
 //! | template version | `TPL#<template_id>` | `TPL` | `catalog_pk` sorted by `catalog_sk` |
 //! | template version guard | `TPLVER#<name>#<version>` | `TPLVER` | |
+//! | a job's lessons (definition and command hash) | `LESSON#<definition_id>#<command_hash>` | `LESSON` | `expires_at` (TTL) |
 //!
 //! An append is one `TransactWriteItems`: each event `Put` with
 //! `attribute_not_exists(SK)`, and the projection `Put` conditioned on the
@@ -25,13 +26,14 @@
 //! written is checked against [`MAX_ITEM_BYTES`] first.
 //!
 //! One file per port: `runs`, `definitions`, `clusters`,
-//! `idempotence` (keys), `templates`, and `lists` for run lists and their
+//! `idempotence` (keys), `templates`, `lessons`, and `lists` for run lists and their
 //! counters; the client, the table's layout, the
 //! item size check and the transaction helper are here.
 
 mod clusters;
 mod definitions;
 mod idempotence;
+mod lessons;
 mod lists;
 mod runs;
 
@@ -132,14 +134,20 @@ pub mod keys {
     /// QUEUED runs of one cluster in the order their tickets were put on
     /// the queue; keys only, for counting a run's position.
     pub const INDEX_WAITING: &str = "runs_waiting";
+    /// Started runs of one cluster by start time; keys only, for the
+    /// cluster's recent start rate.
+    pub const INDEX_CLUSTER_STARTED: &str = "runs_started_by_cluster";
 }
 
 /// The table's indexes: `(index name, partition attribute, sort attribute)`.
 pub struct TableLayout;
 
 impl TableLayout {
+    /// The indexes that hold keys only (the rest hold whole items).
+    pub const KEYS_ONLY: [&'static str; 2] = [keys::INDEX_WAITING, keys::INDEX_CLUSTER_STARTED];
+
     /// Every global secondary index the code queries.
-    pub const INDEXES: [(&'static str, &'static str, &'static str); 14] = [
+    pub const INDEXES: [(&'static str, &'static str, &'static str); 15] = [
         (keys::INDEX_NEWEST, keys::RUNS_PK, keys::QUEUED_KEY),
         (keys::INDEX_STARTED, keys::RUNS_PK, keys::STARTED_KEY),
         (keys::INDEX_FINISHED, keys::RUNS_PK, keys::FINISHED_KEY),
@@ -170,6 +178,11 @@ impl TableLayout {
         (keys::INDEX_DEFINITIONS, keys::DEFS_PK, keys::ALIAS),
         (keys::INDEX_CATALOG, keys::CATALOG_PK, keys::CATALOG_SK),
         (keys::INDEX_WAITING, keys::WAITING_PK, keys::WAITING_KEY),
+        (
+            keys::INDEX_CLUSTER_STARTED,
+            keys::CLUSTER_PK,
+            keys::STARTED_KEY,
+        ),
     ];
 }
 
@@ -488,7 +501,7 @@ impl DynamoStore {
                     .key_schema(key(sk, KeyType::Range)?)
                     .projection(
                         Projection::builder()
-                            .projection_type(if index == keys::INDEX_WAITING {
+                            .projection_type(if TableLayout::KEYS_ONLY.contains(&index) {
                                 ProjectionType::KeysOnly
                             } else {
                                 ProjectionType::All
@@ -692,9 +705,12 @@ mod tests {
 
     #[tokio::test]
     #[ignore = "needs moto: scripts/test installs it and runs these"]
-    async fn dynamodb_counts_a_queued_runs_place_in_its_clusters_queue() {
+    async fn dynamodb_counts_a_queued_runs_place_in_its_clusters_queue_and_reads_its_recent_starts()
+    {
         let moto = Moto::start();
-        contract::queue_position_contract(&store(&moto).await).await;
+        let store = store(&moto).await;
+        contract::queue_position_contract(&store).await;
+        contract::recent_starts_contract(&store).await;
     }
 
     #[tokio::test]
@@ -713,12 +729,13 @@ mod tests {
 
     #[tokio::test]
     #[ignore = "needs moto: scripts/test installs it and runs these"]
-    async fn dynamodb_passes_the_cluster_idempotence_and_template_contracts() {
+    async fn dynamodb_passes_the_cluster_idempotence_template_and_job_lessons_contracts() {
         let moto = Moto::start();
         let store = store(&moto).await;
         contract::cluster_store_contract(&store).await;
         contract::idempotence_contract(&store).await;
         contract::template_store_contract(&store).await;
+        contract::job_lessons_contract(&store).await;
     }
 
     #[tokio::test]

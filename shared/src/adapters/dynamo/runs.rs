@@ -214,6 +214,40 @@ impl RunStore for DynamoStore {
         }
     }
 
+    async fn recent_starts(
+        &self,
+        cluster: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::INDEX_CLUSTER_STARTED)
+            .key_condition_expression("#pk = :pk AND #key >= :since")
+            .expression_attribute_names("#pk", keys::CLUSTER_PK)
+            .expression_attribute_names("#key", keys::STARTED_KEY)
+            .expression_attribute_values(":pk", s(format!("CLUSTER#{cluster}")))
+            .expression_attribute_values(":since", s(time_key(since)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend)?;
+        // `started_key` is `<started_at>#…`, the time a fixed-width key.
+        page.items()
+            .iter()
+            .filter_map(|item| super::get_s(item, keys::STARTED_KEY))
+            .map(|key| {
+                let at = key.get(..crate::domain::query::TIME_KEY_LEN).unwrap_or(key);
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(backend)
+            })
+            .collect()
+    }
+
     async fn append_with_slot(
         &self,
         run_id: &str,

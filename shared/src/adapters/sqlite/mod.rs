@@ -1,9 +1,11 @@
 //! SQLite storage for `flotilla serve`: run event streams and projections,
-//! definitions, the cluster registry, idempotence keys, templates and the
+//! definitions, the cluster registry, idempotence keys, templates, job
+//! lessons and the
 //! durable per-cluster run queue, in one database file. One file per port:
 //!
 //! - `runs`: the [`RunStore`](crate::ports::RunStore) (events and projection);
-//! - `definitions`, `clusters`, `keys` (idempotence), `templates`;
+//! - `definitions`, `clusters`, `keys` (idempotence), `templates`, and
+//!   `lessons` (what each job's runs taught its next ones);
 //! - `queue`: the [`RunQueue`](crate::ports::RunQueue) and the consumer's
 //!   claim, acknowledge and release;
 //! - `sql`: the filter, sort and page clauses the lists share.
@@ -18,6 +20,7 @@
 mod clusters;
 mod definitions;
 mod keys;
+mod lessons;
 mod queue;
 mod runs;
 mod sql;
@@ -89,6 +92,14 @@ CREATE TABLE IF NOT EXISTS idempotence_keys (
     run_id     TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS runs_cluster_started ON runs (cluster, started_at)
+    WHERE started_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS job_lessons (
+    definition_id TEXT NOT NULL,
+    command_hash  TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    PRIMARY KEY (definition_id, command_hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS templates (
     template_id   TEXT PRIMARY KEY,
     template_name TEXT NOT NULL,
@@ -321,9 +332,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_counts_a_queued_runs_place_in_its_clusters_queue() {
+    async fn sqlite_counts_a_queued_runs_place_in_its_clusters_queue_and_reads_its_recent_starts() {
         let (_dir, store, _) = test_store();
         contract::queue_position_contract(&store).await;
+        contract::recent_starts_contract(&store).await;
     }
 
     #[tokio::test]
@@ -410,11 +422,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_passes_the_cluster_idempotence_and_template_contracts() {
+    async fn sqlite_passes_the_cluster_idempotence_template_and_job_lessons_contracts() {
         let (_dir, store, _) = test_store();
         contract::cluster_store_contract(&store).await;
         contract::idempotence_contract(&store).await;
         contract::template_store_contract(&store).await;
+        contract::job_lessons_contract(&store).await;
     }
 
     #[tokio::test]

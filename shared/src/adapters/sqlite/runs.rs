@@ -209,6 +209,38 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn recent_starts(
+        &self,
+        cluster: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let (cluster, since) = (cluster.to_owned(), time_key(since));
+        let starts: Vec<String> = self
+            .with(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT started_at FROM runs INDEXED BY runs_cluster_started \
+                         WHERE cluster = ?1 AND started_at IS NOT NULL AND started_at >= ?2 \
+                         ORDER BY started_at DESC LIMIT ?3",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![cluster, since, limit], |r| r.get(0))
+                    .map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)
+            })
+            .await?;
+        starts
+            .iter()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(backend)
+            })
+            .collect()
+    }
+
     async fn load(&self, run_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         let run_id = run_id.to_owned();
         self.with(move |conn| {

@@ -5,7 +5,8 @@
 //! - [`runs`]: the run store (appends and their version check, the projection
 //!   beside the events, lists);
 //! - [`definitions`]: definitions and alias uniqueness;
-//! - [`registry`]: queues, the cluster registry, idempotence keys, templates.
+//! - [`registry`]: queues, the cluster registry, idempotence keys, templates,
+//!   job lessons.
 
 mod definitions;
 mod registry;
@@ -13,9 +14,11 @@ mod runs;
 
 pub use definitions::definition_store_contract;
 pub use registry::{
-    cluster_store_contract, idempotence_contract, run_queue_contract, template_store_contract,
+    cluster_store_contract, idempotence_contract, job_lessons_contract, run_queue_contract,
+    template_store_contract,
 };
 pub use runs::{
     cluster_slots_contract, concurrent_append_contract, event_store_contract,
-    projection_is_the_replay_of_the_events, queue_position_contract, run_read_model_contract,
+    projection_is_the_replay_of_the_events, queue_position_contract, recent_starts_contract,
+    run_read_model_contract,
 };

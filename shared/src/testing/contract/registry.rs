@@ -183,3 +183,77 @@ pub async fn template_store_contract<S: crate::ports::TemplateStore>(store: &S) 
     all.sort_by(|x, y| x.template_id.cmp(&y.template_id));
     assert_eq!(all, [a1, a2, b1]);
 }
+
+/// Job lessons: nothing until taught; lessons merge as
+/// [`crate::domain::learning::Learned::merged`] says; 20 writers racing
+/// with different memories lose none of them (the largest stands), and jobs
+/// of the same definition with other commands learn nothing.
+pub async fn job_lessons_contract<S: crate::ports::JobLessons + Clone + 'static>(store: &S) {
+    use crate::domain::learning::{JobKey, Lesson, MemoryLesson, SpotLesson, command_hash};
+    let job = JobKey {
+        definition_id: "d-1".into(),
+        command_hash: command_hash("train"),
+    };
+    let other = JobKey {
+        definition_id: "d-1".into(),
+        command_hash: command_hash("evaluate"),
+    };
+    let learned =
+        |job: JobKey| async move { store.learned(&job).await.unwrap_or_else(|e| panic!("{e}")) };
+    assert_eq!(
+        learned(job.clone()).await,
+        Default::default(),
+        "nothing taught yet"
+    );
+    let oom = |memory: u64| {
+        Lesson::OutOfMemory(MemoryLesson {
+            memory,
+            run_id: format!("r-{memory}"),
+            at: t(memory as i64),
+        })
+    };
+    let mut racers = tokio::task::JoinSet::new();
+    for n in 1..=20u64 {
+        let (store, job, lesson) = (store.clone(), job.clone(), oom(n * 100));
+        racers.spawn(async move { store.learn(&job, &lesson).await });
+    }
+    for result in racers.join_all().await {
+        result.unwrap_or_else(|e| panic!("a racing lesson failed: {e}"));
+    }
+    let now = learned(job.clone()).await;
+    assert_eq!(
+        now.out_of_memory.as_ref().map(|l| l.memory),
+        Some(2000),
+        "the largest of 20 racing lessons stands: {now:?}"
+    );
+    store
+        .learn(&job, &oom(300))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        learned(job.clone()).await,
+        now,
+        "a smaller one changes nothing"
+    );
+    let spot = Lesson::SpotInterruption(SpotLesson {
+        run_id: "r-spot".into(),
+        at: t(50),
+    });
+    for _ in 0..2 {
+        store
+            .learn(&job, &spot)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let both = learned(job.clone()).await;
+    assert_eq!(both.out_of_memory, now.out_of_memory);
+    assert_eq!(
+        both.spot_interruption.map(|l| l.run_id).as_deref(),
+        Some("r-spot")
+    );
+    assert_eq!(
+        learned(other).await,
+        Default::default(),
+        "another command of the definition is another job"
+    );
+}

@@ -724,3 +724,53 @@ pub async fn queue_position_contract<S: RunStore>(store: &S) {
     );
     assert_eq!(ahead("wait-2").await, Some(0));
 }
+
+/// A cluster's recent starts: the newest first, since the time asked, at
+/// most as many as asked, and only that cluster's; a run that has not
+/// started has none.
+pub async fn recent_starts_contract<S: RunStore>(store: &S) {
+    for (n, cluster) in [
+        (1, "busy"),
+        (2, "busy"),
+        (3, "quiet"),
+        (4, "busy"),
+        (5, "busy"),
+    ] {
+        let id = format!("start-{n}");
+        append(store, &id, &[queued_event(&id, "a", cluster, 0)]).await;
+        let started = RunEvent::RunStarted {
+            limits: None,
+            engine_version: None,
+            attempt: 1,
+            task_id: Some(format!("task-{n}")),
+            host: None,
+            at: t(n * 10),
+        };
+        append(store, &id, &[started]).await;
+    }
+    append(store, "never", &[queued_event("never", "a", "busy", 0)]).await;
+    let starts = |since: i64, limit: u32| async move {
+        store
+            .recent_starts("busy", t(since), limit)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(starts(0, 10).await, [t(50), t(40), t(20), t(10)]);
+    assert_eq!(
+        starts(0, 2).await,
+        [t(50), t(40)],
+        "the newest, as many as asked"
+    );
+    assert_eq!(
+        starts(20, 10).await,
+        [t(50), t(40), t(20)],
+        "since the time asked"
+    );
+    assert!(
+        store
+            .recent_starts("idle", t(0), 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+}
