@@ -32,17 +32,23 @@ impl Stack {
         assert_eq!(status, 200, "{def}");
         let mut ids = Vec::new();
         for _ in 0..n {
-            let (status, run) = self
-                .call(
-                    Method::PUT,
-                    &format!("/api/v6/task/alias/{alias}/execute"),
-                    json!({"run_tags": {"owner_id": "ana"}}),
-                )
-                .await;
-            assert_eq!(status, 200, "{run}");
+            let run = self.execute(alias).await;
             ids.push(run["run_id"].as_str().unwrap().to_owned());
         }
         ids
+    }
+
+    /// A run of `alias`, launched by ana.
+    async fn execute(&self, alias: &str) -> Value {
+        let (status, run) = self
+            .call(
+                Method::PUT,
+                &format!("/api/v6/task/alias/{alias}/execute"),
+                json!({"run_tags": {"owner_id": "ana"}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{run}");
+        run
     }
 
     async fn run(&self, run_id: &str) -> Value {
@@ -180,18 +186,7 @@ async fn a_spot_interruption_runs_the_next_attempt_on_ondemand_capacity_and_says
 
     // The job learned: its next run starts on on-demand and says why, for
     // 12 hours; then it runs on spot again.
-    let execute = || async {
-        let (status, run) = s
-            .call(
-                Method::PUT,
-                "/api/v6/task/alias/nightly/execute",
-                json!({"run_tags": {"owner_id": "ana"}}),
-            )
-            .await;
-        assert_eq!(status, 200, "{run}");
-        run
-    };
-    let next = execute().await;
+    let next = s.execute("nightly").await;
     assert_eq!(next["node_lifecycle"], "ondemand", "{next}");
     assert!(
         next["lifecycle_note"]
@@ -204,7 +199,7 @@ async fn a_spot_interruption_runs_the_next_attempt_on_ondemand_capacity_and_says
     assert_eq!(launched["launchType"], "FARGATE", "{launched}");
     // (The lesson's time is the stop's, as ECS reported it, after the clock's.)
     s.clock.advance(chrono::Duration::hours(13));
-    let later = execute().await;
+    let later = s.execute("nightly").await;
     assert_eq!(later["node_lifecycle"], "spot", "{later}");
     assert!(later.get("lifecycle_note").is_none(), "{later}");
     let launched = s.launched_run_task().await;
