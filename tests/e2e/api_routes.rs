@@ -146,7 +146,7 @@ async fn the_status_route_answers_304_until_the_run_changes() {
     // The run reports its own end, with its token: the report is recorded
     // (so the ETag changes) and the process is stopped; the run ends with the
     // exit code the process really had, and the report's reason.
-    let token = server.run_token(&id, 1);
+    let token = server.run_token(&id, 1).await;
     let report = r#"{"status":"STOPPED","exit_code":2,"run_exceptions":["KeyError: 'user_id'"]}"#;
     let (status, answer) = server.report(&id, report, None).await;
     assert_eq!(status, 403, "a report without the run's token: {answer}");

@@ -280,7 +280,7 @@ async fn a_stop_ends_the_whole_tree_and_a_run_reporting_its_end_is_stopped_with_
             .contains("X-Flotilla-Run-Token"),
         "{answer}"
     );
-    let token = server.run_token(&run_id, 1);
+    let token = server.run_token(&run_id, 1).await;
     let (status, answer) = server.report(&run_id, report, Some(&token)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(

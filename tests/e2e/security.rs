@@ -133,7 +133,7 @@ async fn with_a_token_file_every_api_request_needs_a_token_that_names_its_caller
         .report(&run_id, r#"{"status":"STOPPED"}"#, None)
         .await;
     assert_eq!(status, 401, "neither a user's token nor the run's");
-    let run_token = server.run_token(&run_id, 1);
+    let run_token = server.run_token(&run_id, 1).await;
     let (status, answer) = server
         .report(
             &run_id,

@@ -129,27 +129,22 @@ impl Server {
 
     /// The token attempt `attempt` of `run_id` was given (as
     /// `FLOTILLA_RUN_TOKEN`), read from the environment of its running
-    /// process, as the run itself reads it.
-    pub fn run_token(&self, run_id: &str, attempt: u32) -> String {
+    /// process, as the run itself reads it. A run is RUNNING once its
+    /// supervisor has started, a moment before the supervisor starts the
+    /// command: this waits (up to a minute) for the command's process.
+    pub async fn run_token(&self, run_id: &str, attempt: u32) -> String {
         let attempt = attempt.to_string();
-        processes_with_env("FLOTILLA_RUN_ID", run_id)
-            .into_iter()
-            .find_map(|pid| {
-                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-                let vars: Vec<String> = environ
-                    .split(|b| *b == 0)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .collect();
-                let of_attempt = vars
-                    .iter()
-                    .any(|v| v.strip_prefix("FLOTILLA_RUN_ATTEMPT=") == Some(attempt.as_str()));
-                vars.iter()
-                    .find_map(|v| v.strip_prefix("FLOTILLA_RUN_TOKEN=").map(str::to_owned))
-                    .filter(|_| of_attempt)
-            })
-            .unwrap_or_else(|| {
-                panic!("no running process of {run_id} attempt {attempt} holds a token")
-            })
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(token) = token_of(run_id, &attempt) {
+                return token;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no running process of {run_id} attempt {attempt} holds a token"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// PUT a self-report for `run_id`, with `token` when given.
@@ -383,6 +378,26 @@ pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
 }
 
 /// Live processes (not zombies) whose environment holds `NAME=value`.
+/// The `FLOTILLA_RUN_TOKEN` of a running process of `run_id`'s attempt
+/// `attempt`, if one has started.
+fn token_of(run_id: &str, attempt: &str) -> Option<String> {
+    processes_with_env("FLOTILLA_RUN_ID", run_id)
+        .into_iter()
+        .find_map(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let vars: Vec<String> = environ
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            let of_attempt = vars
+                .iter()
+                .any(|v| v.strip_prefix("FLOTILLA_RUN_ATTEMPT=") == Some(attempt));
+            vars.iter()
+                .find_map(|v| v.strip_prefix("FLOTILLA_RUN_TOKEN=").map(str::to_owned))
+                .filter(|_| of_attempt)
+        })
+}
+
 pub fn processes_with_env(name: &str, value: &str) -> Vec<String> {
     let wanted = format!("{name}={value}").into_bytes();
     let Ok(entries) = std::fs::read_dir("/proc") else {
