@@ -40,6 +40,9 @@ async fn app_against(endpoint: &str, timeouts_ms: [&str; 3]) -> Arc<shared::app:
         ("FLOTILLA_SUBNETS", "subnet-1"),
         ("FLOTILLA_AWS_ENDPOINT_URL", endpoint),
         ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "ASIATIMEOUTTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "timeout-test"),
+        ("AWS_SESSION_TOKEN", "timeout-test"),
         ("FLOTILLA_AWS_CONNECT_TIMEOUT_MS", timeouts_ms[0]),
         ("FLOTILLA_AWS_ATTEMPT_TIMEOUT_MS", timeouts_ms[1]),
         ("FLOTILLA_AWS_OPERATION_TIMEOUT_MS", timeouts_ms[2]),
@@ -50,7 +53,8 @@ async fn app_against(endpoint: &str, timeouts_ms: [&str; 3]) -> Arc<shared::app:
             .map(|(_, v)| (*v).to_owned())
     })
     .unwrap();
-    let clients = AwsClients::new(&shared::adapters::aws::sdk_config(&config.aws).await);
+    // The SDK configuration a function builds at its cold start.
+    let clients = AwsClients::new(&shared::lambda::lambda_sdk_config(&config).unwrap());
     let clock = Arc::new(ManualClock::at(super::fixture_time()));
     Arc::new(build_app(&config, &clients, clock))
 }

@@ -156,7 +156,9 @@ pub const MAX_URI_BYTES: usize = 16 * 1024;
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The layers every answer goes through: a panic in a handler becomes a
-/// 500 JSON answer with a request id (and the panic is logged with it),
+/// 500 JSON answer with a request id (and the panic is logged with it) where
+/// panics unwind, as in `flotilla serve` (the Lambda bootstraps are built to
+/// abort: Lambda answers 500 and reports the invocation failed),
 /// and any other error answer that is not JSON (a body over the limit, a
 /// path that is not UTF-8) is made one, saying what to fix.
 pub fn guarded(router: Router) -> Router {

@@ -54,6 +54,20 @@ pub const CLUSTERS: &str = "FLOTILLA_CLUSTERS";
 pub const CORS_ALLOWED_ORIGINS: &str = "FLOTILLA_CORS_ALLOWED_ORIGINS";
 /// Region (set by Lambda).
 pub const AWS_REGION: &str = "AWS_REGION";
+/// The function role's access key id (set by Lambda).
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// The function role's secret access key (set by Lambda).
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// The function role's session token (set by Lambda).
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The variables Lambda itself sets in every function's environment; a
+/// template never does.
+pub const SET_BY_LAMBDA: [&str; 4] = [
+    AWS_REGION,
+    AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+];
 /// JWT claims that name a caller, comma-separated, the first set wins.
 pub const IDENTITY_CLAIMS: &str = "FLOTILLA_IDENTITY_CLAIMS";
 /// Callers (JWT claim values or IAM principal ARNs) who are admins.
@@ -85,7 +99,7 @@ pub const MAX_STARTED_BY: usize = 36;
 pub const MIN_RUN_TOKEN_KEY: usize = 32;
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 34] = [
+pub const ALL: [&str; 37] = [
     TABLE,
     QUEUE_PREFIX,
     EVENT_BUS,
@@ -110,6 +124,9 @@ pub const ALL: [&str; 34] = [
     CORS_ALLOWED_ORIGINS,
     CLUSTERS,
     AWS_REGION,
+    AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
     IDENTITY_CLAIMS,
     ADMINS,
     ADMIN_GROUP,
@@ -257,6 +274,16 @@ impl Config {
                 endpoint_url: value(AWS_ENDPOINT_URL),
                 region: region.clone(),
                 timeouts,
+                credentials: match (value(AWS_ACCESS_KEY_ID), value(AWS_SECRET_ACCESS_KEY)) {
+                    (Some(key), Some(secret)) => Some(aws_sdk_dynamodb::config::Credentials::new(
+                        key,
+                        secret,
+                        value(AWS_SESSION_TOKEN),
+                        None,
+                        "lambda-environment",
+                    )),
+                    _ => None,
+                },
             },
             table: required(TABLE)?,
             queue_prefix: required(QUEUE_PREFIX)?,
@@ -485,5 +512,46 @@ mod tests {
         assert!(err.to_string().contains("at most 36"), "{err}");
         let fits = "s".repeat(MAX_STARTED_BY);
         assert_eq!(with(&[(STARTED_BY, &fits)]).unwrap().ecs.started_by, fits);
+    }
+
+    #[tokio::test]
+    async fn a_function_signs_with_the_credentials_lambda_sets_and_says_which_is_missing() {
+        use aws_sdk_dynamodb::config::ProvideCredentials;
+        let lambda = [
+            (AWS_REGION, "eu-west-1"),
+            (AWS_ACCESS_KEY_ID, "ASIAEXAMPLE"),
+            (AWS_SECRET_ACCESS_KEY, "very-secret"),
+            (AWS_SESSION_TOKEN, "session-token"),
+        ];
+        let config = with(&lambda).unwrap();
+        assert!(
+            !format!("{config:?}").contains("very-secret"),
+            "the secret never reaches a log line of the configuration"
+        );
+        let sdk = crate::lambda::lambda_sdk_config(&config).unwrap();
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        let credentials = sdk
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(credentials.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), "very-secret");
+        assert_eq!(credentials.session_token(), Some("session-token"));
+
+        for (left_out, named) in [
+            (AWS_REGION, AWS_REGION),
+            (AWS_ACCESS_KEY_ID, AWS_ACCESS_KEY_ID),
+            (AWS_SECRET_ACCESS_KEY, AWS_ACCESS_KEY_ID),
+        ] {
+            let rest: Vec<_> = lambda.into_iter().filter(|(k, _)| *k != left_out).collect();
+            let config = with(&rest).unwrap();
+            assert_eq!(
+                crate::lambda::lambda_sdk_config(&config).unwrap_err(),
+                ConfigError::Missing(named),
+                "without {left_out}"
+            );
+        }
     }
 }

@@ -99,12 +99,23 @@ impl AwsClients {
 }
 
 /// A function's cold start: reads the configuration and builds the app over
-/// real AWS clients and the wall clock, once.
+/// real AWS clients and the wall clock, once. The region and credentials
+/// are the ones Lambda sets (see [`crate::adapters::aws::lambda_sdk_config`]).
 pub async fn from_env() -> Result<(Config, App), ConfigError> {
     let config = Config::from_env()?;
-    let clients = AwsClients::new(&crate::adapters::aws::sdk_config(&config.aws).await);
+    let clients = AwsClients::new(&lambda_sdk_config(&config)?);
     let app = build_app(&config, &clients, Arc::new(SystemClock));
     Ok((config, app))
+}
+
+/// The SDK configuration of a function configured by `config`, naming the
+/// variable Lambda should have set when one is missing.
+pub fn lambda_sdk_config(config: &Config) -> Result<SdkConfig, ConfigError> {
+    use crate::adapters::aws::LambdaSdkMissing;
+    crate::adapters::aws::lambda_sdk_config(&config.aws).map_err(|missing| match missing {
+        LambdaSdkMissing::Region => ConfigError::Missing(config::AWS_REGION),
+        LambdaSdkMissing::Credentials => ConfigError::Missing(config::AWS_ACCESS_KEY_ID),
+    })
 }
 
 /// Serves the API (the `api` function's router over the AWS adapters) on

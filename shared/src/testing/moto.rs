@@ -87,6 +87,7 @@ impl Moto {
                 attempt: Duration::from_secs(60),
                 operation: Duration::from_secs(120),
             },
+            credentials: None,
         })
         .await
     }
