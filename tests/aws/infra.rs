@@ -293,6 +293,38 @@ fn every_function_gets_every_variable_its_config_reads() {
 }
 
 #[test]
+fn the_readmes_variable_table_names_every_variable_the_functions_read() {
+    let path = format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find("The functions read:")
+        .expect("the README has the functions' variable table");
+    let table: Vec<&str> = readme[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let named: Vec<&str> = table
+        .iter()
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .collect();
+    for name in config::ALL {
+        assert!(
+            named.contains(&name),
+            "the README's variable table does not name {name}"
+        );
+    }
+    for name in &named {
+        assert!(
+            config::ALL.contains(name),
+            "the README's variable table names {name}, which no function reads"
+        );
+    }
+}
+
+#[test]
 fn every_function_is_a_cargo_lambda_build_of_a_binary_of_this_workspace() {
     let t = template();
     for (function, binary) in FUNCTIONS.iter().zip(["api", "submit", "status", "retry"]) {
