@@ -13,6 +13,9 @@
 //! - [`cloudwatch`] and [`eventbridge`] (feature `aws`): run logs from
 //!   CloudWatch Logs, and run state changes published on an EventBridge bus.
 //!
+//! - [`eks`] (feature `eks`): the EKS engine, Kubernetes Jobs through
+//!   `kube`, and a Job's pod read back as engine updates.
+//!
 //! The AWS adapters pass the same contract suites as the embedded ones.
 
 #[cfg(feature = "aws")]
@@ -25,6 +28,8 @@ pub mod dynamo;
 pub mod ecs;
 #[cfg(feature = "aws")]
 pub mod ecs_events;
+#[cfg(feature = "eks")]
+pub mod eks;
 #[cfg(feature = "aws")]
 pub mod eventbridge;
 #[cfg(feature = "embedded")]
