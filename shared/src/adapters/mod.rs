@@ -14,7 +14,8 @@
 //!   CloudWatch Logs, and run state changes published on an EventBridge bus.
 //!
 //! - [`eks`] (feature `eks`): the EKS engine, Kubernetes Jobs through
-//!   `kube`, and a Job's pod read back as engine updates.
+//!   `kube`, a Job's pod read back as engine updates, and the IAM bearer
+//!   token EKS takes.
 //!
 //! The AWS adapters pass the same contract suites as the embedded ones.
 

@@ -25,8 +25,15 @@
 //!   forbidden one (403: the function's role lacks a Role rule) is
 //!   permanent, with what to fix; throttling, server errors and unreachable
 //!   API servers are retryable.
+//! - [`pods`] reads a Job's pod back as its run's update; [`token`] makes the
+//!   IAM bearer token an EKS API server takes from the function's role.
+//!
+//! Not wired in yet: no function or `flotilla serve` routes a run here, and
+//! nothing watches the pods (the reconciler that will feed [`pods`] to the
+//! status use case comes next).
 
 pub mod pods;
+pub mod token;
 
 use std::collections::BTreeMap;
 
