@@ -33,6 +33,16 @@ const CANNOT_START: [&str; 5] = [
 /// Pod reasons that mean the node, not the command, ended it.
 const NODE_GONE: [&str; 4] = ["Evicted", "NodeLost", "Shutdown", "Terminated"];
 
+/// The parts that say something, joined by `: `.
+fn joined<const N: usize>(parts: [Option<&str>; N]) -> String {
+    parts
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// A Kubernetes time as chrono's.
 fn utc(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
     let nanos = u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0);
@@ -92,12 +102,7 @@ fn pending(
         && let Some(reason) = waiting.reason.as_deref()
         && CANNOT_START.contains(&reason)
     {
-        let message = waiting.message.clone().unwrap_or_default();
-        let reason = [reason.to_owned(), message]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
+        let reason = joined([Some(reason), waiting.message.as_deref()]);
         return (EngineChange::InfrastructureFailure { reason }, seen);
     }
     let unschedulable = status.conditions.iter().flatten().find(|c| {
@@ -131,8 +136,8 @@ fn ended(
     seen: DateTime<Utc>,
 ) -> (EngineChange, DateTime<Utc>) {
     let terminated = container.and_then(|c| c.state.as_ref()?.terminated.as_ref());
-    let pod_reason = status.reason.clone().unwrap_or_default();
-    let pod_message = status.message.clone().unwrap_or_default();
+    let pod_reason = status.reason.as_deref().unwrap_or_default();
+    let pod_message = status.message.as_deref().unwrap_or_default();
     let disrupted = status
         .conditions
         .iter()
@@ -142,7 +147,7 @@ fn ended(
         .and_then(|t| t.finished_at.as_ref())
         .and_then(utc)
         .unwrap_or(seen);
-    let node_gone = NODE_GONE.contains(&pod_reason.as_str()) || disrupted.is_some();
+    let node_gone = NODE_GONE.contains(&pod_reason) || disrupted.is_some();
     match terminated {
         Some(t) if !(node_gone && t.exit_code != 0 && t.reason.as_deref() != Some("OOMKilled")) => {
             let code = i64::from(t.exit_code);
@@ -151,13 +156,7 @@ fn ended(
                     "out of memory (exit {code}): the run used more than its memory; launch it with more \"memory\" - OOMKilled"
                 )),
                 _ if code == 0 => None,
-                Some(r) => Some(
-                    [r.to_owned(), t.message.clone().unwrap_or_default()]
-                        .into_iter()
-                        .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(": "),
-                ),
+                Some(r) => Some(joined([Some(r), t.message.as_deref()])),
                 None => None,
             };
             (
@@ -169,14 +168,8 @@ fn ended(
             )
         }
         _ if node_gone => {
-            let why = disrupted
-                .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
-                .unwrap_or_default();
-            let reason = [pod_reason, pod_message, why]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(": ");
+            let why = disrupted.and_then(|c| c.message.as_deref().or(c.reason.as_deref()));
+            let reason = joined([Some(pod_reason), Some(pod_message), why]);
             let reason = if reason.is_empty() {
                 "the pod's node went away".to_owned()
             } else {
@@ -193,11 +186,7 @@ fn ended(
             let reason = if pod_reason == "DeadlineExceeded" {
                 "exceeded its active_deadline_seconds and was stopped".to_owned()
             } else {
-                [pod_reason, pod_message]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(": ")
+                joined([Some(pod_reason), Some(pod_message)])
             };
             (
                 EngineChange::Exited {

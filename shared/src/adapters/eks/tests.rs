@@ -202,15 +202,23 @@ proptest! {
     }
 }
 
-fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason, "code": code,
-    });
+/// An answer of the API server: `code` with `body` as JSON.
+fn answer(code: u16, body: &Value) -> Response<Body> {
     Response::builder()
         .status(code)
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
         .unwrap()
+}
+
+/// The API server's Status answer of a failed request.
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    answer(
+        code,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code,
+        }),
+    )
 }
 
 async fn body_of(request: Request<Body>) -> Value {
@@ -232,12 +240,7 @@ async fn a_launch_creates_the_attempts_job_and_a_redelivered_launch_finds_it_ins
             let job = body_of(request).await;
             assert_eq!(job["metadata"]["name"], "eks-5b0e-4c1a-9d7e-2f3a4b5c6d7e-2");
             if round == 0 {
-                respond.send_response(
-                    Response::builder()
-                        .status(201)
-                        .body(Body::from(serde_json::to_vec(&job).unwrap()))
-                        .unwrap(),
-                );
+                respond.send_response(answer(201, &job));
             } else {
                 respond.send_response(status(
                     409,
@@ -308,19 +311,14 @@ async fn a_stop_deletes_the_job_in_the_foreground_and_a_job_already_gone_is_stop
             let body = body_of(request).await;
             assert_eq!(body["propagationPolicy"], "Foreground", "{body}");
             if round == 0 {
-                respond.send_response(
-                    Response::builder()
-                        .status(200)
-                        .body(Body::from(
-                            serde_json::to_vec(&json!({
-                                "apiVersion": "batch/v1", "kind": "Job",
-                                "metadata": {"name": "eks-run-1", "namespace": "flotilla",
-                                             "finalizers": ["foregroundDeletion"]},
-                            }))
-                            .unwrap(),
-                        ))
-                        .unwrap(),
-                );
+                respond.send_response(answer(
+                    200,
+                    &json!({
+                        "apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": {"name": "eks-run-1", "namespace": "flotilla",
+                                     "finalizers": ["foregroundDeletion"]},
+                    }),
+                ));
             } else {
                 respond.send_response(status(
                     404,
