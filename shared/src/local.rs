@@ -258,6 +258,7 @@ pub async fn serve(
         add_cluster_hint: String::new(),
         launch_limits: crate::domain::limits::LaunchLimits::Local,
         parallelism: Some(config.parallelism.max(1)),
+        kubernetes_clusters: false,
     };
     let app = Arc::new(App::new(Arc::new(store.clone()), runtime, settings));
 
@@ -395,7 +396,9 @@ async fn recover(app: &App, engine: &LocalEngine, store: &SqliteStore) -> Result
                 // A stop asked for just before the crash may not have reached
                 // the attempt: ask again (a stop is idempotent).
                 if run.stop_requested_by.is_some()
-                    && let Err(e) = engine.stop(run_id, &launched.task_id).await
+                    && let Err(e) = engine
+                        .stop(&run.spec.cluster, run_id, &launched.task_id)
+                        .await
                 {
                     warn!(run_id = %run_id, error = %e, "could not stop a run left in flight");
                 }

@@ -313,6 +313,12 @@ pub struct LaunchSpec {
     /// private registry (ECS passes it to the container; a local process,
     /// which runs no image, ignores it).
     pub repository_credentials: Option<String>,
+    /// The CPU architecture asked for (Kubernetes: the nodes' `kubernetes.io/arch`).
+    pub arch: Option<String>,
+    /// The service account asked for (Kubernetes: the pod's).
+    pub service_account: Option<String>,
+    /// The engine the run is for (its cluster's when it was launched).
+    pub engine: crate::domain::spec::Engine,
 }
 
 impl LaunchSpec {
@@ -337,6 +343,9 @@ impl LaunchSpec {
             node_lifecycle: run.lifecycle(),
             repository_credentials: spec.repository_credentials.clone(),
             ports: spec.ports.clone(),
+            arch: spec.arch.clone(),
+            service_account: spec.service_account.clone(),
+            engine: spec.engine,
         }
     }
 }
@@ -361,8 +370,16 @@ pub struct Launched {
 pub trait ExecutionEngine: Send + Sync {
     /// Launches one attempt.
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError>;
-    /// Asks the engine to stop a task; the stop is reported as an update.
-    async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError>;
+    /// Asks the engine to stop a task of `cluster`; the stop is reported as
+    /// an update.
+    async fn stop(&self, cluster: &str, run_id: &str, task_id: &str) -> Result<(), EngineError>;
+    /// What the engine would be given to launch `spec`, for a dry run to
+    /// show (the EKS engine: the Job manifest); `None` from an engine with
+    /// nothing to show, which the default is.
+    async fn manifest(&self, spec: &LaunchSpec) -> Result<Option<serde_json::Value>, EngineError> {
+        let _ = spec;
+        Ok(None)
+    }
     /// What the engine knows now of at most [`MAX_TASKS_PER_LOOKUP`] tasks of
     /// `cluster`, for runs whose state change reports may have been lost;
     /// `seen` is now, the time of a state that carries none. `None` from an
@@ -521,6 +538,8 @@ pub type LogStream = std::pin::Pin<
 pub struct AttemptLog<'a> {
     /// The run.
     pub run_id: &'a str,
+    /// Its cluster.
+    pub cluster: &'a str,
     /// The attempt, from 1.
     pub attempt: u32,
     /// The engine's task of that attempt, once it had one.

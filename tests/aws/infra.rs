@@ -479,6 +479,38 @@ fn the_status_rule_picks_the_tasks_this_stack_started() {
 }
 
 #[test]
+fn the_run_log_bucket_expires_the_objects_the_archive_writes_and_only_those_are_readable() {
+    let t = template();
+    let key =
+        shared::adapters::eks::logs::archive_key("", "eks-8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60", 2);
+    let bucket = &t["Resources"]["RunLogBucket"]["Properties"];
+    let rule = &bucket["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(rule["Status"], "Enabled");
+    let prefix = rule["Prefix"].as_str().unwrap();
+    assert!(key.starts_with(prefix), "{key} is not under {prefix}");
+    assert_eq!(rule["ExpirationInDays"], json!({"Ref": "LogArchiveDays"}));
+    assert_eq!(
+        bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"],
+        true
+    );
+    for function in ["ApiFunction", "RetryFunction"] {
+        let objects: Vec<&Value> =
+            t["Resources"][function]["Properties"]["Policies"][0]["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["Action"].to_string().contains("s3:GetObject"))
+                .collect();
+        assert_eq!(objects.len(), 1, "{function}");
+        assert_eq!(
+            objects[0]["Resource"],
+            json!({"Fn::Sub": format!("${{RunLogBucket.Arn}}/{prefix}*")}),
+            "{function} reads the archive's objects only"
+        );
+    }
+}
+
+#[test]
 fn no_function_is_allowed_a_wildcard_action() {
     let t = template();
     for function in FUNCTIONS {
@@ -634,6 +666,9 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     );
 
     let t = template();
+    let s3 = |actions: &[&str]| -> BTreeSet<String> {
+        actions.iter().map(|a| (*a).to_owned()).collect()
+    };
     // The event source mapping, not the code, receives and deletes messages.
     let poller: BTreeSet<String> = [
         "sqs:ReceiveMessage",
@@ -643,7 +678,14 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     .map(str::to_owned)
     .into();
     for (function, counter, implied) in [
-        ("ApiFunction", &api.1, BTreeSet::new()),
+        // Logs of Kubernetes clusters' runs: read (api) and archived
+        // (retry) in S3. This scenario has no Kubernetes cluster; the EKS
+        // flow test (`adapters::eks::flow_tests`) makes these calls on moto.
+        (
+            "ApiFunction",
+            &api.1,
+            s3(&["s3:GetObject", "s3:ListBucket"]),
+        ),
         ("SubmitFunction", &submit.1, {
             let mut implied = poller.clone();
             // RunTask and RegisterTaskDefinition hand ECS the task roles.
@@ -659,7 +701,11 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
             // dead-letter queue with the function's role.
             ["sqs:SendMessage".to_owned()].into()
         }),
-        ("RetryFunction", &retry_fn.1, BTreeSet::new()),
+        (
+            "RetryFunction",
+            &retry_fn.1,
+            s3(&["s3:GetObject", "s3:PutObject", "s3:ListBucket"]),
+        ),
     ] {
         let used = counter.iam_actions();
         let allowed = allowed_actions(&t, function);

@@ -201,7 +201,9 @@ export async function runView(scope, runId) {
       h('a', { href: isTemplate ? `#/templates/${enc(run.executable_id)}` : `#/tasks/${enc(run.definition_id)}`, class: 'button' }, isTemplate ? 'Template' : 'Task'));
     durationEl.textContent = run.started_at ? duration(run.started_at, run.finished_at) : '—';
     const links = [];
-    if (run.log_url) links.push(h('a', { href: run.log_url, target: '_blank', rel: 'noopener', id: 'log-url' }, 'Log in CloudWatch'));
+    // An EKS run's log is archived in S3; an ECS run's is in CloudWatch Logs.
+    const inS3 = /^https:\/\/s3\.console\.aws\.amazon\.com\//.test(run.log_url || '');
+    if (run.log_url) links.push(h('a', { href: run.log_url, target: '_blank', rel: 'noopener', id: 'log-url' }, inS3 ? 'Log in S3' : 'Log in CloudWatch'));
     const ecs = consoleLink(run.task_id);
     if (ecs) links.push(h('a', { href: ecs, target: '_blank', rel: 'noopener', id: 'console-url' }, 'Task in the ECS console'));
     links.push(h('a', { href: `api/v6/${enc(run.run_id)}/logs?raw_text=true`, target: '_blank', rel: 'noopener', id: 'raw-log' }, 'Raw log'));

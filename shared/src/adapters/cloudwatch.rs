@@ -237,6 +237,7 @@ mod tests {
         put_lines(&client, group, stream, &line, now, 4).await;
         let logs = CloudWatchLogs::new(client, group, "us-east-1");
         let log = AttemptLog {
+            cluster: "default",
             run_id: "r-1",
             attempt: 1,
             task_id: Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/ansi"),
@@ -339,6 +340,7 @@ mod tests {
 
         let logs = CloudWatchLogs::new(client.clone(), group, "us-east-1");
         let mut log = AttemptLog {
+            cluster: "default",
             run_id: "r-1",
             attempt: 1,
             task_id: None,
@@ -383,6 +385,7 @@ mod tests {
         }
         let logs = CloudWatchLogs::new(client, group, "us-east-1");
         let log = AttemptLog {
+            cluster: "default",
             run_id: "r-1",
             attempt: 1,
             task_id: Some("arn:aws:ecs:us-east-1:1:task/flotilla-default/big"),

@@ -464,7 +464,7 @@ impl ExecutionEngine for EcsExecutionEngine {
         }
     }
 
-    async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError> {
+    async fn stop(&self, _cluster: &str, run_id: &str, task_id: &str) -> Result<(), EngineError> {
         let cluster = cluster_of_task(task_id)
             .ok_or_else(|| permanent(format!("{task_id} is not an ECS task ARN")))?
             .to_owned();
@@ -614,6 +614,9 @@ mod tests {
             node_lifecycle: NodeLifecycle::Ondemand,
             repository_credentials: None,
             ports: vec![],
+            arch: None,
+            service_account: None,
+            engine: crate::domain::spec::Engine::Ecs,
         }
     }
 
@@ -889,7 +892,10 @@ mod tests {
                 .any(|kv| kv.name() == Some("USERNAME") && kv.value() == Some("me"))
         );
 
-        engine.stop("ecs-run-1", &first.task_id).await.unwrap();
+        engine
+            .stop("default", "ecs-run-1", &first.task_id)
+            .await
+            .unwrap();
         let described = client
             .describe_tasks()
             .cluster("flotilla-default")

@@ -85,6 +85,7 @@ impl App {
     /// Registers a cluster (or registers settings for an implied one).
     pub async fn create_cluster(&self, input: ClusterInput) -> Result<Cluster, AppError> {
         let cluster = Cluster::create(input, self.now())?;
+        self.can_run(&cluster)?;
         let deployed = &self.settings.clusters;
         if !deployed.is_empty()
             && !deployed.contains(&cluster.name)
@@ -111,6 +112,20 @@ impl App {
         Ok(cluster)
     }
 
+    /// Refuses a Kubernetes cluster where no EKS engine would run it.
+    fn can_run(&self, cluster: &Cluster) -> Result<(), AppError> {
+        if cluster.engine == Some(crate::domain::spec::Engine::Eks)
+            && !self.settings.kubernetes_clusters
+        {
+            return Err(ValidationError::new(format!(
+                "cluster \"{}\": this server runs no Kubernetes clusters (engine \"eks\" is for the AWS deployment, see the README's \"EKS clusters\"): leave \"engine\" and \"kubernetes\" out",
+                cluster.name
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     /// Updates a cluster's settings (an implied cluster becomes registered).
     pub async fn update_cluster(
         &self,
@@ -119,6 +134,7 @@ impl App {
     ) -> Result<Cluster, AppError> {
         let current = self.cluster(name).await?;
         let next = current.updated(input, self.now())?;
+        self.can_run(&next)?;
         self.change_clusters(|registered| {
             registered.retain(|c| c.name != next.name);
             registered.push(next.clone());

@@ -126,12 +126,9 @@ impl App {
         caller: &Caller,
     ) -> Result<Run, AppError> {
         let request = caller_owns_by_default(request, rule, caller);
-        let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        let clusters = if named(&request.cluster) || named(&request.tier) {
-            self.known_clusters().await?
-        } else {
-            vec![]
-        };
+        // Every launch reads the registry (one item): its cluster's engine
+        // decides where it runs.
+        let clusters = self.known_clusters().await?;
         let ctx = LaunchContext {
             run_id: run_id_for(self.settings.engine, &uuid::Uuid::new_v4().to_string()),
             engine: self.settings.engine,

@@ -62,6 +62,7 @@ impl App {
         }
         let log = AttemptLog {
             run_id,
+            cluster: &run.spec.cluster,
             attempt,
             task_id: task_id.as_deref(),
         };
@@ -79,6 +80,7 @@ impl App {
         let (attempt, task_id) = self.attempt_task(&run, attempt).await?;
         let log = AttemptLog {
             run_id,
+            cluster: &run.spec.cluster,
             attempt,
             task_id: task_id.as_deref(),
         };

@@ -83,6 +83,9 @@ pub struct AppSettings {
     /// The most runs launched at once over every cluster, when the server
     /// has such a limit (the local server's `--parallelism`).
     pub parallelism: Option<usize>,
+    /// Whether clusters may be Kubernetes clusters (`engine: "eks"`): only
+    /// where the EKS engine is wired in (the functions).
+    pub kubernetes_clusters: bool,
 }
 
 /// Every storage port, implemented by one backend (SQLite, DynamoDB).

@@ -47,6 +47,15 @@ pub enum SubmitOutcome {
 }
 
 impl App {
+    /// What the engine would be given to launch `run` (a dry run's), when
+    /// it has something to show: the Job manifest of a Kubernetes
+    /// cluster's run. No run token is in it: the run is not recorded.
+    pub async fn engine_manifest(&self, run: &Run) -> Result<Option<serde_json::Value>, AppError> {
+        let mut spec = self.launch_spec(run);
+        spec.env.retain(|v| v.name != RUN_TOKEN_VAR);
+        Ok(self.engine.manifest(&spec).await?)
+    }
+
     /// What the engine is given to launch `run`'s current attempt: the run's
     /// spec, and the attempt's own variables (its number, and its token when
     /// runs need one to report their status).
@@ -113,7 +122,11 @@ impl App {
                 if run.task_id.as_deref() != Some(launched.task_id.as_str()) {
                     // The run moved on while it was being launched (stopped by a
                     // user in between): the task must not outlive that decision.
-                    if let Err(error) = self.engine.stop(&ticket.run_id, &launched.task_id).await {
+                    if let Err(error) = self
+                        .engine
+                        .stop(&ticket.cluster, &ticket.run_id, &launched.task_id)
+                        .await
+                    {
                         warn!(run_id = %ticket.run_id, error = %error, "could not stop a task launched for a run that had moved on");
                     }
                     return Ok(SubmitOutcome::Skipped);
@@ -272,7 +285,7 @@ impl App {
         // The attempt must not outlive what the run said: a stop, or a retry.
         if let Some(task_id) = &launched
             && (after.stop_requested_by.is_some() || after.status == RunStatus::NeedsRetry)
-            && let Err(error) = self.engine.stop(run_id, task_id).await
+            && let Err(error) = self.engine.stop(&after.spec.cluster, run_id, task_id).await
         {
             warn!(run_id = %run_id, error = %error, "could not stop the attempt a run reported on");
         }

@@ -158,7 +158,7 @@ impl App {
         let run = self.apply(run_id, command).await?;
         if matches!(run.status, RunStatus::Pending | RunStatus::Running)
             && let Some(task_id) = &run.task_id
-            && let Err(error) = self.engine.stop(run_id, task_id).await
+            && let Err(error) = self.engine.stop(&run.spec.cluster, run_id, task_id).await
         {
             warn!(run_id = %run_id, error = %error, "engine could not stop the task");
             return Err(error.into());

@@ -361,7 +361,7 @@ impl App {
                 }
                 let run_id = run.spec.run_id.clone();
                 if let Some(task_id) = &run.task_id
-                    && let Err(error) = self.engine.stop(&run_id, task_id).await
+                    && let Err(error) = self.engine.stop(&run.spec.cluster, &run_id, task_id).await
                 {
                     warn!(run_id = %run_id, error = %error, "could not stop a task past its deadline");
                 }

@@ -7,15 +7,24 @@
 //! deployment has without registering them (the default cluster, and on AWS
 //! every cluster of the stack) count as active with no tiers.
 //!
+//! A cluster runs its runs on the deployment's engine, unless it is a
+//! Kubernetes cluster (`engine: "eks"`), whose [`KubernetesSettings`] say
+//! how to reach its API server and where on it runs go. A run's engine is
+//! its cluster's: a request naming an engine only checks that it is the
+//! one its cluster has.
+//!
 //! Routing, in order: the request's `cluster` (it must exist and be active);
 //! else, with a `tier`, an active cluster allowing that tier (spread over
 //! them by run id); else the definition's `target_cluster`; else the default
 //! cluster.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::ValidationError;
+use crate::domain::spec::Engine;
 
 /// Whether a cluster takes new runs.
 #[derive(
@@ -96,6 +105,269 @@ pub struct Cluster {
     /// Whether it is only implied by the deployment (never registered).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub implicit: bool,
+    /// The engine its runs run on, when not the deployment's: `eks`, with
+    /// its `kubernetes` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// How to reach a Kubernetes cluster and lay runs out on it (engine
+    /// `eks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+/// How Flotilla reaches a Kubernetes cluster's API server, and where on it
+/// runs go.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// The API server's URL, `https://…` (an EKS cluster's endpoint).
+    #[serde(default)]
+    pub endpoint: String,
+    /// The API server's certificate authority, base64-encoded PEM (an EKS
+    /// cluster's `certificateAuthority.data`); the system's roots when
+    /// empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub certificate_authority: String,
+    /// The EKS cluster's name, signed into the IAM token Flotilla presents
+    /// (made from the function's role); the Flotilla cluster's name when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_cluster_name: Option<String>,
+    /// The service account pods run as, when a run names none; the
+    /// namespace's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Where `spot` runs go.
+    #[serde(default)]
+    pub spot: NodePlacement,
+    /// Where `ondemand` runs go.
+    #[serde(default)]
+    pub ondemand: NodePlacement,
+    /// The extended resource GPUs are counted in (`nvidia.com/gpu` when
+    /// unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_resource: Option<String>,
+}
+
+/// Node labels a pod must match and taints it tolerates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePlacement {
+    /// Node labels, e.g. `{"eks.amazonaws.com/capacityType": "SPOT"}`.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints tolerated.
+    #[serde(default)]
+    pub tolerations: Vec<NodeToleration>,
+}
+
+/// One taint a pod tolerates, as Kubernetes writes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeToleration {
+    /// The taint's key; every key when empty with `Exists`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Equal` (the default) or `Exists`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The taint's value, with `Equal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; every effect when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+}
+
+/// The namespace of a Kubernetes cluster that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+impl KubernetesSettings {
+    /// What is wrong with these settings, each saying what to fix.
+    pub fn problems(&self) -> Vec<String> {
+        use crate::domain::limits::{MAX_NAME_BYTES, length_problem, nul_problem};
+        let mut problems = Vec::new();
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            problems.push("kubernetes.endpoint is required: the API server's https URL, e.g. the \"endpoint\" `aws eks describe-cluster` gives".to_owned());
+        } else if !endpoint.starts_with("https://") || endpoint.len() <= "https://".len() {
+            problems.push(format!(
+                "kubernetes.endpoint \"{endpoint}\" is not an https URL: give the API server's https://… address"
+            ));
+        }
+        problems.extend(length_problem(
+            "kubernetes.endpoint",
+            endpoint,
+            MAX_NAME_BYTES,
+        ));
+        let ca = &self.certificate_authority;
+        if !ca
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\n' | '\r'))
+        {
+            problems.push("kubernetes.certificate_authority is not base64: give the CA's PEM base64-encoded, as `aws eks describe-cluster` gives certificateAuthority.data".to_owned());
+        }
+        problems.extend(length_problem(
+            "kubernetes.certificate_authority",
+            ca,
+            64 * 1024,
+        ));
+        for (field, value) in [
+            ("kubernetes.eks_cluster_name", &self.eks_cluster_name),
+            ("kubernetes.service_account", &self.service_account),
+            ("kubernetes.gpu_resource", &self.gpu_resource),
+        ] {
+            if let Some(value) = value {
+                problems.extend(length_problem(field, value, MAX_NAME_BYTES));
+                problems.extend(nul_problem(field, value));
+                if value.trim().is_empty() {
+                    problems.push(format!(
+                        "{field} cannot be empty: leave it out for the default"
+                    ));
+                }
+            }
+        }
+        if let Some(account) = &self.service_account
+            && !is_dns_subdomain(account)
+        {
+            problems.push(format!(
+                "kubernetes.service_account \"{account}\" is not a Kubernetes name: use lowercase letters, digits, '-' and '.'"
+            ));
+        }
+        if let Some(resource) = &self.gpu_resource
+            && !is_qualified_name(resource)
+        {
+            problems.push(format!(
+                "kubernetes.gpu_resource \"{resource}\" is not a resource name: use e.g. nvidia.com/gpu"
+            ));
+        }
+        for (which, placement) in [("spot", &self.spot), ("ondemand", &self.ondemand)] {
+            problems.extend(placement.problems(&format!("kubernetes.{which}")));
+        }
+        problems
+    }
+
+    /// The EKS cluster name the IAM token is for.
+    pub fn eks_cluster<'a>(&'a self, cluster: &'a str) -> &'a str {
+        self.eks_cluster_name.as_deref().unwrap_or(cluster)
+    }
+}
+
+impl NodePlacement {
+    fn problems(&self, field: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.node_selector.len() > crate::domain::limits::MAX_ITEMS {
+            problems.push(format!(
+                "{field}.node_selector has more than {} labels",
+                crate::domain::limits::MAX_ITEMS
+            ));
+        }
+        for (key, value) in &self.node_selector {
+            if !is_qualified_name(key) {
+                problems.push(format!(
+                    "{field}.node_selector: \"{key}\" is not a label key: use e.g. eks.amazonaws.com/capacityType"
+                ));
+            }
+            if !is_label_value(value) {
+                problems.push(format!(
+                    "{field}.node_selector.{key}: \"{value}\" is not a label value: use up to 63 letters, digits, '-', '_' or '.'"
+                ));
+            }
+        }
+        if self.tolerations.len() > crate::domain::limits::MAX_ITEMS {
+            problems.push(format!(
+                "{field}.tolerations has more than {} entries",
+                crate::domain::limits::MAX_ITEMS
+            ));
+        }
+        for toleration in &self.tolerations {
+            problems.extend(toleration.problems(&format!("{field}.tolerations")));
+        }
+        problems
+    }
+}
+
+impl NodeToleration {
+    fn problems(&self, field: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let exists = match self.operator.as_deref() {
+            None | Some("Equal") => false,
+            Some("Exists") => true,
+            Some(other) => {
+                problems.push(format!(
+                    "{field}: operator \"{other}\" is not valid: use Equal or Exists"
+                ));
+                false
+            }
+        };
+        if let Some(key) = &self.key
+            && !is_qualified_name(key)
+        {
+            problems.push(format!("{field}: key \"{key}\" is not a taint key"));
+        }
+        if self.key.is_none() && !exists {
+            problems.push(format!(
+                "{field}: a toleration without a key must have operator Exists"
+            ));
+        }
+        match (&self.value, exists) {
+            (Some(_), true) => problems.push(format!(
+                "{field}: a toleration with operator Exists takes no value"
+            )),
+            (Some(value), false) if !is_label_value(value) => {
+                problems.push(format!("{field}: value \"{value}\" is not a taint value"));
+            }
+            _ => {}
+        }
+        if let Some(effect) = self.effect.as_deref()
+            && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            problems.push(format!(
+                "{field}: effect \"{effect}\" is not valid: use NoSchedule, PreferNoSchedule or NoExecute"
+            ));
+        }
+        problems
+    }
+}
+
+/// Whether `name` is a DNS-1123 subdomain (a service account's or a
+/// namespace's name, at most 253 characters).
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(|part| is_dns_label(part, 253))
+}
+
+/// Whether `label` is a DNS-1123 label of at most `max` characters.
+fn is_dns_label(label: &str, max: usize) -> bool {
+    !label.is_empty()
+        && label.len() <= max
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// Whether `name` is a Kubernetes qualified name (`[prefix/]name`), as
+/// label keys and resource names are.
+fn is_qualified_name(name: &str) -> bool {
+    let (prefix, rest) = match name.rsplit_once('/') {
+        Some((prefix, rest)) => (Some(prefix), rest),
+        None => (None, name),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !rest.is_empty() && is_label_value(rest)
+}
+
+/// Whether `value` can be a label value: at most 63 letters, digits, `-`,
+/// `_` and `.`, beginning and ending alphanumeric (or empty).
+fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 /// A cluster create or update body. Unknown fields (Flotilla's EMR and Spark
@@ -120,6 +392,11 @@ pub struct ClusterInput {
     pub region: Option<String>,
     /// The most runs launched at once; 0 removes the cap.
     pub max_concurrency: Option<i64>,
+    /// `eks` for a Kubernetes cluster (with `kubernetes`); the
+    /// deployment's engine when left out (or empty).
+    pub engine: Option<String>,
+    /// A Kubernetes cluster's API server and placement (engine `eks`).
+    pub kubernetes: Option<KubernetesSettings>,
 }
 
 /// The highest `max_concurrency` a cluster takes.
@@ -155,6 +432,8 @@ impl Cluster {
             max_concurrency: None,
             updated_at: now,
             implicit: true,
+            engine: None,
+            kubernetes: None,
         }
     }
 
@@ -262,8 +541,56 @@ impl Cluster {
                 "max_concurrency {n} is not valid: use 1 to {MAX_CONCURRENCY} runs at once, or 0 for no cap"
             )),
         }
+        match input.engine.as_deref() {
+            None => {}
+            Some("") => self.engine = None,
+            Some(engine) => match Engine::parse(engine) {
+                Ok(Engine::Eks) => self.engine = Some(Engine::Eks),
+                Ok(other) => problems.push(format!(
+                    "engine \"{other}\": a cluster can only name engine \"eks\" (a Kubernetes cluster); leave it out for the deployment's engine"
+                )),
+                Err(e) => problems.extend(e.problems),
+            },
+        }
+        if let Some(settings) = input.kubernetes {
+            problems.extend(settings.problems());
+            self.kubernetes = Some(settings);
+        }
+        match (self.engine, &self.kubernetes) {
+            (Some(Engine::Eks), None) => problems.push(
+                "engine \"eks\" needs \"kubernetes\": at least {\"endpoint\": \"https://…\"}, the API server's address".to_owned(),
+            ),
+            (None, Some(_)) => problems.push(
+                "\"kubernetes\" is only for a Kubernetes cluster: add \"engine\": \"eks\", or leave \"kubernetes\" out".to_owned(),
+            ),
+            _ => {}
+        }
+        if self.engine == Some(Engine::Eks)
+            && !self.namespace.is_empty()
+            && !is_dns_label(&self.namespace, 63)
+        {
+            problems.push(format!(
+                "namespace \"{}\" is not a Kubernetes namespace: use up to 63 lowercase letters, digits and '-'",
+                self.namespace
+            ));
+        }
         self.updated_at = now;
         ValidationError::from_problems(problems)
+    }
+
+    /// The engine its runs run on, `deployment`'s unless it is a Kubernetes
+    /// cluster.
+    pub fn engine_or(&self, deployment: Engine) -> Engine {
+        self.engine.unwrap_or(deployment)
+    }
+
+    /// The namespace its Jobs go in, on a Kubernetes cluster.
+    pub fn job_namespace(&self) -> &str {
+        if self.namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &self.namespace
+        }
     }
 
     /// Whether it takes new runs.
@@ -447,6 +774,79 @@ mod tests {
         let mut r = req(None, None);
         r.target_cluster = None;
         assert_eq!(route(&all, r).unwrap(), "default");
+    }
+
+    #[test]
+    fn a_kubernetes_cluster_needs_an_https_endpoint_and_its_placement_is_checked_field_by_field() {
+        let with = |engine: Option<&str>, kubernetes: Option<serde_json::Value>| {
+            Cluster::create(
+                ClusterInput {
+                    name: Some("gpu".into()),
+                    engine: engine.map(str::to_owned),
+                    namespace: Some("ml".into()),
+                    kubernetes: kubernetes.map(|k| serde_json::from_value(k).unwrap()),
+                    ..Default::default()
+                },
+                now(),
+            )
+        };
+        let good = with(
+            Some("eks"),
+            Some(serde_json::json!({
+                "endpoint": "https://ABC.gr7.us-east-1.eks.amazonaws.com",
+                "certificate_authority": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t",
+                "spot": {"node_selector": {"eks.amazonaws.com/capacityType": "SPOT"},
+                         "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]},
+                "gpu_resource": "nvidia.com/gpu",
+            })),
+        )
+        .unwrap();
+        assert_eq!(good.engine, Some(Engine::Eks));
+        assert_eq!(good.job_namespace(), "ml");
+        assert_eq!(good.engine_or(Engine::Ecs), Engine::Eks);
+        let problems = |engine, k| with(engine, k).unwrap_err().problems;
+        assert_eq!(
+            problems(Some("eks"), None),
+            [
+                "engine \"eks\" needs \"kubernetes\": at least {\"endpoint\": \"https://…\"}, the API server's address"
+            ]
+        );
+        assert_eq!(
+            problems(None, Some(serde_json::json!({"endpoint": "https://k"}))),
+            [
+                "\"kubernetes\" is only for a Kubernetes cluster: add \"engine\": \"eks\", or leave \"kubernetes\" out"
+            ]
+        );
+        assert!(problems(Some("ecs"), None)[0].contains("a cluster can only name engine \"eks\""));
+        let bad = problems(
+            Some("eks"),
+            Some(serde_json::json!({
+                "endpoint": "http://plain.example",
+                "certificate_authority": "not base64!",
+                "service_account": "Runs_Here",
+                "spot": {"node_selector": {"bad key!": "x"}, "tolerations": [{"operator": "Sometimes"}, {"key": "k", "operator": "Exists", "value": "v"}]},
+                "ondemand": {"tolerations": [{"key": "k", "effect": "Never"}]},
+                "gpu_resource": "",
+            })),
+        );
+        for expected in [
+            "kubernetes.endpoint \"http://plain.example\" is not an https URL",
+            "kubernetes.certificate_authority is not base64",
+            "kubernetes.service_account \"Runs_Here\" is not a Kubernetes name",
+            "kubernetes.gpu_resource cannot be empty",
+            "kubernetes.spot.node_selector: \"bad key!\" is not a label key",
+            "kubernetes.spot.tolerations: operator \"Sometimes\" is not valid",
+            "kubernetes.spot.tolerations: a toleration with operator Exists takes no value",
+            "kubernetes.ondemand.tolerations: effect \"Never\" is not valid",
+        ] {
+            assert!(
+                bad.iter().any(|p| p.starts_with(expected)),
+                "{expected}: {bad:?}"
+            );
+        }
+        let typo: Result<KubernetesSettings, _> =
+            serde_json::from_value(serde_json::json!({"endpoint": "https://k", "namespce": "x"}));
+        assert!(typo.is_err(), "an unknown setting is refused, not ignored");
     }
 
     #[test]

@@ -150,8 +150,8 @@ pub struct LaunchContext {
     pub owner_var: String,
     /// Cluster used when neither request nor definition names one.
     pub default_cluster: String,
-    /// The known clusters (registered and implied), when the request names a
-    /// cluster or a tier; empty otherwise.
+    /// The known clusters (registered and implied); a run runs on its
+    /// cluster's engine.
     pub clusters: Vec<Cluster>,
     /// Whether the engine needs a command (a local process does; a container has
     /// its image's default command).
@@ -237,15 +237,20 @@ pub fn build_spec(
             .map_err(|e| problems.extend(e.problems))
             .unwrap_or_default(),
     };
-    if let Some(engine) = request.engine.as_deref().filter(|e| !e.is_empty())
-        && Engine::parse(engine).is_err()
-    {
-        let known: Vec<_> = Engine::ALL.iter().map(|e| e.as_str()).collect();
-        problems.push(format!(
-            "engine \"{engine}\" is not supported: leave it out, or use one of {}",
-            known.join(", ")
-        ));
-    }
+    let asked_engine = match request.engine.as_deref().filter(|e| !e.is_empty()) {
+        None => None,
+        Some(engine) => match Engine::parse(engine) {
+            Ok(engine) => Some(engine),
+            Err(_) => {
+                let known: Vec<_> = Engine::ALL.iter().map(|e| e.as_str()).collect();
+                problems.push(format!(
+                    "engine \"{engine}\" is not supported: leave it out, or use one of {}",
+                    known.join(", ")
+                ));
+                None
+            }
+        },
+    };
     let routed = route(
         &ctx.clusters,
         RouteRequest {
@@ -263,6 +268,47 @@ pub fn build_spec(
             String::new()
         }
     };
+    // A run runs on its cluster's engine; a request naming another is
+    // refused rather than run somewhere it did not ask for.
+    let engine = ctx
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .map_or(ctx.engine, |c| c.engine_or(ctx.engine));
+    if let Some(asked) = asked_engine
+        && asked != engine
+        && !cluster.is_empty()
+    {
+        let on: Vec<&str> = ctx
+            .clusters
+            .iter()
+            .filter(|c| c.is_active() && c.engine_or(ctx.engine) == asked)
+            .map(|c| c.name.as_str())
+            .collect();
+        let choose = if on.is_empty() {
+            format!("no cluster here runs on {asked}; leave \"engine\" out")
+        } else {
+            format!("name one that does with \"cluster\": {}", on.join(", "))
+        };
+        problems.push(format!(
+            "engine \"{asked}\": cluster \"{cluster}\" runs its runs on {engine}: {choose}"
+        ));
+    }
+    let limits = if engine == Engine::Eks {
+        LaunchLimits::Kubernetes
+    } else {
+        ctx.limits
+    };
+    let run_id = if engine == ctx.engine {
+        ctx.run_id.clone()
+    } else {
+        // The same id, prefixed by the engine it runs on.
+        let tail = ctx
+            .run_id
+            .strip_prefix(&format!("{}-", ctx.engine))
+            .unwrap_or(&ctx.run_id);
+        run_id_for(engine, &format!("{tail:0>36}"))
+    };
     let command = request
         .command
         .filter(|c| !c.trim().is_empty())
@@ -277,11 +323,8 @@ pub fn build_spec(
     // The size the run asks for, the request's over the definition's, as
     // the engine takes it (on ECS, a Fargate size, cpu and memory set).
     let resources = request.resources.or(definition.resources);
-    problems.extend(
-        ctx.limits
-            .resource_problems(&resources, Some(cluster.as_str())),
-    );
-    let resources = ctx.limits.sized(resources);
+    problems.extend(limits.resource_problems(&resources, Some(cluster.as_str())));
+    let resources = limits.sized(resources);
     if request.active_deadline_seconds == Some(0) {
         problems.push(
             "active_deadline_seconds must be greater than 0 when given: leave it out to use the default".to_owned(),
@@ -340,7 +383,7 @@ pub fn build_spec(
         .chain(request_env.iter())
         .cloned()
         .collect();
-    problems.extend(ctx.limits.problems(command.as_deref(), &launch_env));
+    problems.extend(limits.problems(command.as_deref(), &launch_env));
     let request_secrets = request.secrets.unwrap_or_default();
     problems.extend(secret_problems(&request_secrets, &launch_env, "secrets"));
     for secret in &request_secrets {
@@ -373,14 +416,14 @@ pub fn build_spec(
     secrets.extend(request_secrets);
 
     let mut env = vec![
-        EnvVar::new(RUN_ID_VAR, &ctx.run_id),
+        EnvVar::new(RUN_ID_VAR, &run_id),
         EnvVar::new(SERVER_MODE_VAR, &ctx.server_mode),
         EnvVar::new(&ctx.owner_var, &owner),
     ];
     env.extend(request_env);
     let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     Ok(RunSpec {
-        run_id: ctx.run_id.clone(),
+        run_id,
         definition_id: definition.definition_id.clone(),
         alias: definition.alias.clone(),
         group_name: definition.group_name.clone(),
@@ -388,7 +431,7 @@ pub fn build_spec(
         repository_credentials: definition.repository_credentials.clone(),
         ports: definition.ports.clone(),
         cluster,
-        engine: ctx.engine,
+        engine,
         owner,
         command,
         resources,
@@ -590,6 +633,81 @@ mod tests {
             ),
             (None, Some(4096), Some(1)),
             "a local run is not sized"
+        );
+    }
+
+    /// An ECS deployment with a Kubernetes cluster `gpu` registered.
+    fn ecs_and_eks() -> LaunchContext {
+        let gpu = Cluster::create(
+            crate::domain::cluster::ClusterInput {
+                name: Some("gpu".into()),
+                engine: Some("eks".into()),
+                kubernetes: Some(crate::domain::cluster::KubernetesSettings {
+                    endpoint: "https://k8s.example".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let mut ctx = ecs();
+        ctx.run_id = "ecs-8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60".into();
+        ctx.clusters.push(gpu);
+        ctx
+    }
+
+    #[test]
+    fn a_run_of_a_kubernetes_cluster_runs_on_eks_with_its_gpus_and_a_request_naming_another_engine_is_refused()
+     {
+        let mut request = sized(Some(30_000), Some(7000), Some(2));
+        request.cluster = Some("gpu".into());
+        request.engine = Some("eks".into());
+        let spec = build_spec(
+            &definition(),
+            request.clone(),
+            OwnerRule::OwnerId,
+            &ecs_and_eks(),
+        )
+        .unwrap();
+        assert_eq!(spec.engine, Engine::Eks);
+        assert_eq!(spec.run_id, "eks-8a2e-9b7d-4c1e-8f2a-1b2c3d4e5f60");
+        assert_eq!(
+            spec.env[0].value, spec.run_id,
+            "FLOTILLA_RUN_ID is the run's id"
+        );
+        assert_eq!(
+            (
+                spec.resources.memory,
+                spec.resources.cpu,
+                spec.resources.gpu
+            ),
+            (Some(30_000), Some(7000), Some(2)),
+            "no Fargate sizes on Kubernetes"
+        );
+        // Asking for EKS on a cluster that is not: refused, naming the one that is.
+        request.cluster = None;
+        let err = build_spec(
+            &definition(),
+            request.clone(),
+            OwnerRule::OwnerId,
+            &ecs_and_eks(),
+        )
+        .unwrap_err();
+        assert!(
+            err.problems.iter().any(|p| p
+                == "engine \"eks\": cluster \"default\" runs its runs on ecs: name one that does with \"cluster\": gpu"),
+            "{:?}",
+            err.problems
+        );
+        // With no Kubernetes cluster at all, the same request says so.
+        let err = build_spec(&definition(), request, OwnerRule::OwnerId, &ecs()).unwrap_err();
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.contains("no cluster here runs on eks")),
+            "{:?}",
+            err.problems
         );
     }
 

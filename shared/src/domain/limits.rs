@@ -89,6 +89,10 @@ pub enum LaunchLimits {
     Local,
     /// An ECS task: the command and the environment as container overrides.
     Ecs,
+    /// A Kubernetes Job's container: `bash -c <command>` with the
+    /// environment, as a local process takes them, at any size the
+    /// cluster's nodes have (GPUs too).
+    Kubernetes,
 }
 
 /// The problem with `value` of `field` holding a NUL byte, if it does.
@@ -105,7 +109,7 @@ impl LaunchLimits {
     /// process takes any size.
     pub fn resource_problems(self, resources: &Resources, cluster: Option<&str>) -> Vec<String> {
         let mut problems = Vec::new();
-        if self == Self::Local {
+        if matches!(self, Self::Local | Self::Kubernetes) {
             return problems;
         }
         // A zero is refused on its own (see `Resources::problems`).
@@ -133,7 +137,7 @@ impl LaunchLimits {
     /// is one; a local process runs what it was given.
     pub fn sized(self, resources: Resources) -> Resources {
         match self {
-            Self::Local => resources,
+            Self::Local | Self::Kubernetes => resources,
             Self::Ecs => match fargate::size(resources.cpu, resources.memory) {
                 Ok(size) => Resources {
                     cpu: Some(size.cpu),
@@ -152,10 +156,12 @@ impl LaunchLimits {
     pub fn grown(self, resources: Resources, target: u64, cap: u64) -> Option<Resources> {
         let from = resources.memory.unwrap_or(0);
         match self {
-            Self::Local => (target > from && target <= cap).then_some(Resources {
-                memory: Some(target),
-                ..resources
-            }),
+            Self::Local | Self::Kubernetes => {
+                (target > from && target <= cap).then_some(Resources {
+                    memory: Some(target),
+                    ..resources
+                })
+            }
             Self::Ecs => {
                 let cpu = resources.cpu.unwrap_or(fargate::SMALLEST.cpu);
                 fargate::grown(cpu, from, target, cap).map(|size| Resources {
@@ -178,7 +184,7 @@ impl LaunchLimits {
             problems.extend(nul_problem(&format!("env {}", var.name), &var.value));
         }
         match self {
-            Self::Local => {
+            Self::Local | Self::Kubernetes => {
                 if let Some(command) = command
                     && command.len() > LOCAL_MAX_ARGUMENT_BYTES
                 {

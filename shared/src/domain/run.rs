@@ -146,6 +146,10 @@ pub struct Run {
     /// The time of the current attempt's newest step of preparing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepared_at: Option<DateTime<Utc>>,
+    /// How many steps of preparing the current attempt recorded (at most
+    /// [`MAX_PREPARING_STEPS`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prepared_steps: u32,
     /// Not before when a NEEDS_RETRY run's next attempt is queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
@@ -334,6 +338,14 @@ pub struct Capacity {
 
 /// How far back a cluster's starts count towards its start rate.
 pub const START_RATE_WINDOW_MINUTES: i64 = 60;
+
+/// The most steps of preparing (image pulls, a cluster's scheduling and
+/// pull events) one attempt records; later ones are dropped.
+pub const MAX_PREPARING_STEPS: u32 = 100;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 /// How many of a cluster's newest starts its start rate is taken from.
 pub const START_RATE_SAMPLE: u32 = 20;
 
@@ -551,9 +563,13 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
         } => {
             // A step no newer than the attempt's last one was recorded already
             // (an engine that re-reads its notes after a restart says it again).
+            // Past the cap, an attempt's steps are dropped: a cluster that
+            // reports a pod's scheduling failure again and again (or a pull
+            // that prints without end) cannot grow the run's stream.
             if run.attempt == attempt
                 && run.status == RunStatus::Pending
                 && run.prepared_at.is_none_or(|last| now > last)
+                && run.prepared_steps < MAX_PREPARING_STEPS
             {
                 vec![RunEvent::RunPreparing {
                     attempt,
@@ -912,6 +928,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 enqueued_at: None,
                 last_event_at: None,
                 prepared_at: None,
+                prepared_steps: 0,
                 retry_at: None,
                 attempt_resources: None,
                 resources_note: spec.resources_note.clone(),
@@ -997,6 +1014,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
         }
         (Some(run), RunEvent::RunPreparing { at, message, .. }) => {
             run.prepared_at = Some(run.prepared_at.map_or(*at, |last| last.max(*at)));
+            run.prepared_steps = run.prepared_steps.saturating_add(1);
             let since = run
                 .preparing
                 .as_ref()
@@ -1041,6 +1059,7 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.engine_version = None;
             run.launch_deferred = None;
             run.prepared_at = None;
+            run.prepared_steps = 0;
         }
     }
     state

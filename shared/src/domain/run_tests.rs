@@ -445,6 +445,55 @@ fn a_step_of_preparing_is_recorded_while_the_attempt_is_pending_and_changes_no_s
         }]);
 }
 
+#[test]
+fn an_attempt_records_at_most_the_cap_of_preparing_steps_however_many_its_engine_reports() {
+    use crate::domain::run::MAX_PREPARING_STEPS;
+    let step = |attempt, i: i64| RunEvent::RunPreparing {
+        attempt,
+        message: format!("FailedScheduling: 0/3 nodes are available ({i})"),
+        at: t(10) + chrono::Duration::milliseconds(i),
+    };
+    let mut events = vec![queued(), submitted(1)];
+    events.extend((0..i64::from(MAX_PREPARING_STEPS)).map(|i| step(1, i)));
+    RunScenario::given(events.clone())
+        .when(RunCommand::RecordProgress {
+            attempt: 1,
+            message: "one more".into(),
+            now: t(20),
+        })
+        .then_nothing();
+    // The next attempt starts counting again.
+    let mut retried = events;
+    retried.push(RunEvent::RunNeedsRetry {
+        attempt: 1,
+        engine_version: None,
+        reason: "pod evicted".into(),
+        exit_code: None,
+        retry_at: None,
+        at: t(21),
+    });
+    retried.push(RunEvent::RunRequeued {
+        attempt: 2,
+        at: t(22),
+        resources: None,
+        resources_note: None,
+        node_lifecycle: None,
+        lifecycle_note: None,
+    });
+    retried.push(submitted(2));
+    RunScenario::given(retried)
+        .when(RunCommand::RecordProgress {
+            attempt: 2,
+            message: "Scheduled".into(),
+            now: t(30),
+        })
+        .then_events([RunEvent::RunPreparing {
+            attempt: 2,
+            message: "Scheduled".into(),
+            at: t(30),
+        }]);
+}
+
 /// A run of 64 MB queued with `policy` (resolved with a 200 MB cap).
 fn queued_with(policy: serde_json::Value) -> RunEvent {
     let policy: crate::domain::retry::RetryPolicy = serde_json::from_value(policy).unwrap();

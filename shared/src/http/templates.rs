@@ -154,7 +154,11 @@ async fn run_template(app: &App, template: &Template, who: &Caller, body: &[u8])
     let run = app
         .execute_template(template, launch, payload, dry_run, who)
         .await?;
-    ok_ignoring(run_view(app, &run), ignored)
+    let mut view = run_view(app, &run);
+    if dry_run {
+        view.engine_manifest = app.engine_manifest(&run).await?;
+    }
+    ok_ignoring(view, ignored)
 }
 
 async fn execute_template_by_id(

@@ -151,6 +151,10 @@ pub struct RunView {
     /// run has a task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
+    /// What the engine would be given, on a dry run routed to a
+    /// Kubernetes cluster (its Job manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_manifest: Option<Value>,
     /// Flotilla's pod events; always present.
     pub pod_events: Vec<Value>,
     /// Flotilla's CloudTrail notifications; always present.
@@ -220,6 +224,7 @@ impl From<&Run> for RunView {
             estimated_start: None,
             lifecycle_note: run.lifecycle_note.clone(),
             log_url: None,
+            engine_manifest: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
             spark_extension: json!({}),

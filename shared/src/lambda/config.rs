@@ -11,6 +11,8 @@ pub const TABLE: &str = "FLOTILLA_TABLE";
 pub const QUEUE_PREFIX: &str = "FLOTILLA_QUEUE_PREFIX";
 /// EventBridge bus for run state changes.
 pub const EVENT_BUS: &str = "FLOTILLA_EVENT_BUS";
+/// S3 bucket the logs of Kubernetes clusters' runs are archived in.
+pub const LOG_BUCKET: &str = "FLOTILLA_LOG_BUCKET";
 /// CloudWatch Logs group of task output.
 pub const LOG_GROUP: &str = "FLOTILLA_LOG_GROUP";
 /// Comma-separated subnets of the tasks.
@@ -99,8 +101,9 @@ pub const MAX_STARTED_BY: usize = 36;
 pub const MIN_RUN_TOKEN_KEY: usize = 32;
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 37] = [
+pub const ALL: [&str; 38] = [
     TABLE,
+    LOG_BUCKET,
     QUEUE_PREFIX,
     EVENT_BUS,
     LOG_GROUP,
@@ -169,6 +172,8 @@ pub struct Config {
     pub queue_prefix: String,
     /// EventBridge bus.
     pub event_bus: String,
+    /// S3 bucket of Kubernetes clusters' run logs, when the stack has one.
+    pub log_bucket: Option<String>,
     /// ECS settings.
     pub ecs: EcsSettings,
     /// FLOTILLA_SERVER_MODE.
@@ -288,6 +293,7 @@ impl Config {
             table: required(TABLE)?,
             queue_prefix: required(QUEUE_PREFIX)?,
             event_bus: required(EVENT_BUS)?,
+            log_bucket: value(LOG_BUCKET),
             ecs: EcsSettings {
                 cluster_prefix: value(ECS_CLUSTER_PREFIX).unwrap_or_default(),
                 subnets,

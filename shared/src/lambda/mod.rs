@@ -48,6 +48,9 @@ pub struct AwsClients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// EventBridge.
     pub events: aws_sdk_eventbridge::Client,
+    /// The configuration they were built from (the EKS connector signs its
+    /// tokens with its credentials).
+    pub sdk: SdkConfig,
 }
 
 impl AwsClients {
@@ -59,6 +62,7 @@ impl AwsClients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             events: aws_sdk_eventbridge::Client::new(sdk),
+            sdk: sdk.clone(),
         }
     }
 
@@ -94,6 +98,7 @@ impl AwsClients {
                     .interceptor(interceptor)
                     .build(),
             ),
+            sdk: sdk.clone(),
         }
     }
 }
@@ -149,23 +154,78 @@ pub fn api_router(app: Arc<App>, config: &Config) -> axum::Router {
     ))
 }
 
+/// What a function needs to reach Kubernetes clusters (feature `eks`):
+/// the connector signing IAM tokens with the function's credentials, and
+/// the S3 archive of their runs' logs when the stack has a bucket.
+#[cfg(feature = "eks")]
+#[derive(Clone)]
+pub struct EksParts {
+    /// Clients of the registered Kubernetes clusters.
+    pub connect: Arc<crate::adapters::eks::connect::IamConnector>,
+    /// Where ended attempts' logs are archived.
+    pub archive: Option<crate::adapters::eks::logs::S3LogArchive>,
+}
+
+#[cfg(feature = "eks")]
+impl EksParts {
+    /// The parts of a function configured by `config`.
+    pub fn new(config: &Config, clients: &AwsClients) -> Self {
+        let region = config.ecs.log_region.clone();
+        let credentials = clients.sdk.credentials_provider();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&clients.sdk)
+                // Moto and other emulators serve buckets by path.
+                .force_path_style(config.aws.endpoint_url.is_some())
+                .build(),
+        );
+        Self {
+            connect: Arc::new(crate::adapters::eks::connect::IamConnector::new(
+                credentials,
+                &region,
+            )),
+            archive: config.log_bucket.as_deref().map(|bucket| {
+                crate::adapters::eks::logs::S3LogArchive::new(s3, bucket, "", &region)
+            }),
+        }
+    }
+}
+
 /// How to give the stack a cluster it has no queue for.
 pub const ADD_CLUSTER_HINT: &str = "add it to the stack's Clusters parameter and deploy first";
 
 /// The use cases over the AWS adapters, telling time by `clock`.
 pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -> App {
     let store = DynamoStore::new(clients.dynamodb.clone(), &config.table, Arc::clone(&clock));
+    let engine: Arc<dyn crate::ports::ExecutionEngine> = Arc::new(EcsExecutionEngine::new(
+        clients.ecs.clone(),
+        config.ecs.clone(),
+    ));
+    let logs: Arc<dyn crate::ports::LogSource> = Arc::new(CloudWatchLogs::new(
+        clients.logs.clone(),
+        &config.ecs.log_group,
+        &config.ecs.log_region,
+    ));
+    // Runs of clusters registered with `engine: "eks"` go to their API
+    // servers; the rest to ECS.
+    #[cfg(feature = "eks")]
+    let (engine, logs) = {
+        let eks = EksParts::new(config, clients);
+        let registry: Arc<dyn crate::ports::ClusterStore> = Arc::new(store.clone());
+        let engine: Arc<dyn crate::ports::ExecutionEngine> =
+            Arc::new(crate::adapters::eks::routed::RoutedEngine::new(
+                engine,
+                registry.clone(),
+                eks.connect.clone(),
+            ));
+        let logs: Arc<dyn crate::ports::LogSource> = Arc::new(
+            crate::adapters::eks::logs::EksLogs::new(logs, registry, eks.connect, eks.archive),
+        );
+        (engine, logs)
+    };
     let runtime = Runtime {
         queue: Arc::new(SqsRunQueue::new(clients.sqs.clone(), &config.queue_prefix)),
-        engine: Arc::new(EcsExecutionEngine::new(
-            clients.ecs.clone(),
-            config.ecs.clone(),
-        )),
-        logs: Arc::new(CloudWatchLogs::new(
-            clients.logs.clone(),
-            &config.ecs.log_group,
-            &config.ecs.log_region,
-        )),
+        engine,
+        logs,
         clock,
         publisher: Some(Arc::new(EventBridgePublisher::new(
             clients.events.clone(),
@@ -188,6 +248,7 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
         add_cluster_hint: ADD_CLUSTER_HINT.to_owned(),
         launch_limits: crate::domain::limits::LaunchLimits::Ecs,
         parallelism: None,
+        kubernetes_clusters: cfg!(feature = "eks"),
     };
     App::new(Arc::new(store), runtime, settings)
 }

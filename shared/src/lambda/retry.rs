@@ -8,6 +8,11 @@
 //! is recorded (a state change event lost); RUNNING runs past their
 //! `active_deadline_seconds` are stopped with a timeout reason.
 //!
+//! With feature `eks`, [`tick_with_kubernetes`] then reads every
+//! registered Kubernetes cluster ([`crate::adapters::eks::reconcile`]):
+//! their pods' states, events and logs, listed, then watched for the rest
+//! of the invocation.
+//!
 //! Each step pages through all its runs and goes on past a run it cannot
 //! handle. The tick then answers with an error naming what failed, so the
 //! function's Errors alarm sees it; those runs are due again next tick.
@@ -35,6 +40,10 @@ pub struct Tick {
     /// Capped clusters whose count of held slots was set right from their
     /// runs: `<cluster>: <from> -> <to>`.
     pub slots_repaired: Vec<String>,
+    /// Pod states and events of Kubernetes clusters that changed a run.
+    pub pods_recorded: usize,
+    /// Logs of ended pods archived to S3.
+    pub logs_archived: usize,
     /// What failed, one line each; due again next tick.
     pub failed: Vec<String>,
 }
@@ -95,6 +104,32 @@ pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
         lost: reconciled.lost,
         timed_out,
         slots_repaired: swept.slots_repaired,
+        pods_recorded: 0,
+        logs_archived: 0,
         failed,
     })
+}
+
+/// [`tick`], then one pass over the registered Kubernetes clusters,
+/// watching their pods for at most `watch_for` once listed. A cluster that
+/// cannot be read fails the tick, naming it.
+#[cfg(feature = "eks")]
+pub async fn tick_with_kubernetes(
+    app: &App,
+    intervals: Intervals,
+    eks: &crate::lambda::EksParts,
+    watch_for: std::time::Duration,
+) -> Result<Tick, AppError> {
+    let mut swept = tick(app, intervals).await?;
+    let pass = crate::adapters::eks::reconcile::reconcile(
+        app,
+        eks.connect.as_ref(),
+        eks.archive.as_ref(),
+        watch_for,
+    )
+    .await?;
+    swept.pods_recorded = pass.recorded;
+    swept.logs_archived = pass.archived;
+    swept.failed.extend(pass.failed);
+    Ok(swept)
 }

@@ -133,7 +133,7 @@ impl ExecutionEngine for RecordingEngine {
         }
     }
 
-    async fn stop(&self, run_id: &str, task_id: &str) -> Result<(), EngineError> {
+    async fn stop(&self, _cluster: &str, run_id: &str, task_id: &str) -> Result<(), EngineError> {
         lock(&self.stops).push((run_id.to_owned(), task_id.to_owned()));
         Ok(())
     }
@@ -339,6 +339,7 @@ impl TestApp {
             add_cluster_hint: String::new(),
             launch_limits: crate::domain::limits::LaunchLimits::Local,
             parallelism: None,
+            kubernetes_clusters: false,
         };
         let mut app = App::new(Arc::new(store.clone()), runtime, settings);
         app.runs = runs.clone();

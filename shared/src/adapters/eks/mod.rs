@@ -28,17 +28,25 @@
 //! - [`pods`] reads a Job's pod back as its run's update; [`token`] makes the
 //!   IAM bearer token an EKS API server takes from the function's role.
 //!
-//! Not wired in yet: no function or `flotilla serve` routes a run here, and
-//! nothing watches the pods (the reconciler that will feed [`pods`] to the
-//! status use case comes next).
+//! - [`connect`] gives each registered cluster's client (IAM tokens from
+//!   the function's role), [`routed`] sends a run to its cluster's engine,
+//!   [`reconcile`] reads the pods back into runs (there is no EventBridge
+//!   event for them), and [`logs`] reads a run's log from its pod or from
+//!   its S3 archive.
 
+pub mod connect;
+pub mod logs;
 pub mod pods;
+pub mod reconcile;
+pub mod routed;
 pub mod token;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar as KubeEnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
     ResourceRequirements, SecretKeySelector, Toleration,
@@ -46,11 +54,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 
 use crate::domain::spec::NodeLifecycle;
 use crate::error::EngineError;
-use crate::ports::{ExecutionEngine, LaunchSpec, Launched};
+use crate::ports::{ExecutionEngine, LaunchSpec, Launched, TaskLookup};
 
 /// Name of the one container of every Job's pod.
 pub const CONTAINER_NAME: &str = "main";
@@ -66,6 +74,8 @@ pub const DEFINITION_ANNOTATION: &str = "flotilla/definition-id";
 pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// How long a finished Job stays for its state to be read, by default (1 h).
 pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: i32 = 3600;
+/// The well-known node label of a node's CPU architecture.
+pub const ARCH_LABEL: &str = "kubernetes.io/arch";
 /// Longest Kubernetes object name that can also be a label value.
 pub const MAX_NAME_LEN: usize = 63;
 
@@ -95,7 +105,42 @@ pub struct EksSettings {
     pub ttl_seconds_after_finished: i32,
 }
 
+impl Placement {
+    /// The placement a cluster's registry entry gives.
+    fn of(placement: &crate::domain::cluster::NodePlacement) -> Self {
+        Self {
+            node_selector: placement.node_selector.clone(),
+            tolerations: placement
+                .tolerations
+                .iter()
+                .map(|t| Toleration {
+                    key: t.key.clone(),
+                    operator: t.operator.clone(),
+                    value: t.value.clone(),
+                    effect: t.effect.clone(),
+                    toleration_seconds: None,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl EksSettings {
+    /// The settings of `cluster`'s registry entry (defaults where it has
+    /// no `kubernetes` settings).
+    pub fn for_cluster(cluster: &crate::domain::cluster::Cluster) -> Self {
+        let mut settings = Self::in_namespace(cluster.job_namespace());
+        if let Some(k) = &cluster.kubernetes {
+            settings.service_account = k.service_account.clone();
+            settings.spot = Placement::of(&k.spot);
+            settings.ondemand = Placement::of(&k.ondemand);
+            if let Some(gpu) = &k.gpu_resource {
+                settings.gpu_resource = gpu.clone();
+            }
+        }
+        settings
+    }
+
     /// Settings for `namespace`, with the defaults for everything else.
     pub fn in_namespace(namespace: &str) -> Self {
         Self {
@@ -244,6 +289,10 @@ pub fn job_manifest(spec: &LaunchSpec, settings: &EksSettings) -> Result<Job, En
         .filter(|p| !p.is_empty()),
         ..Container::default()
     };
+    let mut node_selector = placement.node_selector.clone();
+    if let Some(arch) = spec.arch.as_deref().filter(|a| !a.is_empty()) {
+        node_selector.insert(ARCH_LABEL.to_owned(), arch.to_owned());
+    }
     let deadline = spec
         .active_deadline_seconds
         .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
@@ -267,8 +316,11 @@ pub fn job_manifest(spec: &LaunchSpec, settings: &EksSettings) -> Result<Job, En
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_owned()),
-                    service_account_name: settings.service_account.clone(),
-                    node_selector: Some(placement.node_selector.clone()).filter(|s| !s.is_empty()),
+                    service_account_name: spec
+                        .service_account
+                        .clone()
+                        .or_else(|| settings.service_account.clone()),
+                    node_selector: Some(node_selector).filter(|s| !s.is_empty()),
                     tolerations: Some(placement.tolerations.clone()).filter(|t| !t.is_empty()),
                     containers: vec![container],
                     ..PodSpec::default()
@@ -282,7 +334,7 @@ pub fn job_manifest(spec: &LaunchSpec, settings: &EksSettings) -> Result<Job, En
 
 /// `value` as a label value: at most 63 characters of letters, digits, `-`,
 /// `_` and `.` (run ids already are).
-fn label_value(value: &str) -> String {
+pub(crate) fn label_value(value: &str) -> String {
     let cleaned: String = value
         .chars()
         .map(|c| {
@@ -377,7 +429,7 @@ impl ExecutionEngine for EksEngine {
         })
     }
 
-    async fn stop(&self, _run_id: &str, task_id: &str) -> Result<(), EngineError> {
+    async fn stop(&self, _cluster: &str, _run_id: &str, task_id: &str) -> Result<(), EngineError> {
         match self
             .jobs()
             .delete(task_id, &DeleteParams::foreground())
@@ -389,7 +441,50 @@ impl ExecutionEngine for EksEngine {
             Err(e) => Err(classify("delete the run's Job", e)),
         }
     }
+
+    async fn look_up(
+        &self,
+        _cluster: &str,
+        task_ids: &[String],
+        seen: DateTime<Utc>,
+    ) -> Result<Option<Vec<TaskLookup>>, EngineError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let listed = pods
+            .list(&ListParams::default().labels(RUN_ID_LABEL))
+            .await
+            .map_err(|e| classify("list the runs' pods", e))?;
+        let mut found = Vec::with_capacity(task_ids.len());
+        for task_id in task_ids {
+            let pod = listed
+                .items
+                .iter()
+                .find(|pod| pods::task_of(pod).is_some_and(|t| &t == task_id));
+            if let Some(pod) = pod {
+                found.push(TaskLookup::Known {
+                    task_id: task_id.clone(),
+                    update: pods::pod_update(pod, seen),
+                });
+                continue;
+            }
+            match self.jobs().get_opt(task_id).await {
+                Ok(Some(_)) => found.push(TaskLookup::Known {
+                    task_id: task_id.clone(),
+                    update: None,
+                }),
+                Ok(None) => found.push(TaskLookup::Unknown {
+                    task_id: task_id.clone(),
+                    reason: format!(
+                        "the cluster has no Job {task_id} any more (deleted, or cleaned up after it finished)"
+                    ),
+                }),
+                Err(e) => return Err(classify("read the run's Job", e)),
+            }
+        }
+        Ok(Some(found))
+    }
 }
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod tests;

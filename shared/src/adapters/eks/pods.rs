@@ -49,6 +49,19 @@ fn utc(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<Da
     DateTime::from_timestamp(time.0.as_second(), nanos)
 }
 
+/// The run and attempt whose pod `pod` is, from its labels.
+pub fn attempt_of(pod: &Pod) -> Option<(String, u32)> {
+    let labels = pod.metadata.labels.as_ref()?;
+    let run_id = labels.get(RUN_ID_LABEL)?.clone();
+    let attempt: u32 = labels.get(ATTEMPT_LABEL)?.parse().ok()?;
+    Some((run_id, attempt))
+}
+
+/// The task (Job name) whose pod `pod` is.
+pub fn task_of(pod: &Pod) -> Option<String> {
+    attempt_of(pod).map(|(run_id, attempt)| job_name(&run_id, attempt))
+}
+
 /// The update `pod` reports, if it is a Flotilla run's pod; `seen` is when
 /// it was read (the time of a state that carries none).
 pub fn pod_update(pod: &Pod, seen: DateTime<Utc>) -> Option<EngineUpdate> {

@@ -61,6 +61,9 @@ fn spec() -> LaunchSpec {
         node_lifecycle: NodeLifecycle::Spot,
         ports: vec![8080],
         repository_credentials: None,
+        arch: None,
+        service_account: None,
+        engine: crate::domain::spec::Engine::Eks,
     }
 }
 
@@ -328,8 +331,8 @@ async fn a_stop_deletes_the_job_in_the_foreground_and_a_job_already_gone_is_stop
             }
         }
     });
-    engine.stop("eks-run", "eks-run-1").await.unwrap();
-    engine.stop("eks-run", "eks-run-1").await.unwrap();
+    engine.stop("gpu", "eks-run", "eks-run-1").await.unwrap();
+    engine.stop("gpu", "eks-run", "eks-run-1").await.unwrap();
     server.await.unwrap();
 }
 

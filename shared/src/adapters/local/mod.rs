@@ -637,7 +637,7 @@ impl ExecutionEngine for LocalEngine {
         Ok(launched(task_id))
     }
 
-    async fn stop(&self, run_id: &str, _task_id: &str) -> Result<(), EngineError> {
+    async fn stop(&self, _cluster: &str, run_id: &str, _task_id: &str) -> Result<(), EngineError> {
         let Some(task) = lock(&self.tasks).get(run_id).cloned() else {
             return Ok(()); // Ended already.
         };
