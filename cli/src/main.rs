@@ -4,6 +4,17 @@
 //! storage and the local process engine (see `shared::local`). With
 //! `--backend aws` it serves the same API over the AWS adapters instead (see
 //! `shared::lambda::serve_api`), configured like the `api` function.
+//!
+//! Every other command is a client of such a server (or of the stack's API):
+//! `task`, `template`, `run`, `runs`, `logs`, `status`, `stop`, `events`
+//! (see [`commands`]), and `completions` for the shells.
+
+mod client;
+mod commands;
+mod config;
+mod follow;
+mod output;
+mod sigv4;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,10 +27,106 @@ use shared::local::{ServeConfig, serve};
 
 /// Flotilla: define a job once, launch runs of it, follow their state and logs.
 #[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about)]
+#[command(
+    name = "flotilla",
+    version,
+    about,
+    after_help = "Examples:
+  flotilla serve                                     # the service on this machine
+  flotilla task create -f examples/hello-world.json  # define a job
+  flotilla run hello-flotilla -e USERNAME=ana -f     # launch it, follow its log, exit with its code
+  flotilla runs --status RUNNING                     # what runs now
+  flotilla logs <run id> -f                          # follow a run's log
+
+Exit codes: a followed run's own exit code (1 when it ended without one, 130
+when interrupted); otherwise 0, 1 for an error the server or the network gave,
+2 for a wrong use of the command."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+/// Where the client commands talk to, and how they print. Each option
+/// beats its variable, which beats the profile in use (see [`config`]).
+#[derive(Debug, clap::Args)]
+struct GlobalArgs {
+    /// The API's URL [default: the profile's, else http://127.0.0.1:5000,
+    /// `flotilla serve`'s].
+    #[arg(long, global = true, env = "FLOTILLA_URL")]
+    server: Option<String>,
+    /// A profile of the config file: a server and how to reach it
+    /// [default: the file's default_profile].
+    #[arg(long, global = true, env = "FLOTILLA_PROFILE")]
+    profile: Option<String>,
+    /// The config file [default: $XDG_CONFIG_HOME/flotilla/config.toml, else
+    /// ~/.config/flotilla/config.toml].
+    #[arg(long, global = true, env = "FLOTILLA_CONFIG")]
+    config: Option<PathBuf>,
+    /// How requests prove who sends them [default: token when a token is
+    /// given, else none].
+    #[arg(long, global = true, env = "FLOTILLA_AUTH", value_enum)]
+    auth: Option<config::AuthKind>,
+    /// A bearer token: one of `flotilla serve --auth-token-file`'s, or a JWT
+    /// the stack takes.
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file of tokens (`<token> <user> [admin]` lines, as `flotilla serve
+    /// --auth-token-file` makes); its first token is sent.
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// With --auth iam: the region requests are signed for [default: the
+    /// one in an execute-api URL, else the AWS chain's].
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// With --auth iam: the AWS profile whose credentials sign requests
+    /// [default: the AWS chain's].
+    #[arg(long, global = true)]
+    aws_profile: Option<String>,
+    /// Output: tables for people, or the API's JSON for scripts.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = output::Format::Table)]
+    output: output::Format,
+    /// No colours (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long, global = true)]
+    no_color: bool,
+}
+
+impl GlobalArgs {
+    /// The server and credentials these options, the environment and the
+    /// config file name.
+    fn target(&self) -> Result<config::Target, client::CliError> {
+        let home = std::env::var("HOME").ok();
+        let (path, required) = match &self.config {
+            Some(path) => (Some(path.clone()), true),
+            None => (
+                config::default_path(
+                    std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
+                    home.as_deref(),
+                ),
+                false,
+            ),
+        };
+        let file = match &path {
+            Some(path) => config::read(path, required)?.map(|file| (path.as_path(), file)),
+            None => None,
+        };
+        let given = config::Given {
+            config: path.clone(),
+            profile: self.profile.clone(),
+            settings: config::Profile {
+                server: self.server.clone(),
+                auth: self.auth,
+                token: self.token.clone(),
+                token_file: self.token_file.clone(),
+                region: self.region.clone(),
+                aws_profile: self.aws_profile.clone(),
+                owner: None,
+            },
+        };
+        config::resolve(given, file, home.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +140,54 @@ enum Command {
     Supervise {
         /// The attempt's directory.
         attempt_dir: PathBuf,
+    },
+    /// Job definitions: ls, show, create, update, rm.
+    Task {
+        #[command(subcommand)]
+        command: commands::TaskCommand,
+    },
+    /// Templates (parameterised jobs): ls, show, create.
+    Template {
+        #[command(subcommand)]
+        command: commands::TemplateCommand,
+    },
+    /// Launch a run of a definition (or of a template), and follow it with -f.
+    Run(Box<commands::RunArgs>),
+    /// List runs, newest first, by status, alias, owner and time.
+    Runs(commands::RunsArgs),
+    /// Print a run's log; -f follows it to the end and exits with its code.
+    Logs {
+        /// The run.
+        run_id: String,
+        /// Follow the log as it grows, until the run ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// With -f: on Ctrl-C, stop the run without asking.
+        #[arg(long, requires = "follow")]
+        stop_on_interrupt: bool,
+    },
+    /// Show a run's status; --wait waits for its end and exits with its code.
+    Status {
+        /// The run.
+        run_id: String,
+        /// Wait until the run has ended.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a run.
+    Stop {
+        /// The run.
+        run_id: String,
+    },
+    /// Show a run's timeline: queued, launched, waits, started, stopped, retries.
+    Events {
+        /// The run.
+        run_id: String,
+    },
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -183,14 +338,7 @@ async fn shutdown_signal() {
 }
 
 fn report(e: &dyn std::error::Error) -> ExitCode {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    eprintln!("flotilla serve: {message}");
+    eprintln!("flotilla serve: {}", client::chain(e));
     ExitCode::FAILURE
 }
 
@@ -266,6 +414,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Supervise { attempt_dir } => supervised(attempt_dir),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "flotilla", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => {
             shared::telemetry::init();
             let runtime = match tokio::runtime::Runtime::new() {
@@ -278,6 +431,53 @@ fn main() -> ExitCode {
                     Backend::Aws => serve_aws(*args).await,
                 }
             })
+        }
+        command => client_command(command, cli.global),
+    }
+}
+
+/// Runs a command that is a client of the API.
+fn client_command(command: Command, global: GlobalArgs) -> ExitCode {
+    let outcome = (|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| client::CliError::Transport(format!("cannot start: {e}")))?;
+        // reqwest's rustls takes the process's crypto provider: ring, as
+        // the AWS SDK's. Installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let target = global.target()?;
+        let out = output::Out::new(global.output, global.no_color);
+        runtime.block_on(async {
+            let client = client::Client::new(target).await?;
+            match command {
+                Command::Task { command } => commands::task(&client, out, command).await,
+                Command::Template { command } => commands::template(&client, out, command).await,
+                Command::Run(args) => commands::run(&client, out, *args).await,
+                Command::Runs(args) => commands::runs(&client, out, args).await,
+                Command::Logs {
+                    run_id,
+                    follow,
+                    stop_on_interrupt,
+                } => commands::logs(&client, &run_id, follow, stop_on_interrupt).await,
+                Command::Status { run_id, wait } => {
+                    commands::status(&client, out, &run_id, wait).await
+                }
+                Command::Stop { run_id } => commands::stop(&client, out, &run_id).await,
+                Command::Events { run_id } => commands::events(&client, out, &run_id).await,
+                Command::Serve(_) | Command::Supervise { .. } | Command::Completions { .. } => {
+                    Ok(0)
+                }
+            }
+        })
+    })();
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("flotilla: {line}");
+            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -141,3 +141,21 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     }
     loader.load().await
 }
+
+/// The SDK configuration of a person's own AWS tools: the default chain
+/// (variables, `~/.aws` profiles, SSO, a role), of `profile` when one is
+/// named, in `region` when one is given, with the shared HTTPS client and
+/// timeouts (for `flotilla`'s client commands, which sign their requests
+/// to a stack deployed with `ApiAuth=IAM`).
+pub async fn user_sdk_config(profile: Option<&str>, region: Option<String>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .timeout_config(timeout_config(SdkTimeouts::DEFAULT));
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region));
+    }
+    loader.load().await
+}

@@ -76,70 +76,32 @@ pub fn eks_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
+    use crate::testing::sigv4::{canonical_query, sha256_hex, signature};
     use std::collections::BTreeMap;
 
-    fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-        mac.update(data.as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn encode(value: &str) -> String {
-        value
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
-
-    /// Verifies a presigned URL by SigV4's published steps, written out here
-    /// independently of the signer.
+    /// Verifies a presigned URL by SigV4's published steps
+    /// ([`crate::testing::sigv4`]), independently of the signer.
     fn verify(url: &str, secret: &str, cluster: &str) -> Result<(), String> {
         let (origin, query) = url.split_once("/?").ok_or("no query")?;
         let host = origin.trim_start_matches("https://");
         let params: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let signature = params.get("X-Amz-Signature").ok_or("no signature")?;
+        let given = params.get("X-Amz-Signature").ok_or("no signature")?;
         let amz_date = params.get("X-Amz-Date").ok_or("no date")?;
         let credential = params.get("X-Amz-Credential").ok_or("no credential")?;
         let scope = credential.split_once('/').ok_or("no scope")?.1;
-        let canonical_query = params
-            .iter()
-            .filter(|(k, _)| *k != "X-Amz-Signature")
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
         let signed_headers = params.get("X-Amz-SignedHeaders").ok_or("no headers")?;
         let canonical_request = format!(
-            "GET\n/\n{canonical_query}\nhost:{host}\n{CLUSTER_ID_HEADER}:{cluster}\n\n{signed_headers}\n{}",
-            hex::encode(Sha256::digest(b""))
+            "GET\n/\n{}\nhost:{host}\n{CLUSTER_ID_HEADER}:{cluster}\n\n{signed_headers}\n{}",
+            canonical_query(query, &["X-Amz-Signature"]),
+            sha256_hex(b"")
         );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let mut parts = scope.split('/');
-        let (date, region, service) = (
-            parts.next().ok_or("scope")?,
-            parts.next().ok_or("scope")?,
-            parts.next().ok_or("scope")?,
-        );
-        let key = hmac(format!("AWS4{secret}").as_bytes(), date);
-        let key = hmac(&key, region);
-        let key = hmac(&key, service);
-        let key = hmac(&key, "aws4_request");
-        let expected = hex::encode(hmac(&key, &string_to_sign));
-        if &expected == signature {
+        let expected = signature(secret, amz_date, scope, &canonical_request)?;
+        if &expected == given {
             Ok(())
         } else {
-            Err(format!("signature {signature}, expected {expected}"))
+            Err(format!("signature {given}, expected {expected}"))
         }
     }
 
