@@ -124,8 +124,8 @@ pub struct KubernetesSettings {
     #[serde(default)]
     pub endpoint: String,
     /// The API server's certificate authority, base64-encoded PEM (an EKS
-    /// cluster's `certificateAuthority.data`); the system's roots when
-    /// empty.
+    /// cluster's `certificateAuthority.data`): the only root its clients
+    /// trust. Required.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub certificate_authority: String,
     /// The EKS cluster's name, signed into the IAM token Flotilla presents
@@ -202,7 +202,9 @@ impl KubernetesSettings {
             MAX_NAME_BYTES,
         ));
         let ca = &self.certificate_authority;
-        if !ca
+        if ca.trim().is_empty() {
+            problems.push("kubernetes.certificate_authority is required: the API server's CA, PEM base64-encoded, as `aws eks describe-cluster` gives certificateAuthority.data (only that CA is trusted)".to_owned());
+        } else if !ca
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\n' | '\r'))
         {
@@ -558,7 +560,7 @@ impl Cluster {
         }
         match (self.engine, &self.kubernetes) {
             (Some(Engine::Eks), None) => problems.push(
-                "engine \"eks\" needs \"kubernetes\": at least {\"endpoint\": \"https://…\"}, the API server's address".to_owned(),
+                "engine \"eks\" needs \"kubernetes\": at least {\"endpoint\": \"https://…\", \"certificate_authority\": \"…\"}, the API server's address and CA".to_owned(),
             ),
             (None, Some(_)) => problems.push(
                 "\"kubernetes\" is only for a Kubernetes cluster: add \"engine\": \"eks\", or leave \"kubernetes\" out".to_owned(),
@@ -808,11 +810,14 @@ mod tests {
         assert_eq!(
             problems(Some("eks"), None),
             [
-                "engine \"eks\" needs \"kubernetes\": at least {\"endpoint\": \"https://…\"}, the API server's address"
+                "engine \"eks\" needs \"kubernetes\": at least {\"endpoint\": \"https://…\", \"certificate_authority\": \"…\"}, the API server's address and CA"
             ]
         );
         assert_eq!(
-            problems(None, Some(serde_json::json!({"endpoint": "https://k"}))),
+            problems(
+                None,
+                Some(serde_json::json!({"endpoint": "https://k", "certificate_authority": "Q0E="}))
+            ),
             [
                 "\"kubernetes\" is only for a Kubernetes cluster: add \"engine\": \"eks\", or leave \"kubernetes\" out"
             ]

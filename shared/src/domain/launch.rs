@@ -644,6 +644,7 @@ mod tests {
                 engine: Some("eks".into()),
                 kubernetes: Some(crate::domain::cluster::KubernetesSettings {
                     endpoint: "https://k8s.example".into(),
+                    certificate_authority: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t".into(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -12,11 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use serde_json::json;
 
 use super::token::{TOKEN_LIFETIME, eks_token};
 use crate::domain::cluster::Cluster;
@@ -80,35 +79,102 @@ fn unusable(cluster: &str, what: impl std::fmt::Display) -> EngineError {
     }
 }
 
-/// A client of the API server at `settings.endpoint`, trusting its CA and
-/// presenting `token`.
-pub async fn client_with_token(
-    cluster: &Cluster,
-    token: &str,
-) -> Result<kube::Client, EngineError> {
+/// How long a connection to an API server may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may wait for its answer's head (a watch's events
+/// then stream for as long as it lasts).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The roots a client trusts: the registry's CA (base64 of its PEM, as
+/// `aws eks describe-cluster` gives `certificateAuthority.data`).
+fn trusted_roots(cluster: &str, ca: &str) -> Result<rustls::RootCertStore, EngineError> {
+    use base64::Engine as _;
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    let compact: String = ca.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(unusable(
+            cluster,
+            "it has no certificate_authority: give its CA's PEM base64-encoded, as `aws eks describe-cluster` gives certificateAuthority.data",
+        ));
+    }
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| unusable(cluster, format!("certificate_authority is not base64: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| {
+            unusable(
+                cluster,
+                format!("certificate_authority is not a PEM certificate: {e}"),
+            )
+        })?;
+        roots.add(cert).map_err(|e| {
+            unusable(
+                cluster,
+                format!("certificate_authority is not a CA certificate: {e}"),
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(unusable(
+            cluster,
+            "certificate_authority holds no PEM certificate",
+        ));
+    }
+    Ok(roots)
+}
+
+/// A client of the API server at `settings.endpoint`, trusting the
+/// registry's CA alone and presenting `token`: HTTPS by hyper and rustls
+/// (ring), the endpoint as every request's base, the bearer token on each,
+/// and kube's typed requests over that. No kubeconfig is read or made, so
+/// none of kube's kubeconfig machinery (exec plugins, auth providers, the
+/// platform's roots) is in the functions.
+pub fn client_with_token(cluster: &Cluster, token: &str) -> Result<kube::Client, EngineError> {
     let Some(settings) = &cluster.kubernetes else {
         return Err(unusable(&cluster.name, "it has no kubernetes settings"));
     };
-    let mut entry = json!({ "server": settings.endpoint.trim() });
-    if !settings.certificate_authority.is_empty() {
-        entry["certificate-authority-data"] = json!(settings.certificate_authority);
-    }
-    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": cluster.name, "cluster": entry }],
-        "users": [{ "name": "flotilla", "user": { "token": token } }],
-        "contexts": [{
-            "name": "flotilla",
-            "context": { "cluster": cluster.name, "user": "flotilla", "namespace": cluster.job_namespace() },
-        }],
-        "current-context": "flotilla",
-    }))
-    .map_err(|e| unusable(&cluster.name, e))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| unusable(&cluster.name, e))?;
-    kube::Client::try_from(config).map_err(|e| unusable(&cluster.name, e))
+    let base: http::Uri = settings
+        .endpoint
+        .trim()
+        .parse()
+        .map_err(|e| unusable(&cluster.name, format!("endpoint is not a URL: {e}")))?;
+    let roots = trusted_roots(&cluster.name, &settings.certificate_authority)?;
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| unusable(&cluster.name, e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(tcp);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, kube::client::Body>(https);
+    let mut bearer = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| {
+        unusable(
+            &cluster.name,
+            format!("the token is not a header value: {e}"),
+        )
+    })?;
+    bearer.set_sensitive(true);
+    let service = tower::ServiceBuilder::new()
+        .layer(kube::client::middleware::BaseUriLayer::new(base))
+        .map_request(move |mut request: http::Request<kube::client::Body>| {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, bearer.clone());
+            request
+        })
+        .timeout(ANSWER_TIMEOUT)
+        .service(http);
+    Ok(kube::Client::new(service, cluster.job_namespace()))
 }
 
 #[async_trait]
@@ -153,7 +219,7 @@ impl KubeConnect for IamConnector {
             settings.eks_cluster(&cluster.name),
             SystemTime::now(),
         )?;
-        let client = client_with_token(cluster, &token).await?;
+        let client = client_with_token(cluster, &token)?;
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).insert(
             cluster.name.clone(),
             Kept {
@@ -163,5 +229,164 @@ impl KubeConnect for IamConnector {
             },
         );
         Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client's HTTPS stack against a TLS server of the test's own, with
+    //! a CA and a server certificate made here: only the registry's CA is
+    //! trusted, the endpoint's path is every request's base, and the bearer
+    //! token is on each request.
+
+    use std::sync::{Arc, Mutex};
+
+    use base64::Engine as _;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::domain::cluster::KubernetesSettings;
+
+    /// A CA, and an API server certificate for 127.0.0.1 it signed.
+    fn certificates() -> (String, rustls::ServerConfig) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_cert.pem());
+        (ca_data, config)
+    }
+
+    /// Serves TLS with `config` on a free port, answering every request
+    /// with an empty pod list and recording its request line and
+    /// Authorization header.
+    async fn api_server(config: rustls::ServerConfig) -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, record) = (acceptor.clone(), record.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n")
+                        && tls.read(&mut byte).await.unwrap_or(0) == 1
+                    {
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    let auth = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("authorization: "))
+                        .unwrap_or("none")
+                        .to_owned();
+                    record.lock().unwrap().push(format!("{line} | {auth}"));
+                    let body = r#"{"apiVersion":"v1","kind":"PodList","metadata":{"resourceVersion":"7"},"items":[]}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn cluster(endpoint: String, ca: String) -> Cluster {
+        Cluster::create(
+            crate::domain::cluster::ClusterInput {
+                name: Some("gpu".into()),
+                engine: Some("eks".into()),
+                namespace: Some("flotilla".into()),
+                kubernetes: Some(KubernetesSettings {
+                    endpoint,
+                    certificate_authority: ca,
+                    ..KubernetesSettings::default()
+                }),
+                ..Default::default()
+            },
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_client_trusts_the_registrys_ca_keeps_the_endpoints_path_and_sends_the_token() {
+        let (ca, config) = certificates();
+        let (port, seen) = api_server(config).await;
+        let gpu = cluster(format!("https://127.0.0.1:{port}/k8s"), ca);
+        let client = client_with_token(&gpu, "k8s-aws-v1.token").unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "flotilla");
+        let list = pods
+            .list(&ListParams::default().labels("flotilla.run_id"))
+            .await
+            .unwrap();
+        assert_eq!(list.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            [
+                "GET /k8s/api/v1/namespaces/flotilla/pods?&labelSelector=flotilla.run_id HTTP/1.1 | Bearer k8s-aws-v1.token"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_whose_certificate_another_ca_signed_is_not_trusted() {
+        let (_, config) = certificates();
+        let (other_ca, _) = certificates();
+        let (port, seen) = api_server(config).await;
+        let gpu = cluster(format!("https://127.0.0.1:{port}"), other_ca);
+        let client = client_with_token(&gpu, "secret-token").unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "flotilla");
+        let e = pods.list(&ListParams::default()).await.unwrap_err();
+        assert!(
+            format!("{e:?}").contains("InvalidCertificate"),
+            "refused for the certificate: {e:?}"
+        );
+        assert!(seen.lock().unwrap().is_empty(), "no request, no token sent");
+    }
+
+    #[test]
+    fn a_certificate_authority_that_is_not_a_pem_certificate_is_refused_saying_so() {
+        let empty = trusted_roots("gpu", "").unwrap_err();
+        assert!(
+            empty.to_string().contains("has no certificate_authority"),
+            "{empty}"
+        );
+        let text = base64::engine::general_purpose::STANDARD.encode("not a certificate");
+        let none = trusted_roots("gpu", &text).unwrap_err();
+        assert!(
+            none.to_string().contains("holds no PEM certificate"),
+            "{none}"
+        );
     }
 }

@@ -277,6 +277,7 @@ async fn eks() -> Eks {
         namespace: Some(NAMESPACE.into()),
         kubernetes: Some(KubernetesSettings {
             endpoint: "https://0123456789ABCDEF.gr7.us-east-1.eks.amazonaws.com".into(),
+            certificate_authority: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t".into(),
             gpu_resource: Some("nvidia.com/gpu".into()),
             ..KubernetesSettings::default()
         }),
@@ -651,6 +652,7 @@ async fn a_server_without_the_eks_engine_refuses_a_kubernetes_cluster_rather_tha
             engine: Some("eks".into()),
             kubernetes: Some(KubernetesSettings {
                 endpoint: "https://k8s.example".into(),
+                certificate_authority: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t".into(),
                 ..KubernetesSettings::default()
             }),
             ..ClusterInput::default()
