@@ -32,3 +32,19 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A builder of HTTP clients for the tests. When the whole workspace is
+/// built together, reqwest has the `flotilla` command's TLS, which takes the
+/// process's rustls crypto provider: ring, installed here (installing it
+/// again is harmless).
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// An HTTP client for the tests (see [`http`]).
+pub fn http_client() -> reqwest::Client {
+    http()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot make an HTTP client: {e}"))
+}

@@ -711,7 +711,7 @@ async fn flotilla_serve_with_the_aws_backend_serves_the_api_over_dynamodb_and_sq
         command.env(name, value);
     }
     let _serve = AwsServe(command.spawn().unwrap());
-    let http = reqwest::Client::new();
+    let http = flotilla_tests::http_client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while http
         .get(format!("{base}/api/v6/health"))

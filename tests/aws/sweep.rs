@@ -86,7 +86,7 @@ async fn runs_whose_state_change_events_were_lost_are_repaired_from_one_describe
     let s = stack().await;
     // moto moves a task one status further each time it is described unless
     // told otherwise: tasks here keep their status until stopped, as ECS's do.
-    let answer = reqwest::Client::new()
+    let answer = flotilla_tests::http_client()
         .post(format!(
             "{}/moto-api/state-manager/set-transition",
             s.moto_endpoint()

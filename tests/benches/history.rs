@@ -603,7 +603,7 @@ async fn measure_size(size: usize, requests: usize, clients: usize, most_pages: 
     let server = support::Server::start(&data_dir, 2).await;
     let clients: Vec<reqwest::Client> = (0..clients.max(1))
         .map(|_| {
-            reqwest::Client::builder()
+            flotilla_tests::http()
                 .pool_max_idle_per_host(1)
                 .tcp_nodelay(true)
                 .build()

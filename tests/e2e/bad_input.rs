@@ -252,7 +252,7 @@ async fn oversized_bodies_and_paths_get_a_json_answer_from_the_real_server() {
     let big = format!(r#"{{"alias":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
     // A connection of its own: the server answers before reading the whole
     // body and closes that connection, which a pooled client might reuse.
-    let response = reqwest::Client::new()
+    let response = flotilla_tests::http_client()
         .post(server.url("/api/v6/task"))
         .header("content-type", "application/json")
         .body(big)

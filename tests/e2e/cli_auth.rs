@@ -134,7 +134,7 @@ const REGION: &str = "eu-west-1";
 async fn gateway(upstream: String) -> Gateway {
     let passed = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::new();
+    let http = flotilla_tests::http_client();
     let (p, r) = (passed.clone(), refused.clone());
     let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
         let (http, upstream, passed, refused) =

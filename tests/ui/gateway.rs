@@ -78,7 +78,7 @@ pub fn serve(listener: tokio::net::TcpListener, api: &str) -> Running {
     let gateway = Arc::new(Gateway {
         base: base.clone(),
         api: api.trim_end_matches('/').to_owned(),
-        http: reqwest::Client::new(),
+        http: flotilla_tests::http_client(),
         seen: Mutex::default(),
     });
     let router = Router::new()

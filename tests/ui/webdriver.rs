@@ -285,7 +285,7 @@ impl Browser {
                 .unwrap_or_else(|e| panic!("starting {driver_bin}: {e}"))
         };
 
-        let client = reqwest::Client::builder()
+        let client = flotilla_tests::http()
             .no_proxy()
             .timeout(Duration::from_secs(60))
             .build()

@@ -345,7 +345,7 @@ mod tests {
     use super::*;
 
     async fn raw(method: &str, url: String, body: &str) -> reqwest::Response {
-        let client = reqwest::Client::new();
+        let client = flotilla_tests::http_client();
         let request = match method {
             "GET" => client.get(url),
             _ => client.post(url).body(body.to_owned()),
@@ -402,7 +402,7 @@ mod tests {
         });
         let got = raw("GET", format!("{base}/invocation/next"), "").await;
         let id = got.headers()[REQUEST_ID].to_str().unwrap().to_owned();
-        let failed = reqwest::Client::new()
+        let failed = flotilla_tests::http_client()
             .post(format!("{base}/invocation/{id}/error"))
             .header(ERROR_TYPE, "Unhandled")
             .body(r#"{"errorType":"E","errorMessage":"boom"}"#)

@@ -251,7 +251,7 @@ pub async fn moto_rest(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<(u16, Vec<u8>), reqwest::Error> {
-    let request = reqwest::Client::new()
+    let request = flotilla_tests::http_client()
         .request(method, format!("{}{path}", moto.endpoint))
         .header(
             "authorization",

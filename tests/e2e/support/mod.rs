@@ -54,7 +54,7 @@ impl Server {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             log_path: data_dir.with_extension("server.log"),
-            http: reqwest::Client::new(),
+            http: flotilla_tests::http_client(),
         };
         server.base = format!("http://127.0.0.1:{}", server.port);
         server.spawn().await;
