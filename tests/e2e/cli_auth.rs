@@ -207,10 +207,28 @@ async fn gateway(upstream: String) -> Gateway {
     }
 }
 
-/// `flotilla args…` through `gateway`, signing for IAM with the AWS chain,
-/// which finds `secret` in the environment and nothing else.
-fn signed(gateway: &Gateway, secret: &str, args: &[&str]) -> std::process::Output {
+/// `flotilla args…` whose AWS chain finds `secret` in the environment and
+/// nothing else: no profile, no region, no instance metadata.
+fn with_aws_keys(args: &[&str], secret: &str) -> std::process::Command {
     let mut c = bare_command(args);
+    c.env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_SESSION_TOKEN", SESSION)
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for name in ["AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+        c.env_remove(name);
+    }
+    c
+}
+
+/// `flotilla args…` through `gateway`, signing for IAM in [`REGION`].
+fn signed(gateway: &Gateway, secret: &str, args: &[&str]) -> std::process::Output {
+    let mut c = with_aws_keys(args, secret);
     c.args([
         "--server",
         &gateway.base,
@@ -218,19 +236,7 @@ fn signed(gateway: &Gateway, secret: &str, args: &[&str]) -> std::process::Outpu
         "iam",
         "--region",
         REGION,
-    ])
-    .env("AWS_ACCESS_KEY_ID", KEY_ID)
-    .env("AWS_SECRET_ACCESS_KEY", secret)
-    .env("AWS_SESSION_TOKEN", SESSION)
-    .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    .env(
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "/nonexistent/aws-credentials",
-    )
-    .env("AWS_EC2_METADATA_DISABLED", "true")
-    .env_remove("AWS_PROFILE")
-    .env_remove("AWS_REGION")
-    .env_remove("AWS_DEFAULT_REGION");
+    ]);
     c.output()
         .unwrap_or_else(|e| panic!("could not start flotilla: {e}"))
 }
@@ -319,20 +325,12 @@ async fn with_auth_iam_every_request_is_signed_by_sigv4_as_api_gateway_checks_it
     assert!(gateway.refused.load(Ordering::SeqCst) >= 1);
 
     // Without a region from anywhere, it says where to give one.
-    let no_region = bare_command(&["runs", "--server", &gateway.base, "--auth", "iam"])
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws-credentials",
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .output()
-        .unwrap();
+    let no_region = with_aws_keys(
+        &["runs", "--server", &gateway.base, "--auth", "iam"],
+        SECRET,
+    )
+    .output()
+    .unwrap();
     assert_eq!(code(&no_region), 2, "{}", stderr(&no_region));
     assert!(
         stderr(&no_region).contains("--region"),
