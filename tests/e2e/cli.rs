@@ -483,3 +483,52 @@ fn help_lists_every_command_and_completions_are_printed_for_each_shell() {
         );
     }
 }
+
+#[tokio::test]
+async fn runs_watch_shows_a_run_launched_while_it_watches_and_ends_cleanly_on_ctrl_c() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), 1).await;
+    server.define("watched", "true").await;
+    let mut watcher = command(&server, &["runs", "--watch", "--alias", "watched"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The first table is there before the run exists.
+    let first = seen.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.starts_with("RUN ID"), "{first}");
+    let run = server.execute("watched", json!({})).await;
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = seen
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("the watch never showed run {run_id}"));
+        if line.starts_with(&run_id) {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(watcher.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let ended = tokio::task::spawn_blocking(move || watcher.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code(&ended), 0, "{}", stderr(&ended));
+}
