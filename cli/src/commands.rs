@@ -259,9 +259,7 @@ pub async fn task(client: &Client, out: Out, command: TaskCommand) -> Result<u8,
         }
         TaskCommand::Show { alias } => {
             let d = definition(client, &alias).await?;
-            if out.format == Format::Json {
-                out.json(&d);
-            } else {
+            out.show(&d, || {
                 println!(
                     "{}",
                     record(
@@ -282,21 +280,19 @@ pub async fn task(client: &Client, out: Out, command: TaskCommand) -> Result<u8,
                         ]
                     )
                 );
-            }
+            });
             Ok(0)
         }
         TaskCommand::Create { file } => {
             let body = read_json(&file)?;
             let d = client.call(Method::POST, "/api/v6/task", &body).await?;
-            if out.format == Format::Json {
-                out.json(&d);
-            } else {
+            out.show(&d, || {
                 println!(
                     "created {} ({})",
                     text(&d, "alias"),
                     text(&d, "definition_id")
                 );
-            }
+            });
             Ok(0)
         }
         TaskCommand::Update { alias, file } => {
@@ -306,11 +302,9 @@ pub async fn task(client: &Client, out: Out, command: TaskCommand) -> Result<u8,
             let d = client
                 .call(Method::PUT, &format!("/api/v6/task/{}", segment(id)), &body)
                 .await?;
-            if out.format == Format::Json {
-                out.json(&d);
-            } else {
+            out.show(&d, || {
                 println!("updated {} ({id})", text(&d, "alias"));
-            }
+            });
             Ok(0)
         }
         TaskCommand::Rm { alias } => {
@@ -319,11 +313,9 @@ pub async fn task(client: &Client, out: Out, command: TaskCommand) -> Result<u8,
             let answer = client
                 .delete(&format!("/api/v6/task/{}", segment(id)))
                 .await?;
-            if out.format == Format::Json {
-                out.json(&answer);
-            } else {
+            out.show(&answer, || {
                 println!("deleted {alias} ({id}); its runs stay");
-            }
+            });
             Ok(0)
         }
     }
@@ -422,9 +414,7 @@ pub async fn template(client: &Client, out: Out, command: TemplateCommand) -> Re
         }
         TemplateCommand::Show { template } => {
             let t = find_template(client, &template).await?;
-            if out.format == Format::Json {
-                out.json(&t);
-            } else {
+            out.show(&t, || {
                 println!(
                     "{}",
                     record(
@@ -442,15 +432,13 @@ pub async fn template(client: &Client, out: Out, command: TemplateCommand) -> Re
                         ]
                     )
                 );
-            }
+            });
             Ok(0)
         }
         TemplateCommand::Create { file } => {
             let body = read_json(&file)?;
             let answer = client.call(Method::POST, "/api/v7/template", &body).await?;
-            if out.format == Format::Json {
-                out.json(&answer);
-            } else {
+            out.show(&answer, || {
                 let t = &answer["template"];
                 let verb = if answer["did_create"] == true {
                     "created"
@@ -463,7 +451,7 @@ pub async fn template(client: &Client, out: Out, command: TemplateCommand) -> Re
                     text(t, "version"),
                     text(t, "template_id")
                 );
-            }
+            });
             Ok(0)
         }
     }
@@ -601,15 +589,13 @@ pub async fn run(client: &Client, out: Out, args: RunArgs) -> Result<u8, CliErro
         .ok_or_else(|| CliError::Transport(format!("the server's answer has no run_id: {run}")))?
         .to_owned();
     if !args.follow {
-        if out.format == Format::Json {
-            out.json(&run);
-        } else {
+        out.show(&run, || {
             println!("{run_id}");
             eprintln!(
                 "run {run_id} {}; follow it with `flotilla logs {run_id} -f`",
                 text(&run, "status")
             );
-        }
+        });
         return Ok(0);
     }
     eprintln!("run {run_id} {}", text(&run, "status"));
@@ -696,9 +682,7 @@ pub async fn status(client: &Client, out: Out, run_id: &str, wait: bool) -> Resu
     let run = client
         .get(&format!("/api/v6/history/{}", segment(run_id)), &[])
         .await?;
-    if out.format == Format::Json {
-        out.json(&run);
-    } else {
+    out.show(&run, || {
         let mut shown = run.clone();
         if let Some(s) = run["status"].as_str() {
             shown["status"] = Value::from(out.status(s));
@@ -726,7 +710,7 @@ pub async fn status(client: &Client, out: Out, run_id: &str, wait: bool) -> Resu
                 ]
             )
         );
-    }
+    });
     Ok(0)
 }
 
@@ -740,11 +724,9 @@ pub async fn stop(client: &Client, out: Out, run_id: &str) -> Result<u8, CliErro
         return Ok(exit_code_of(&run).min(1));
     }
     let answer = stop_run(client, &run).await?;
-    if out.format == Format::Json {
-        out.json(&answer);
-    } else {
+    out.show(&answer, || {
         println!("stopping {run_id}");
-    }
+    });
     Ok(0)
 }
 
@@ -837,9 +819,7 @@ pub async fn runs(client: &Client, out: Out, args: RunsArgs) -> Result<u8, CliEr
             ));
         }
         let page = client.get("/api/v6/history", &query).await?;
-        if out.format == Format::Json {
-            out.json(&page);
-        } else {
+        out.show(&page, || {
             let rows: Vec<Vec<String>> = page["history"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -869,7 +849,7 @@ pub async fn runs(client: &Client, out: Out, args: RunsArgs) -> Result<u8, CliEr
                     &rows
                 )
             );
-        }
+        });
         if !args.watch {
             return Ok(0);
         }

@@ -40,6 +40,14 @@ impl Out {
         println!("{value}");
     }
 
+    /// Prints `value` as JSON with `-o json`, else what `human` prints.
+    pub fn show(&self, value: &Value, human: impl FnOnce()) {
+        match self.format {
+            Format::Json => self.json(value),
+            Format::Table => human(),
+        }
+    }
+
     /// `status` coloured by what it means.
     pub fn status(&self, status: &str) -> String {
         if !self.color {

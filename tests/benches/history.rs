@@ -552,7 +552,8 @@ async fn follow_next_tokens(
     let mut took = Vec::new();
     let mut rows = body["history"].as_array().map_or(0, Vec::len);
     while took.len() < most_pages {
-        let encoded = percent_encoded(&token);
+        // Everything but the unreserved characters, as SigV4 encodes.
+        let encoded = shared::testing::sigv4::uri_encode(&token);
         let path = format!("/api/v6/history?limit={PAGE}&next_token={encoded}");
         let (page_took, page) = timed_get(client, base, &path).await;
         took.push(page_took);
@@ -563,19 +564,6 @@ async fn follow_next_tokens(
         }
     }
     Some((took, rows))
-}
-
-/// `value` percent-encoded for a query string (everything but unreserved characters).
-fn percent_encoded(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// What was measured for one size.
