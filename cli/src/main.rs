@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use shared::adapters::local::container::RuntimeRequest;
+use shared::domain::usage::PriceTable;
 use shared::local::{ServeConfig, serve};
 
 /// Flotilla: define a job once, launch runs of it, follow their state and logs.
@@ -295,6 +296,50 @@ struct ServeArgs {
     /// Scopes the UI asks --oauth-issuer for, space-separated.
     #[arg(long, env = "FLOTILLA_OAUTH_SCOPES", default_value = shared::http::sign_in::DEFAULT_SCOPES)]
     oauth_scopes: String,
+    /// US dollars per vCPU-hour a run's estimated cost counts (its requested
+    /// cpu for the time it ran). Default 0.
+    #[arg(
+        long,
+        env = "FLOTILLA_PRICE_VCPU_HOUR",
+        default_value_t = 0.0,
+        conflicts_with = "prices"
+    )]
+    price_vcpu_hour: f64,
+    /// US dollars per GB-hour of requested memory a run's estimated cost
+    /// counts. Default 0.
+    #[arg(
+        long,
+        env = "FLOTILLA_PRICE_GB_HOUR",
+        default_value_t = 0.0,
+        conflicts_with = "prices"
+    )]
+    price_gb_hour: f64,
+    /// A price table (JSON: `source` and `rates` by region, arch and
+    /// capacity) instead of the two flat rates; runs here are priced as the
+    /// region `local`.
+    #[arg(long, env = "FLOTILLA_PRICES")]
+    prices: Option<PathBuf>,
+    /// URL a JSON alert is posted to when a run runs longer than its job
+    /// usually takes (the shape of the AWS stack's "Flotilla Run Running
+    /// Long" event).
+    #[arg(long, env = "FLOTILLA_ALERT_WEBHOOK", value_parser = webhook_url)]
+    alert_webhook: Option<String>,
+    /// A run is flagged as running long only once it has run this long,
+    /// whatever its job usually takes.
+    #[arg(long, env = "FLOTILLA_LONG_RUN_MINIMUM_SECONDS", default_value_t = 300)]
+    long_run_minimum_seconds: u64,
+}
+
+/// An http or https URL.
+fn webhook_url(value: &str) -> Result<String, String> {
+    let lower = value.to_ascii_lowercase();
+    if (lower.starts_with("http://") || lower.starts_with("https://"))
+        && value.len() > "https://".len()
+    {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not an http:// or https:// URL"))
+    }
 }
 
 impl ServeArgs {
@@ -358,6 +403,33 @@ async fn serve_embedded(args: ServeArgs) -> ExitCode {
     config.allowed_hosts = args.allowed_hosts;
     config.secrets_file = args.secrets_file;
     config.runtime = args.runtime.into();
+    config.prices = match &args.prices {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| PriceTable::parse(&text).map_err(|e| e.to_string()))
+        {
+            Ok(table) => table,
+            Err(e) => {
+                eprintln!("flotilla serve: --prices {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            let rates = [
+                ("--price-vcpu-hour", args.price_vcpu_hour),
+                ("--price-gb-hour", args.price_gb_hour),
+            ];
+            if let Some((name, value)) = rates.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+                eprintln!(
+                    "flotilla serve: {name} is {value}; a rate is a number of dollars, 0 or more"
+                );
+                return ExitCode::from(2);
+            }
+            PriceTable::flat(args.price_vcpu_hour, args.price_gb_hour)
+        }
+    };
+    config.alert_webhook = args.alert_webhook;
+    config.long_run_minimum = Duration::from_secs(args.long_run_minimum_seconds);
     for name in args.pass_env {
         let name = name.trim().to_owned();
         if !name.is_empty() && !config.pass_env.contains(&name) {
@@ -421,6 +493,9 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             shared::telemetry::init();
+            // The alert webhook's client (reqwest over rustls) takes the
+            // process's crypto provider: ring, as everywhere here.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(e) => return report(&e),

@@ -89,6 +89,12 @@ pub struct ServeConfig {
     /// Where runs execute: in their image with docker or podman, or as
     /// host processes.
     pub runtime: crate::adapters::local::container::RuntimeRequest,
+    /// The rates runs' costs are estimated at (a flat 0 unless set).
+    pub prices: crate::domain::usage::PriceTable,
+    /// A run is flagged as running long only past this.
+    pub long_run_minimum: Duration,
+    /// Where alerts (a run running long) are posted as JSON, if anywhere.
+    pub alert_webhook: Option<String>,
 }
 
 impl ServeConfig {
@@ -115,6 +121,11 @@ impl ServeConfig {
             allowed_hosts: Vec::new(),
             secrets_file: None,
             runtime: crate::adapters::local::container::RuntimeRequest::Auto,
+            prices: crate::domain::usage::PriceTable::flat(0.0, 0.0),
+            long_run_minimum: Duration::from_secs(
+                60 * crate::domain::learning::LONG_RUN_MINIMUM_MINUTES as u64,
+            ),
+            alert_webhook: None,
         }
     }
 }
@@ -242,8 +253,13 @@ pub async fn serve(
         queue: Arc::new(store.clone()),
         engine: engine.clone(),
         logs: Arc::new(LocalLogs::new(runs_dir)),
-        clock,
-        publisher: None,
+        clock: clock.clone(),
+        publisher: config.alert_webhook.as_ref().map(|url| {
+            Arc::new(crate::adapters::local::webhook::AlertWebhook::new(
+                url.clone(),
+                clock.clone(),
+            )) as Arc<dyn crate::ports::EventPublisher>
+        }),
         tokens: Some(tokens),
     };
     let settings = AppSettings {
@@ -259,6 +275,10 @@ pub async fn serve(
         launch_limits: crate::domain::limits::LaunchLimits::Local,
         parallelism: Some(config.parallelism.max(1)),
         kubernetes_clusters: false,
+        prices: config.prices.clone(),
+        region: "local".to_owned(),
+        long_run_minimum: chrono::Duration::from_std(config.long_run_minimum)
+            .unwrap_or(chrono::Duration::MAX),
     };
     let app = Arc::new(App::new(Arc::new(store.clone()), runtime, settings));
 
@@ -606,6 +626,17 @@ async fn sweep(
                 }
             }
             Err(e) => error!(error = %e, "retry sweep failed"),
+        }
+        match app.flag_long_runs().await {
+            Ok((flagged, failed)) => {
+                if !flagged.is_empty() {
+                    info!(flagged = ?flagged, "runs running longer than usual");
+                }
+                if !failed.is_empty() {
+                    warn!(failed = ?failed, "could not look at every running run's usual duration");
+                }
+            }
+            Err(e) => error!(error = %e, "the running-long sweep failed"),
         }
     }
 }

@@ -79,6 +79,16 @@ pub trait RunStore: Send + Sync {
         }
     }
 
+    /// The daily tallies by `by` of the runs that ended on the days `from`
+    /// to `to` (UTC), kept by the append that ends a run: a row per key and
+    /// day, never a run.
+    async fn tallies(
+        &self,
+        by: crate::domain::insights::Dimension,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<crate::domain::insights::DayTally>, StoreError>;
+
     /// How many slots of `cluster`'s cap are held.
     async fn slots_held(&self, cluster: &str) -> Result<u64, StoreError> {
         let _ = cluster;
@@ -460,11 +470,16 @@ impl EngineUpdate {
                 host,
                 now: at,
             },
-            EngineChange::Exited { exit_code, reason } => RunCommand::RecordExited {
+            EngineChange::Exited {
+                exit_code,
+                reason,
+                usage,
+            } => RunCommand::RecordExited {
                 attempt,
                 engine_version,
                 exit_code,
                 reason,
+                usage,
                 now: at,
             },
             EngineChange::InfrastructureFailure { reason } => {
@@ -505,6 +520,9 @@ pub enum EngineChange {
         exit_code: Option<i64>,
         /// Reason, when there is more to say.
         reason: Option<String>,
+        /// What the engine measured of the attempt's processes, when it
+        /// measures them.
+        usage: Option<crate::domain::usage::Measured>,
     },
     /// The infrastructure failed before the command could run.
     InfrastructureFailure {
@@ -625,11 +643,57 @@ impl RunStateChange {
     }
 }
 
-/// Publishes run state changes for automation (an EventBridge bus on AWS).
+/// `source` of every event Flotilla publishes.
+pub const EVENT_SOURCE: &str = "flotilla";
+/// `detail-type` of a run's state change.
+pub const STATE_CHANGE_DETAIL_TYPE: &str = "Flotilla Run State Change";
+/// `detail-type` of the event saying a run runs longer than usual.
+pub const RUNNING_LONG_DETAIL_TYPE: &str = "Flotilla Run Running Long";
+
+/// A run has run longer than its job usually takes: the event automation
+/// and people subscribe to. Its JSON is the `detail` of "Flotilla Run
+/// Running Long" events (and the body of `flotilla serve`'s alert webhook);
+/// its field names are a published schema: add fields, never rename them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunningLongAlert {
+    /// The run.
+    pub run_id: String,
+    /// Its definition.
+    pub definition_id: String,
+    /// The definition's alias.
+    pub alias: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Owner.
+    pub owner: String,
+    /// The attempt running long.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Seconds it had run when flagged.
+    pub running_s: u64,
+    /// Seconds its job's successful runs usually take (their 90th
+    /// percentile).
+    pub usual_s: u64,
+    /// How many successful runs that is taken over.
+    pub usual_of_runs: u32,
+    /// The sentence its timeline shows.
+    pub message: String,
+}
+
+/// Publishes run state changes and alerts for automation (an EventBridge
+/// bus on AWS; `flotilla serve`'s alert webhook).
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
     /// Publishes every change; an error when any was not accepted.
     async fn publish(&self, changes: &[RunStateChange]) -> Result<(), PublishError>;
+
+    /// Publishes that a run runs long; a publisher that carries no alerts
+    /// drops it.
+    async fn alert(&self, alert: &RunningLongAlert) -> Result<(), PublishError> {
+        let _ = alert;
+        Ok(())
+    }
 }
 
 /// Time, injected so tests control it.

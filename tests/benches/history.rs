@@ -291,6 +291,7 @@ impl DataSet {
         match fate {
             Fate::Queued | Fate::Running => {}
             Fate::Exited(code) => commands.push(RunCommand::RecordExited {
+                usage: None,
                 attempt: 1,
                 engine_version: None,
                 exit_code: Some(code),
@@ -305,6 +306,7 @@ impl DataSet {
                     now: asked,
                 });
                 commands.push(RunCommand::RecordExited {
+                    usage: None,
                     attempt: 1,
                     engine_version: None,
                     exit_code: Some(143),

@@ -13,6 +13,7 @@ mod cli_auth;
 mod cli_terminal;
 mod containers;
 mod exactly_once;
+mod insights;
 mod lifecycle;
 mod restart;
 mod retries;

@@ -764,3 +764,111 @@ async fn a_queued_run_shows_why_it_waits_and_its_place_in_the_queue_until_a_slot
         .wait_gone("#run-waiting:not([hidden])", WAIT)
         .await;
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn the_insights_page_shows_the_top_ten_by_cost_and_a_chart_of_each_days_cost() {
+    let ui = Ui::start_with("insights", &["--price-vcpu-hour", "3600"]).await;
+    let mut ids = Vec::new();
+    for i in 1..=11u64 {
+        let alias = format!("job-{i:02}");
+        ui.server.define(&alias, "sleep 0.2").await;
+        let run = ui
+            .server
+            .execute(&alias, json!({"cpu": 256 * i, "memory": 256}))
+            .await;
+        ids.push(run["run_id"].as_str().unwrap_or_default().to_owned());
+    }
+    for id in &ids {
+        ui.server.wait_stopped(id).await;
+    }
+    let (_, board) = ui.server.get("/api/v6/insights/top?limit=10").await;
+    let expected: Vec<String> = board["top"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["label"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(expected.len(), 10, "{board}");
+
+    ui.open("#/insights").await;
+    ui.wait_heading("Insights").await;
+    let rows = ui.wait_rows("#insights-top", 10).await;
+    let shown: Vec<String> = rows.iter().map(|r| r[1].clone()).collect();
+    assert_eq!(shown, expected, "the API's top 10, in its order");
+    let costs: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            r[2].trim_start_matches('$')
+                .replace(',', "")
+                .parse()
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    assert!(
+        costs.windows(2).all(|w| w[0] >= w[1]),
+        "most expensive first: {costs:?}"
+    );
+    let bars = ui
+        .browser
+        .execute(
+            "return [...document.querySelectorAll('#insights-chart rect.bar')].map(b => [b.dataset.day, Number(b.getAttribute('height'))]);",
+            vec![],
+        )
+        .await;
+    let bars: Vec<(String, f64)> = serde_json::from_value(bars).unwrap_or_default();
+    assert_eq!(bars.len(), 7, "a bar per day of the week: {bars:?}");
+    let today = board["to"].as_str().unwrap_or_default();
+    assert!(
+        bars.iter()
+            .any(|(day, height)| day == today && *height > 0.0),
+        "today's bar shows today's cost: {bars:?}"
+    );
+    let label = ui
+        .find("#insights-chart")
+        .await
+        .attr("aria-label")
+        .await
+        .unwrap_or_default();
+    assert!(label.starts_with("Estimated cost per day"), "{label}");
+    ui.assert_controls_labelled().await;
+    ui.shot("week").await;
+
+    ui.find("#insights-by").await.select("Owners").await;
+    let rows = ui.wait_rows("#insights-top", 1).await;
+    assert_eq!(rows[0][1], "tester", "{rows:?}");
+
+    // A run's page says what it used and what it cost.
+    ui.open(&format!("#/runs/{}", ids[10])).await;
+    let used = ui.wait_text("#run-usage", "CPU seconds").await;
+    assert!(used.contains("asked 256 MB, peaked at"), "{used}");
+    ui.wait_text("[data-attr='Cost (estimate)']", "$").await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_run_longer_than_its_job_usually_takes_shows_a_slow_badge_in_the_list_and_on_its_page() {
+    let ui = Ui::start_with("slow", &["--long-run-minimum-seconds", "1"]).await;
+    ui.server.define("nightly", "sleep $NAP").await;
+    let nap = |seconds: &str| json!({"env": [{"name": "NAP", "value": seconds}]});
+    for _ in 0..5 {
+        let run = ui.server.execute("nightly", nap("0.1")).await;
+        ui.server
+            .wait_stopped(run["run_id"].as_str().unwrap_or_default())
+            .await;
+    }
+    let slow = ui.server.execute("nightly", nap("120")).await;
+    let slow_id = slow["run_id"].as_str().unwrap_or_default().to_owned();
+    ui.open(&format!("#/runs/{slow_id}")).await;
+    // The page follows the run: the flag appears without a reload.
+    let note = ui.wait_text("#run-long", "longer than usual").await;
+    assert!(note.contains("last 5 successful runs"), "{note}");
+    ui.wait_text("main h1 .badge.SLOW", "SLOW").await;
+    ui.shot("run").await;
+    ui.open("#/runs").await;
+    let rows = ui.wait_rows("#runs-table", 1).await;
+    assert!(
+        rows[0].iter().any(|cell| cell.contains("SLOW")),
+        "the running run's row says it is slow: {rows:?}"
+    );
+}

@@ -10,6 +10,7 @@ import { runsView } from './runs.js';
 import { runView } from './run.js';
 import { templatesView, templateView } from './templates.js';
 import { clustersView } from './clusters.js';
+import { insightsView } from './insights.js';
 
 const routes = [
   [/^\/tasks$/, 'tasks', tasksView],
@@ -23,6 +24,7 @@ const routes = [
   [/^\/templates$/, 'templates', templatesView],
   [/^\/templates\/([^/]+)$/, 'templates', templateView],
   [/^\/clusters$/, 'clusters', clustersView],
+  [/^\/insights$/, 'insights', insightsView],
 ];
 
 /** What a view may ask of the page while it is shown. */

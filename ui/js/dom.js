@@ -27,6 +27,17 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** `svg('rect', {x: 0, width: 4})`: an SVG element, built as `h` builds HTML. */
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
@@ -57,6 +68,12 @@ export function statusBadge(run) {
       : `STOPPED with exit code ${run.exit_code}`;
   }
   return h('span', { class: `badge ${label}`, title, 'data-status': label }, label);
+}
+
+/** A "SLOW" badge for a run flagged as running longer than its job usually takes; null otherwise. */
+export function runningLongBadge(run) {
+  if (!run.running_long) return null;
+  return h('span', { class: 'badge SLOW', title: run.running_long, 'data-status': 'SLOW' }, 'SLOW');
 }
 
 export const ACTIVE_STATUSES = ['QUEUED', 'PENDING', 'RUNNING', 'NEEDS_RETRY'];

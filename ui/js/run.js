@@ -4,7 +4,7 @@
 // stopped and its log is drained, and whenever the user leaves the view.
 
 import { api, get, query } from './api.js';
-import { h, attrs, statusBadge, timeEl, duration, replace, problemBox, confirmDialog, envTable } from './dom.js';
+import { h, attrs, statusBadge, runningLongBadge, timeEl, duration, replace, problemBox, confirmDialog, envTable } from './dom.js';
 
 const POLL_MS = 1000;
 /** Log pages read per poll at most, so a huge log cannot stall the page. */
@@ -26,7 +26,23 @@ const EVENT_NAMES = {
   RunNeedsRetry: 'Needs retry',
   RunRequeued: 'Queued again',
   RunReenqueued: 'Ticket sent again',
+  RunUsageRecorded: 'Usage',
 };
+
+const fmtNumber = (n) => Number(n).toLocaleString('en-US');
+
+/** What a run's attempts used against what it asked for: "asked 8,192 MB,
+ * peaked at 610 MB · 12.3 CPU seconds in 40.1 s". */
+function usageText(run) {
+  const u = run.usage;
+  const parts = [];
+  if (u.peak_memory_mb !== undefined) {
+    parts.push(run.memory ? `asked ${fmtNumber(run.memory)} MB, peaked at ${fmtNumber(u.peak_memory_mb)} MB` : `peaked at ${fmtNumber(u.peak_memory_mb)} MB`);
+  }
+  const cpu = u.basis === 'measured' ? `${u.cpu_seconds.toFixed(2)} CPU seconds` : `${u.cpu_seconds.toFixed(1)} CPU seconds reserved`;
+  parts.push(`${cpu} in ${u.duration_s.toFixed(1)} s`);
+  return h('span', { id: 'run-usage' }, parts.join(' · '));
+}
 
 /** The ECS console page of a task, from its ARN; null for other engines. */
 function consoleLink(taskId) {
@@ -188,7 +204,7 @@ export async function runView(scope, runId) {
   };
 
   const render = () => {
-    replace(heading, run.alias, statusBadge(run));
+    replace(heading, run.alias, statusBadge(run), runningLongBadge(run));
     heading.querySelector('.badge').id = 'run-status';
     const isTemplate = run.executable_type === 'template';
     const again = isTemplate ? `#/templates/${enc(run.executable_id)}` : `#/tasks/${enc(run.definition_id)}/launch?from=${enc(run.run_id)}`;
@@ -215,6 +231,8 @@ export async function runView(scope, runId) {
     replace(attrsHost, attrs([
       ['Exit code', run.exit_code === undefined ? '—' : String(run.exit_code)],
       run.exit_reason ? ['Exit reason', run.exit_reason, true] : null,
+      run.running_long ? ['Running long', h('span', { id: 'run-long' }, run.running_long), true] : null,
+      run.sizing_hint ? ['Right-sizing', h('span', { id: 'run-sizing' }, `Ask for less memory: ${run.sizing_hint}.`), true] : null,
       ['Cluster', run.cluster],
       ['Engine', run.engine],
       ['Owner', run.user],
@@ -225,6 +243,8 @@ export async function runView(scope, runId) {
       ['Duration', durationEl],
       ['CPU units', run.cpu],
       ['Memory (MB)', run.memory],
+      run.usage ? ['Used', usageText(run), true] : null,
+      run.cost_usd !== undefined ? ['Cost (estimate)', h('span', { title: run.cost_basis || '' }, `$${run.cost_usd.toFixed(4)}`)] : null,
       run.gpu ? ['GPUs', run.gpu] : null,
       ['Image', h('span', { class: 'mono' }, run.image)],
       ['Command', run.command ? h('pre', { class: 'block', id: 'run-command' }, run.command) : '—', true],
@@ -248,7 +268,8 @@ export async function runView(scope, runId) {
   let drains = 0;
   let polls = 0;
   const changed = (s) => s.status !== run.status || s.exit_code !== run.exit_code
-    || s.started_at !== run.started_at || s.finished_at !== run.finished_at;
+    || s.started_at !== run.started_at || s.finished_at !== run.finished_at
+    || s.running_long !== run.running_long;
   const poll = async () => {
     polls += 1;
     try {

@@ -3,7 +3,7 @@
 // seconds while the page is shown; and the runs table other views reuse.
 
 import { get, query, clusterNames } from './api.js';
-import { h, table, cursorPager, statusBadge, timeEl, duration, navigate, replace, problemBox, ACTIVE_STATUSES, ALL_STATUSES } from './dom.js';
+import { h, table, cursorPager, statusBadge, runningLongBadge, timeEl, duration, navigate, replace, problemBox, ACTIVE_STATUSES, ALL_STATUSES } from './dom.js';
 import { field } from './forms.js';
 
 const PAGE = 50;
@@ -19,7 +19,7 @@ export function runsTable(rows, { id, empty = 'No runs.' } = {}) {
   return table([
     ['Run', (r) => h('a', { href: `#/runs/${enc(r.run_id)}`, class: 'mono run-link', title: r.run_id, 'data-run-id': r.run_id }, shortId(r.run_id))],
     ['Task', (r) => r.alias],
-    ['Status', (r) => statusBadge(r)],
+    ['Status', (r) => [statusBadge(r), runningLongBadge(r)]],
     ['Cluster', (r) => r.cluster],
     ['Owner', (r) => r.user],
     ['Queued', (r) => timeEl(r.queued_at)],

@@ -185,6 +185,7 @@ pub fn task_update(task: &EcsTask, seen: DateTime<Utc>) -> Option<EngineUpdate> 
                     };
                     (
                         EngineChange::Exited {
+                            usage: None,
                             exit_code: Some(code),
                             reason,
                         },
@@ -206,6 +207,7 @@ pub fn task_update(task: &EcsTask, seen: DateTime<Utc>) -> Option<EngineUpdate> 
                 }
                 None => (
                     EngineChange::Exited {
+                        usage: None,
                         exit_code: None,
                         reason: Some(reason).filter(|r| !r.is_empty()),
                     },
@@ -274,6 +276,7 @@ mod tests {
         assert_eq!(
             change("ecs-task-stopped-exit-code"),
             EngineChange::Exited {
+                usage: None,
                 exit_code: Some(3),
                 reason: None
             }
@@ -286,6 +289,7 @@ mod tests {
             EngineChange::Exited {
                 exit_code: Some(137),
                 reason: Some(r),
+                ..
             } => {
                 assert!(r.starts_with("out of memory"), "{r}");
                 assert!(r.contains("OutOfMemoryError"), "{r}");

@@ -1,19 +1,22 @@
 //! Run state changes published on an EventBridge bus (feature `aws`), for
 //! automation: detail-type [`DETAIL_TYPE`], source [`SOURCE`], and a detail
-//! that is the JSON of [`RunStateChange`]. A partial failure (`FailedEntryCount`)
-//! is an error, not a success.
+//! that is the JSON of [`RunStateChange`]; and runs that run long,
+//! detail-type [`RUNNING_LONG_DETAIL_TYPE`] with the JSON of
+//! [`RunningLongAlert`]. A partial failure (`FailedEntryCount`) is an error,
+//! not a success.
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use crate::error::PublishError;
-use crate::ports::{EventPublisher, RunStateChange};
+use crate::ports::{EventPublisher, RunStateChange, RunningLongAlert};
 
-/// `detail-type` of every published event.
-pub const DETAIL_TYPE: &str = "Flotilla Run State Change";
+/// `detail-type` of every published state change.
+pub const DETAIL_TYPE: &str = crate::ports::STATE_CHANGE_DETAIL_TYPE;
+pub use crate::ports::RUNNING_LONG_DETAIL_TYPE;
 /// `source` of every published event.
-pub const SOURCE: &str = "flotilla";
+pub const SOURCE: &str = crate::ports::EVENT_SOURCE;
 /// Entries one PutEvents call may hold
 /// (<https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>).
 pub const MAX_ENTRIES_PER_PUT: usize = 10;
@@ -35,10 +38,15 @@ impl EventBridgePublisher {
     }
 }
 
-#[async_trait]
-impl EventPublisher for EventBridgePublisher {
-    async fn publish(&self, changes: &[RunStateChange]) -> Result<(), PublishError> {
-        for chunk in changes.chunks(MAX_ENTRIES_PER_PUT) {
+impl EventBridgePublisher {
+    /// Puts one event of `detail_type` per detail, [`MAX_ENTRIES_PER_PUT`]
+    /// a call.
+    async fn put<T: serde::Serialize>(
+        &self,
+        detail_type: &str,
+        details: &[T],
+    ) -> Result<(), PublishError> {
+        for chunk in details.chunks(MAX_ENTRIES_PER_PUT) {
             let mut entries = Vec::with_capacity(chunk.len());
             for change in chunk {
                 let detail = serde_json::to_string(change)
@@ -47,7 +55,7 @@ impl EventPublisher for EventBridgePublisher {
                     PutEventsRequestEntry::builder()
                         .event_bus_name(&self.bus)
                         .source(SOURCE)
-                        .detail_type(DETAIL_TYPE)
+                        .detail_type(detail_type)
                         .detail(detail)
                         .build(),
                 );
@@ -77,6 +85,18 @@ impl EventPublisher for EventBridgePublisher {
     }
 }
 
+#[async_trait]
+impl EventPublisher for EventBridgePublisher {
+    async fn publish(&self, changes: &[RunStateChange]) -> Result<(), PublishError> {
+        self.put(DETAIL_TYPE, changes).await
+    }
+
+    async fn alert(&self, alert: &RunningLongAlert) -> Result<(), PublishError> {
+        self.put(RUNNING_LONG_DETAIL_TYPE, std::slice::from_ref(alert))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +106,7 @@ mod tests {
 
     #[tokio::test]
     #[ignore = "needs moto: scripts/test installs it and runs these"]
-    async fn a_published_change_reaches_a_rule_subscribed_to_the_bus() {
+    async fn a_published_change_and_a_running_long_alert_reach_a_rule_subscribed_to_the_bus() {
         let moto = Moto::start();
         let config = moto.sdk_config().await;
         let events = Client::new(&config);
@@ -119,7 +139,7 @@ mod tests {
             .name("observe")
             .event_bus_name("flotilla-runs")
             .event_pattern(format!(
-                r#"{{"source":["{SOURCE}"],"detail-type":["{DETAIL_TYPE}"]}}"#
+                r#"{{"source":["{SOURCE}"],"detail-type":["{DETAIL_TYPE}","{RUNNING_LONG_DETAIL_TYPE}"]}}"#
             ))
             .send()
             .await
@@ -141,29 +161,55 @@ mod tests {
 
         let run = crate::domain::run::replay(&[queued()]).run.unwrap();
         let change = RunStateChange::of(&run, None);
-        EventBridgePublisher::new(events, "flotilla-runs")
+        let publisher = EventBridgePublisher::new(events, "flotilla-runs");
+        publisher
             .publish(std::slice::from_ref(&change))
             .await
             .unwrap();
+        let alert = RunningLongAlert {
+            run_id: "r-1".into(),
+            definition_id: "d".into(),
+            alias: "nightly".into(),
+            cluster: "default".into(),
+            owner: "ann".into(),
+            attempt: 1,
+            started_at: None,
+            running_s: 900,
+            usual_s: 300,
+            usual_of_runs: 20,
+            message: "running long".into(),
+        };
+        publisher.alert(&alert).await.unwrap();
 
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .send()
-            .await
-            .unwrap();
-        let messages = got.messages();
-        assert_eq!(
-            messages.len(),
-            1,
-            "one event delivered to the rule's target"
-        );
-        let envelope: serde_json::Value =
-            serde_json::from_str(messages[0].body().unwrap()).unwrap();
-        assert_eq!(envelope["detail-type"], DETAIL_TYPE);
-        assert_eq!(envelope["source"], SOURCE);
-        let detail: RunStateChange = serde_json::from_value(envelope["detail"].clone()).unwrap();
+        let mut envelopes: Vec<serde_json::Value> = Vec::new();
+        for _ in 0..10 {
+            let got = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            envelopes.extend(
+                got.messages()
+                    .iter()
+                    .map(|m| serde_json::from_str(m.body().unwrap()).unwrap()),
+            );
+            if envelopes.len() >= 2 {
+                break;
+            }
+        }
+        assert_eq!(envelopes.len(), 2, "two events delivered: {envelopes:?}");
+        envelopes.sort_by_key(|e| e["detail-type"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(envelopes[0]["detail-type"], RUNNING_LONG_DETAIL_TYPE);
+        assert_eq!(envelopes[1]["detail-type"], DETAIL_TYPE);
+        assert!(envelopes.iter().all(|e| e["source"] == SOURCE));
+        let detail: RunStateChange =
+            serde_json::from_value(envelopes[1]["detail"].clone()).unwrap();
         assert_eq!(detail, change);
         assert_eq!(detail.status, RunStatus::Queued);
+        let flagged: RunningLongAlert =
+            serde_json::from_value(envelopes[0]["detail"].clone()).unwrap();
+        assert_eq!(flagged, alert);
     }
 }

@@ -7,7 +7,8 @@
 //!   engine or the run itself reports;
 //! - [`sweep`]: the retry sweep (requeues, lost enqueues, deadlines);
 //! - [`clusters`] and [`templates`]: the cluster registry and v7 templates;
-//! - [`logs`]: a run's output.
+//! - [`logs`]: a run's output;
+//! - [`insights`]: leaderboards of what runs cost and used.
 //!
 //! [`App`] holds the ports and the settings, and nothing else; it is the same
 //! for `flotilla serve` and the Lambda functions and is built in one place,
@@ -20,6 +21,7 @@
 pub mod clusters;
 pub mod definitions;
 pub mod execute;
+pub mod insights;
 pub mod logs;
 pub mod reports;
 pub mod runs;
@@ -37,6 +39,7 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use crate::domain::DomainError;
+use crate::domain::event::RunEvent;
 use crate::domain::learning::Lesson;
 use crate::domain::run::{Run, RunCommand, RunState, RunStatus, decide, evolve};
 use crate::domain::spec::Engine;
@@ -86,6 +89,14 @@ pub struct AppSettings {
     /// Whether clusters may be Kubernetes clusters (`engine: "eks"`): only
     /// where the EKS engine is wired in (the functions).
     pub kubernetes_clusters: bool,
+    /// The rates attempts' costs are estimated at.
+    pub prices: crate::domain::usage::PriceTable,
+    /// The region runs execute in, as the price table names it (`local`
+    /// for `flotilla serve`).
+    pub region: String,
+    /// A run is flagged as running long only past this, whatever its job
+    /// usually takes.
+    pub long_run_minimum: chrono::Duration,
 }
 
 /// Every storage port, implemented by one backend (SQLite, DynamoDB).
@@ -249,6 +260,7 @@ impl App {
                     DomainError::RunNotFound => AppError::NotFound(Missing::Run(run_id.to_owned())),
                     other => other.into(),
                 })?;
+                let events = self.priced(state.run.as_ref(), events);
                 let version = state.version;
                 let before = state.run.clone();
                 let previous = before.as_ref().map(|r| r.status);
@@ -280,11 +292,32 @@ impl App {
         .await
     }
 
+    /// `events` with the usage of each attempt they end priced at the
+    /// settings' table (the attempt's size, region, architecture and
+    /// capacity), so the estimate is fixed when the attempt ends.
+    fn priced(&self, run: Option<&Run>, mut events: Vec<RunEvent>) -> Vec<RunEvent> {
+        let Some(run) = run else {
+            return events;
+        };
+        for event in &mut events {
+            if let RunEvent::RunUsageRecorded { usage, .. } = event {
+                usage.cost_usd = self.settings.prices.cost(
+                    usage,
+                    run.resources(),
+                    &self.settings.region,
+                    run.spec.arch.as_deref(),
+                    run.lifecycle(),
+                );
+            }
+        }
+        events
+    }
+
     /// Records what `events`, just appended, teach the run's job (an
     /// attempt out of memory, or off its spot capacity). The events are
     /// already recorded; a lesson that cannot be written is logged, and
     /// costs only the next runs' head start.
-    async fn learn(&self, run: &Run, events: &[crate::domain::event::RunEvent]) {
+    async fn learn(&self, run: &Run, events: &[RunEvent]) {
         if let Some((job, lesson)) = Lesson::of(run, events)
             && let Err(error) = self.lessons.learn(&job, &lesson).await
         {

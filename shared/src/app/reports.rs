@@ -150,6 +150,7 @@ impl App {
             }
             Err(EngineError::Permanent { message, .. }) => {
                 let failed = RunCommand::RecordExited {
+                    usage: None,
                     attempt: ticket.attempt,
                     engine_version: None,
                     exit_code: None,

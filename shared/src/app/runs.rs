@@ -121,6 +121,20 @@ impl App {
         }))
     }
 
+    /// A hint to ask for less memory, when the last successful runs of
+    /// `run`'s job used far less than they asked for. A hint that cannot be
+    /// read is logged and left out: the run reads the same without it.
+    pub async fn sizing_hint(&self, run: &Run) -> Option<String> {
+        let job = crate::domain::learning::JobKey::of(&run.spec)?;
+        match self.lessons.learned(&job).await {
+            Ok(learned) => learned.sizing_hint(),
+            Err(error) => {
+                tracing::warn!(run_id = %run.spec.run_id, error = %error, "could not read the job's history for a sizing hint");
+                None
+            }
+        }
+    }
+
     /// A run's event stream.
     pub async fn run_events(&self, run_id: &str) -> Result<Vec<RecordedEvent>, AppError> {
         let events = self.runs.load(run_id).await?;

@@ -1,7 +1,8 @@
 //! The retry sweep: NEEDS_RETRY runs queued again as a new attempt (or
 //! stopped once their attempts are used up), QUEUED runs whose ticket may
 //! have been lost enqueued again, PENDING and RUNNING runs that heard nothing
-//! for a while looked up in the engine, and runs past their deadline stopped.
+//! for a while looked up in the engine, runs past their deadline stopped, and
+//! runs that run longer than their job usually takes flagged.
 //!
 //! Every step is idempotent, so a sweep may run twice, or crash half-way,
 //! safely. Each step pages through every run it is due for, oldest first (no
@@ -336,6 +337,87 @@ impl App {
             }
         }
         true
+    }
+
+    /// Flags every RUNNING run that has run longer than its job's
+    /// successful runs usually take (past 1.5 times their 90th percentile,
+    /// and past the settings' minimum), once per attempt, and publishes an
+    /// alert for each run this call flagged. Returns the runs flagged and
+    /// what failed. A job's history is read once per sweep.
+    pub async fn flag_long_runs(&self) -> Result<(Vec<String>, Vec<String>), AppError> {
+        use crate::domain::learning::{JobKey, UsualDuration};
+        let mut flagged = Vec::new();
+        let mut failed = Vec::new();
+        let mut usual: HashMap<JobKey, Option<UsualDuration>> = HashMap::new();
+        let mut pages = Pages::new(&[RunStatus::Running], None);
+        while let Some(page) = next_or_note(&mut pages, self, &mut failed).await {
+            for run in page {
+                let Some(job) = JobKey::of(&run.spec).filter(|_| run.running_long.is_none()) else {
+                    continue;
+                };
+                let typical = match usual.get(&job) {
+                    Some(known) => *known,
+                    None => match self.lessons.learned(&job).await {
+                        Ok(learned) => *usual.entry(job).or_insert(learned.usual_duration()),
+                        Err(e) => {
+                            note(&mut failed, &run.spec.run_id, &e.into());
+                            continue;
+                        }
+                    },
+                };
+                let now = self.now();
+                let Some(typical) = typical.filter(|u| {
+                    crate::domain::run::runs_long(&run, *u, self.settings.long_run_minimum, now)
+                }) else {
+                    continue;
+                };
+                let flag = RunCommand::FlagRunningLong {
+                    attempt: run.attempt,
+                    usual: typical,
+                    now,
+                };
+                match self.apply_reporting(&run.spec.run_id, flag, None).await {
+                    Ok((after, true)) => {
+                        self.alert_running_long(&after, typical, now).await;
+                        flagged.push(run.spec.run_id.clone());
+                    }
+                    Ok(_) => {}
+                    Err(e) => note(&mut failed, &run.spec.run_id, &e),
+                }
+            }
+        }
+        Ok((flagged, failed))
+    }
+
+    /// Publishes that `run` runs long. The flag is already recorded; an
+    /// alert that cannot be published is logged, as a state change is.
+    async fn alert_running_long(
+        &self,
+        run: &Run,
+        usual: crate::domain::learning::UsualDuration,
+        now: DateTime<Utc>,
+    ) {
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        let alert = crate::ports::RunningLongAlert {
+            run_id: run.spec.run_id.clone(),
+            definition_id: run.spec.definition_id.clone(),
+            alias: run.spec.alias.clone(),
+            cluster: run.spec.cluster.clone(),
+            owner: run.spec.owner.clone(),
+            attempt: run.attempt,
+            started_at: run.started_at,
+            running_s: run
+                .started_at
+                .map_or(0, |s| (now - s).num_seconds().max(0) as u64),
+            usual_s: usual.p90_s.round().max(0.0) as u64,
+            usual_of_runs: u32::try_from(usual.runs).unwrap_or(u32::MAX),
+            message: run.running_long.clone().unwrap_or_default(),
+        };
+        if let Err(error) = publisher.alert(&alert).await {
+            warn!(run_id = %run.spec.run_id, error = %error, "could not publish that a run runs long");
+        }
     }
 
     /// Stops every RUNNING run past its `active_deadline_seconds`: the engine

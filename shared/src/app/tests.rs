@@ -24,6 +24,7 @@ fn exited(
         run_id: run_id.into(),
         attempt,
         change: EngineChange::Exited {
+            usage: None,
             exit_code: Some(code),
             reason: None,
         },
@@ -79,6 +80,7 @@ async fn a_report_that_loses_a_write_race_is_decided_again_on_the_state_that_won
             "RunSubmitted",
             "RunStarted",
             "RunStopRequested",
+            "RunUsageRecorded",
             "RunStopped"
         ],
         "both writers' facts are recorded, once each"

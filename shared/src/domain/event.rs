@@ -157,6 +157,32 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// What the attempt that ends in the same append used, and what that is
+    /// estimated to cost (recorded just before its `RunStopped` or
+    /// `RunNeedsRetry`, for an attempt that ran).
+    RunUsageRecorded {
+        /// The attempt.
+        attempt: u32,
+        /// Its usage and estimated cost.
+        usage: crate::domain::usage::Usage,
+        /// When the attempt ended.
+        at: DateTime<Utc>,
+    },
+    /// The running attempt has run longer than its job's successful runs
+    /// usually take (past 1.5 times their 90th percentile, and past a
+    /// minimum). Recorded at most once per attempt.
+    RunRunningLong {
+        /// The attempt.
+        attempt: u32,
+        /// Seconds it had run.
+        running_s: u64,
+        /// Seconds the job's successful runs usually take.
+        usual_s: u64,
+        /// How many successful runs that is taken over.
+        usual_of_runs: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The run's attempt took one of its cluster's `cap` slots, before it
     /// is handed to the engine; the slot is given back when the attempt
     /// ends, waits for a retry, or cannot be launched yet.
@@ -185,6 +211,8 @@ impl RunEvent {
             Self::RunRequeued { .. } => "RunRequeued",
             Self::RunReenqueued { .. } => "RunReenqueued",
             Self::RunAdmitted { .. } => "RunAdmitted",
+            Self::RunUsageRecorded { .. } => "RunUsageRecorded",
+            Self::RunRunningLong { .. } => "RunRunningLong",
         }
     }
 
@@ -201,7 +229,9 @@ impl RunEvent {
             | Self::RunPreparing { at, .. }
             | Self::RunRequeued { at, .. }
             | Self::RunReenqueued { at, .. }
-            | Self::RunAdmitted { at, .. } => *at,
+            | Self::RunAdmitted { at, .. }
+            | Self::RunUsageRecorded { at, .. }
+            | Self::RunRunningLong { at, .. } => *at,
         }
     }
 }

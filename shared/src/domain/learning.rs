@@ -39,6 +39,21 @@ pub fn command_hash(command: &str) -> String {
     hex::encode(Md5::digest(command.as_bytes()))
 }
 
+/// Successful runs of a job whose durations its usual duration is taken
+/// over.
+pub const DURATION_HISTORY: usize = 20;
+/// Successful runs a job needs before its usual duration is trusted.
+pub const MIN_DURATION_HISTORY: usize = 5;
+/// Successful runs the right-sizing hint looks at.
+pub const SIZING_HISTORY: usize = 10;
+/// A job whose runs' peak memory stayed under this share of what they asked
+/// for is given a right-sizing hint.
+pub const SIZING_SHARE: f64 = 0.25;
+/// The default minimum a run runs before it may be flagged as running long.
+pub const LONG_RUN_MINIMUM_MINUTES: i64 = 5;
+/// How long a job's history of successful runs is kept after its newest.
+pub const HISTORY_DAYS: i64 = 90;
+
 /// A job, as its runs' lessons are kept: a definition and the hash of a
 /// command.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,6 +96,24 @@ pub struct SpotLesson {
     pub at: DateTime<Utc>,
 }
 
+/// A run of a job that succeeded (exited 0): how long its last attempt
+/// ran, and how much memory it held of what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    /// Its run.
+    pub run_id: String,
+    /// When it ended.
+    pub at: DateTime<Utc>,
+    /// How long its last attempt ran, in milliseconds.
+    pub duration_ms: u64,
+    /// Its peak memory in MB, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_mb: Option<u64>,
+    /// The memory it asked for, in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+}
+
 /// What one append teaches a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lesson {
@@ -88,6 +121,17 @@ pub enum Lesson {
     OutOfMemory(MemoryLesson),
     /// An attempt lost its spot capacity.
     SpotInterruption(SpotLesson),
+    /// A run succeeded.
+    Finished(Finished),
+}
+
+/// How long a job's successful runs usually take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsualDuration {
+    /// The 90th percentile of their durations, in seconds.
+    pub p90_s: f64,
+    /// How many runs it is taken over.
+    pub runs: usize,
 }
 
 impl Lesson {
@@ -96,6 +140,9 @@ impl Lesson {
     /// it had, or one that lost its spot capacity while on spot.
     pub fn of(run: &Run, events: &[RunEvent]) -> Option<(JobKey, Lesson)> {
         let key = JobKey::of(&run.spec)?;
+        if let Some(finished) = Self::finished(run, events) {
+            return Some((key, Lesson::Finished(finished)));
+        }
         let (reason, at) = events.iter().rev().find_map(|e| match e {
             RunEvent::RunStopped {
                 reason: Some(reason),
@@ -121,6 +168,31 @@ impl Lesson {
     }
 }
 
+impl Lesson {
+    /// The success `events` record, with the usage of its last attempt.
+    fn finished(run: &Run, events: &[RunEvent]) -> Option<Finished> {
+        let at = events.iter().find_map(|e| match e {
+            RunEvent::RunStopped {
+                exit_code: Some(0),
+                at,
+                ..
+            } => Some(*at),
+            _ => None,
+        })?;
+        let usage = events.iter().find_map(|e| match e {
+            RunEvent::RunUsageRecorded { usage, .. } => Some(usage),
+            _ => None,
+        })?;
+        Some(Finished {
+            run_id: run.spec.run_id.clone(),
+            at,
+            duration_ms: (usage.duration_s * 1000.0).round().max(0.0) as u64,
+            peak_memory_mb: usage.peak_memory_mb,
+            memory_mb: run.resources().memory,
+        })
+    }
+}
+
 /// What a job's runs taught it so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Learned {
@@ -130,6 +202,10 @@ pub struct Learned {
     /// The newest attempt that lost its spot capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spot_interruption: Option<SpotLesson>,
+    /// Its newest successful runs (at most [`DURATION_HISTORY`]), oldest
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finished: Vec<Finished>,
 }
 
 impl Learned {
@@ -154,8 +230,68 @@ impl Learned {
                     self.spot_interruption = Some(new);
                 }
             }
+            Lesson::Finished(new) => {
+                if !self.finished.iter().any(|f| f.run_id == new.run_id) {
+                    self.finished.push(new);
+                    self.finished
+                        .sort_by(|a, b| a.at.cmp(&b.at).then(a.run_id.cmp(&b.run_id)));
+                    let extra = self.finished.len().saturating_sub(DURATION_HISTORY);
+                    self.finished.drain(..extra);
+                }
+            }
         }
         self
+    }
+
+    /// How long the job's successful runs usually take: the 90th
+    /// percentile (nearest rank) of its newest [`DURATION_HISTORY`], once
+    /// it has [`MIN_DURATION_HISTORY`].
+    pub fn usual_duration(&self) -> Option<UsualDuration> {
+        if self.finished.len() < MIN_DURATION_HISTORY {
+            return None;
+        }
+        let mut durations: Vec<u64> = self.finished.iter().map(|f| f.duration_ms).collect();
+        durations.sort_unstable();
+        let rank = (durations.len() * 9).div_ceil(10).max(1);
+        Some(UsualDuration {
+            p90_s: durations[rank - 1] as f64 / 1000.0,
+            runs: durations.len(),
+        })
+    }
+
+    /// A hint to ask for less memory, when each of the job's newest
+    /// [`SIZING_HISTORY`] successful runs had its peak measured and held
+    /// under [`SIZING_SHARE`] of what it asked for.
+    pub fn sizing_hint(&self) -> Option<String> {
+        let newest = self.finished.iter().rev().take(SIZING_HISTORY);
+        let pairs: Vec<(u64, u64)> = newest
+            .filter_map(|f| Some((f.peak_memory_mb?, f.memory_mb?)))
+            .collect();
+        if pairs.len() < SIZING_HISTORY
+            || pairs
+                .iter()
+                .any(|(peak, asked)| *peak as f64 >= SIZING_SHARE * *asked as f64)
+        {
+            return None;
+        }
+        let peak = pairs.iter().map(|p| p.0).max().unwrap_or(0);
+        let asked = pairs.iter().map(|p| p.1).min().unwrap_or(0);
+        // Twice the peak, in whole 256 MB, leaves room for a heavier input.
+        let enough = (peak * 2).div_ceil(256).max(1) * 256;
+        Some(format!(
+            "its last {SIZING_HISTORY} successful runs peaked at {peak} MB at most, under {}% of the {asked} MB asked for: {enough} MB would do",
+            (SIZING_SHARE * 100.0) as u32
+        ))
+    }
+
+    /// When the job's history may be forgotten: [`HISTORY_DAYS`] after its
+    /// newest successful run.
+    pub fn history_expires(&self) -> Option<DateTime<Utc>> {
+        self.finished
+            .iter()
+            .map(|f| f.at)
+            .max()
+            .map(|at| at + Duration::days(HISTORY_DAYS))
     }
 
     /// Sets a new run's `spec` as its job's lessons say, as of `now`: more
@@ -288,9 +424,102 @@ mod tests {
             match &mut self {
                 Lesson::OutOfMemory(l) => l.at = at,
                 Lesson::SpotInterruption(l) => l.at = at,
+                Lesson::Finished(l) => l.at = at,
             }
             self
         }
+    }
+
+    fn finished(i: i64, seconds: u64, peak: Option<u64>, asked: u64) -> Lesson {
+        Lesson::Finished(Finished {
+            run_id: format!("ok-{i}"),
+            at: t(i),
+            duration_ms: seconds * 1000,
+            peak_memory_mb: peak,
+            memory_mb: Some(asked),
+        })
+    }
+
+    #[test]
+    fn a_jobs_usual_duration_is_the_p90_of_its_last_twenty_successes_once_it_has_five() {
+        let mut learned = Learned::default();
+        for i in 0..4 {
+            learned = learned.merged(finished(i, 60, None, 512));
+        }
+        assert_eq!(learned.usual_duration(), None, "four runs are not enough");
+        learned = learned.merged(finished(4, 60, None, 512));
+        assert_eq!(learned.usual_duration().map(|u| u.p90_s), Some(60.0));
+        // Thirty more: only the newest twenty count, 18 of 100 s and 2 of 1000 s.
+        for i in 5..35 {
+            let seconds = if i >= 33 { 1000 } else { 100 };
+            learned = learned.merged(finished(i, seconds, None, 512));
+        }
+        assert_eq!(learned.finished.len(), DURATION_HISTORY);
+        let usual = learned.usual_duration().unwrap();
+        assert_eq!((usual.p90_s, usual.runs), (100.0, 20));
+        // The same success recorded twice (a redelivery) changes nothing.
+        let again = learned.clone().merged(finished(34, 1000, None, 512));
+        assert_eq!(again, learned);
+    }
+
+    #[test]
+    fn a_job_whose_last_ten_successes_used_under_a_quarter_of_their_memory_is_told_what_would_do() {
+        let mut learned = Learned::default();
+        for i in 0..9 {
+            learned = learned.merged(finished(i, 60, Some(610), 8192));
+        }
+        assert_eq!(learned.sizing_hint(), None, "nine runs are not enough");
+        learned = learned.merged(finished(9, 60, Some(590), 8192));
+        let hint = learned.sizing_hint().unwrap_or_default();
+        assert!(hint.contains("peaked at 610 MB"), "{hint}");
+        assert!(hint.contains("1280 MB would do"), "{hint}");
+        // One run near its request among the last ten: no hint.
+        let heavy = learned.clone().merged(finished(10, 60, Some(4000), 8192));
+        assert_eq!(heavy.sizing_hint(), None);
+        // Peaks that were not measured (ECS): no hint.
+        let mut unmeasured = Learned::default();
+        for i in 0..10 {
+            unmeasured = unmeasured.merged(finished(i, 60, None, 8192));
+        }
+        assert_eq!(unmeasured.sizing_hint(), None);
+    }
+
+    #[test]
+    fn a_success_teaches_its_job_its_duration_and_peak() {
+        use crate::domain::usage::{Measured, Usage};
+        let run = replay(&[queued(), submitted(1), started(1)]).run.unwrap();
+        let usage = Usage::of_attempt(
+            run.resources(),
+            t(2),
+            t(12),
+            Some(Measured {
+                cpu_seconds: 1.0,
+                peak_memory_mb: 100,
+            }),
+        );
+        let events = [
+            RunEvent::RunUsageRecorded {
+                attempt: 1,
+                usage,
+                at: t(12),
+            },
+            RunEvent::RunStopped {
+                engine_version: None,
+                attempt: 1,
+                exit_code: Some(0),
+                reason: None,
+                at: t(12),
+            },
+        ];
+        let Some((_, Lesson::Finished(f))) = Lesson::of(&run, &events) else {
+            panic!("a success is a lesson");
+        };
+        assert_eq!((f.duration_ms, f.peak_memory_mb), (10_000, Some(100)));
+        let failed = [events[0].clone(), ended("exit code 1", t(12))];
+        assert!(!matches!(
+            Lesson::of(&run, &failed),
+            Some((_, Lesson::Finished(_)))
+        ));
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //!   and command hash.
 //! - [`retry`]: retry policies: which ended attempts run again, when, and
 //!   with how much memory.
+//! - [`usage`]: what an attempt used and its estimated cost (price tables).
+//! - [`insights`]: leaderboards over daily tallies of ended runs.
 
 pub mod cluster;
 pub mod definition;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod event;
 pub mod fargate;
 pub mod identity;
+pub mod insights;
 pub mod launch;
 pub mod learning;
 pub mod limits;
@@ -38,6 +41,7 @@ pub mod retry;
 pub mod run;
 pub mod spec;
 pub mod template;
+pub mod usage;
 
 pub use error::{DomainError, ValidationError};
 

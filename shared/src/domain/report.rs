@@ -196,6 +196,7 @@ impl ReportedStatus {
                 now,
             }),
             RunStatus::Stopped => Some(RunCommand::RecordExited {
+                usage: None,
                 attempt,
                 engine_version: None,
                 exit_code: self.exit_code,

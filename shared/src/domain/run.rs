@@ -22,6 +22,7 @@ use crate::domain::limits::LaunchLimits;
 use crate::domain::retry::{OUT_OF_MEMORY, RetryReason, SPOT_INTERRUPTION, Verdict};
 use crate::domain::spec::{NodeLifecycle, Resources};
 pub use crate::domain::spec::{RunSpec, TemplateUse};
+use crate::domain::usage::{Measured, Usage};
 
 /// Flotilla's run statuses.
 #[derive(
@@ -178,6 +179,14 @@ pub struct Run {
     /// its admission until it ends, waits for a retry or is deferred.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u32>,
+    /// What its attempts used together, and their estimated cost, once an
+    /// attempt that ran has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Why the current attempt was flagged as running longer than usual,
+    /// once it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_long: Option<String>,
 }
 
 impl Run {
@@ -438,6 +447,9 @@ pub enum RunCommand {
         exit_code: Option<i64>,
         /// Reason, if the engine has one.
         reason: Option<String>,
+        /// What the engine measured of the attempt's processes, when it
+        /// measures them (else its reserved size is recorded).
+        usage: Option<Measured>,
         /// When it ended.
         now: DateTime<Utc>,
     },
@@ -503,6 +515,16 @@ pub enum RunCommand {
         /// Now.
         now: DateTime<Utc>,
     },
+    /// The running `attempt` has run longer than its job usually takes
+    /// (the sweep found it past its threshold): flag it, once.
+    FlagRunningLong {
+        /// The attempt.
+        attempt: u32,
+        /// How long the job's successful runs usually take.
+        usual: crate::domain::learning::UsualDuration,
+        /// Now.
+        now: DateTime<Utc>,
+    },
     /// The run's engine lost track of it (the local server restarted mid-run,
     /// or ECS no longer knows its task): end it with `reason`.
     Abandon {
@@ -515,7 +537,51 @@ pub enum RunCommand {
 
 /// Every rule of the run life cycle. Returns the events the command produces; an
 /// empty list means the command changes nothing (a duplicate or stale report).
+///
+/// An attempt that ran and ends here has its usage recorded just before its
+/// end ([`RunEvent::RunUsageRecorded`]): what the engine measured, else its
+/// reserved size for the time it ran.
 pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, DomainError> {
+    let measured = match &command {
+        RunCommand::RecordExited { usage, .. } => *usage,
+        _ => None,
+    };
+    let events = decide_ending(state, command)?;
+    Ok(match &state.run {
+        Some(run) => with_usage(run, events, measured),
+        None => events,
+    })
+}
+
+/// `events` with the usage of `run`'s current attempt recorded before the
+/// event that ends it, when it ran and this is where it ends.
+fn with_usage(run: &Run, mut events: Vec<RunEvent>, measured: Option<Measured>) -> Vec<RunEvent> {
+    let in_flight = matches!(run.status, RunStatus::Pending | RunStatus::Running);
+    let Some(started) = run.started_at.filter(|_| in_flight) else {
+        return events;
+    };
+    let end = events.iter().position(|e| {
+        matches!(
+            e,
+            RunEvent::RunStopped { .. } | RunEvent::RunNeedsRetry { .. }
+        )
+    });
+    if let Some(i) = end {
+        let at = events[i].at();
+        events.insert(
+            i,
+            RunEvent::RunUsageRecorded {
+                attempt: run.attempt,
+                usage: Usage::of_attempt(run.resources(), started, at, measured),
+                at,
+            },
+        );
+    }
+    events
+}
+
+/// [`decide`], without the usage of the attempt that ends.
+fn decide_ending(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, DomainError> {
     let Some(run) = &state.run else {
         return match command {
             RunCommand::Queue { spec, now } => Ok(vec![RunEvent::RunQueued { spec, at: now }]),
@@ -608,6 +674,7 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
             exit_code,
             reason,
             now,
+            ..
         } => {
             if !run.is_stale_report(attempt, engine_version)
                 && run.status.is_active()
@@ -800,6 +867,26 @@ pub fn decide(state: &RunState, command: RunCommand) -> Result<Vec<RunEvent>, Do
                 vec![]
             }
         }
+        RunCommand::FlagRunningLong {
+            attempt,
+            usual,
+            now,
+        } => match run.started_at {
+            Some(started)
+                if run.status == RunStatus::Running
+                    && run.attempt == attempt
+                    && run.running_long.is_none() =>
+            {
+                vec![RunEvent::RunRunningLong {
+                    attempt,
+                    running_s: (now - started).num_seconds().max(0) as u64,
+                    usual_s: usual.p90_s.round().max(0.0) as u64,
+                    usual_of_runs: u32::try_from(usual.runs).unwrap_or(u32::MAX),
+                    at: now,
+                }]
+            }
+            _ => vec![],
+        },
         RunCommand::Abandon { reason, now } => {
             if run.status == RunStatus::Stopped {
                 vec![]
@@ -937,6 +1024,8 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
                 attempt_lifecycle: None,
                 lifecycle_note: spec.lifecycle_note.clone(),
                 slot: None,
+                usage: None,
+                running_long: None,
             });
         }
         (None, _) | (Some(_), RunEvent::RunQueued { .. }) => {}
@@ -1026,6 +1115,20 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
         }
         (
             Some(run),
+            RunEvent::RunRunningLong {
+                running_s,
+                usual_s,
+                usual_of_runs,
+                ..
+            },
+        ) => {
+            run.running_long = Some(running_long_text(*running_s, *usual_s, *usual_of_runs));
+        }
+        (Some(run), RunEvent::RunUsageRecorded { usage, .. }) => {
+            run.usage = Some(run.usage.map_or(*usage, |sum| sum.plus(*usage)));
+        }
+        (
+            Some(run),
             RunEvent::RunRequeued {
                 attempt,
                 at,
@@ -1060,9 +1163,46 @@ pub fn evolve(mut state: RunState, event: &RunEvent) -> RunState {
             run.launch_deferred = None;
             run.prepared_at = None;
             run.prepared_steps = 0;
+            run.running_long = None;
         }
     }
     state
+}
+
+/// "12m 05s" for a number of seconds.
+fn span(seconds: u64) -> String {
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
+/// Why an attempt was flagged as running long, as its timeline and view say.
+pub fn running_long_text(running_s: u64, usual_s: u64, runs: u32) -> String {
+    format!(
+        "running for {}, longer than usual: its job's last {runs} successful runs took up to {} (90th percentile)",
+        span(running_s),
+        span(usual_s)
+    )
+}
+
+/// Whether `run` is due to be flagged as running long at `now`: it runs,
+/// was not flagged yet, and has run past 1.5 times its job's `usual`
+/// duration and past `minimum`.
+pub fn runs_long(
+    run: &Run,
+    usual: crate::domain::learning::UsualDuration,
+    minimum: Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(started) = run.started_at else {
+        return false;
+    };
+    let threshold_ms = ((usual.p90_s * 1500.0).round() as i64).max(minimum.num_milliseconds());
+    run.status == RunStatus::Running
+        && run.running_long.is_none()
+        && (now - started).num_milliseconds() > threshold_ms
 }
 
 fn note_engine_version(run: &mut Run, version: Option<u64>) {

@@ -350,6 +350,7 @@ fn an_engine_report_not_newer_than_the_last_one_applied_changes_nothing() {
         at: t(2),
     };
     let report = |version| RunCommand::RecordExited {
+        usage: None,
         attempt: 1,
         engine_version: Some(version),
         exit_code: Some(0),
@@ -508,6 +509,7 @@ fn queued_with(policy: serde_json::Value) -> RunEvent {
 
 fn out_of_memory(attempt: u32, now: i64) -> RunCommand {
     RunCommand::RecordExited {
+        usage: None,
         attempt,
         engine_version: None,
         exit_code: Some(137),
@@ -786,6 +788,7 @@ fn drive(policy: serde_json::Value, cap: u64, outcomes: &[u8]) -> Vec<Run> {
             }
         } else {
             RunCommand::RecordExited {
+                usage: None,
                 attempt,
                 engine_version: None,
                 exit_code,
@@ -1119,4 +1122,128 @@ fn a_start_time_is_estimated_from_evenly_spaced_recent_starts_and_never_in_the_p
         None,
         "no overflow"
     );
+}
+
+fn usage_of(events: &[RunEvent]) -> Vec<crate::domain::usage::Usage> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::RunUsageRecorded { usage, .. } => Some(*usage),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_attempt_that_ran_records_its_reserved_size_for_the_time_it_ran_before_its_end() {
+    // spec("r-1") asks for no cpu: a quarter vCPU; started at t(2), ended at t(4).
+    let outcome = RunScenario::given([queued(), submitted(1), started(1)]).when(exited(1, 0));
+    let events = outcome.events();
+    let names: Vec<&str> = events.iter().map(RunEvent::name).collect();
+    assert_eq!(names, ["RunUsageRecorded", "RunStopped"]);
+    let usage = usage_of(&events);
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].duration_s, 2.0);
+    assert_eq!(usage[0].cpu_seconds, 0.5);
+    assert_eq!(usage[0].basis, crate::domain::usage::UsageBasis::Reserved);
+    assert_eq!(outcome.run().usage, Some(usage[0]));
+}
+
+#[test]
+fn an_exit_the_engine_measured_records_what_was_measured() {
+    let measured = crate::domain::usage::Measured {
+        cpu_seconds: 1.5,
+        peak_memory_mb: 105,
+    };
+    let outcome =
+        RunScenario::given([queued(), submitted(1), started(1)]).when(RunCommand::RecordExited {
+            attempt: 1,
+            engine_version: None,
+            exit_code: Some(0),
+            reason: None,
+            usage: Some(measured),
+            now: t(4),
+        });
+    let usage = usage_of(&outcome.events());
+    assert_eq!(usage[0].cpu_seconds, 1.5);
+    assert_eq!(usage[0].peak_memory_mb, Some(105));
+    assert_eq!(usage[0].basis, crate::domain::usage::UsageBasis::Measured);
+}
+
+#[test]
+fn a_second_delivery_of_an_end_records_no_second_usage() {
+    let usage = crate::domain::usage::Usage::of_attempt(Resources::default(), t(2), t(4), None);
+    RunScenario::given([
+        queued(),
+        submitted(1),
+        started(1),
+        RunEvent::RunUsageRecorded {
+            attempt: 1,
+            usage,
+            at: t(4),
+        },
+        stopped(1, Some(0)),
+    ])
+    .when(exited(1, 0))
+    .then_nothing();
+}
+
+#[test]
+fn a_run_stopped_before_it_ran_records_no_usage() {
+    let outcome = RunScenario::given([queued()]).when(stop("ann"));
+    assert!(usage_of(&outcome.events()).is_empty());
+    assert_eq!(outcome.run().usage, None);
+    let pending = RunScenario::given([queued(), submitted(1)]).when(RunCommand::Abandon {
+        reason: "lost".into(),
+        now: t(9),
+    });
+    assert!(
+        usage_of(&pending.events()).is_empty(),
+        "an attempt that never started used nothing"
+    );
+}
+
+#[test]
+fn a_retried_attempts_usage_adds_to_the_next_ones_and_a_give_up_adds_nothing() {
+    let first = crate::domain::usage::Usage::of_attempt(Resources::default(), t(2), t(3), None);
+    let outcome = RunScenario::given([
+        queued(),
+        submitted(1),
+        started(1),
+        RunEvent::RunUsageRecorded {
+            attempt: 1,
+            usage: first,
+            at: t(3),
+        },
+        needs_retry(1),
+        RunEvent::RunRequeued {
+            attempt: 2,
+            resources: None,
+            resources_note: None,
+            node_lifecycle: None,
+            lifecycle_note: None,
+            at: t(3),
+        },
+        RunEvent::RunSubmitted {
+            attempt: 2,
+            task_id: "task-2".into(),
+            at: t(3),
+        },
+        RunEvent::RunStarted {
+            limits: None,
+            engine_version: None,
+            attempt: 2,
+            task_id: None,
+            host: None,
+            at: t(3),
+        },
+    ])
+    .when(exited(2, 0));
+    let total = outcome.run().usage.unwrap_or_else(|| panic!("usage"));
+    assert_eq!(total.duration_s, 2.0, "1 s of each attempt");
+    assert_eq!(total.cpu_seconds, 0.5);
+
+    let gave_up =
+        RunScenario::given([queued(), submitted(1), started(1), needs_retry(1)]).when(requeue(1));
+    assert!(usage_of(&gave_up.events()).is_empty());
 }

@@ -7,7 +7,7 @@
 //!
 //! One file per resource holds its routes and handlers: [`definitions`],
 //! [`runs`] (execute, history, stop, status, timelines), [`logs`],
-//! [`clusters`], [`templates`], [`service`] (health, the OpenAPI document) and
+//! [`clusters`], [`templates`], [`insights`] (leaderboards), [`service`] (health, the OpenAPI document) and
 //! [`ui`] (the web UI's files). [`routes`] gathers every operation once; both
 //! the router and the OpenAPI document ([`openapi`]) are built from it.
 //! Handlers only translate: they parse the request ([`input`]), call one use
@@ -19,6 +19,7 @@ pub mod clusters;
 pub mod definitions;
 pub mod error;
 pub mod input;
+pub mod insights;
 pub mod logs;
 pub mod openapi;
 pub mod routes;

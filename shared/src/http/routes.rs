@@ -220,6 +220,7 @@ pub fn operations() -> Vec<Operation> {
         super::clusters::routes(),
         super::templates::routes(),
         super::service::routes(),
+        super::insights::routes(),
     ]
     .into_iter()
     .flatten()

@@ -260,7 +260,9 @@ pub(crate) fn run_view(app: &App, run: &Run) -> RunView {
 async fn one_run(app: &App, run_id: &str) -> ApiResult {
     let run = app.run(run_id).await?;
     let waiting = app.waiting(&run).await?;
-    ok(run_view(app, &run).waiting(waiting.as_ref()))
+    let mut view = run_view(app, &run).waiting(waiting.as_ref());
+    view.sizing_hint = app.sizing_hint(&run).await;
+    ok(view)
 }
 
 /// `GET …/history/{run_id}`: one run.

@@ -49,6 +49,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/run.js", JS),
     asset!("js/templates.js", JS),
     asset!("js/clusters.js", JS),
+    asset!("js/insights.js", JS),
 ];
 
 /// The ETag of each asset, in the order of [`ASSETS`], computed once.

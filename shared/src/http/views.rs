@@ -155,6 +155,24 @@ pub struct RunView {
     /// Kubernetes cluster (its Job manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_manifest: Option<Value>,
+    /// What its attempts used together (CPU seconds, peak memory when
+    /// measured, duration), once an attempt that ran has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::domain::usage::Usage>,
+    /// The estimated cost of its attempts in US dollars, once priced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// How `cost_usd` is estimated, beside every estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_basis: Option<&'static str>,
+    /// Why the current attempt is flagged as running longer than its job
+    /// usually takes, once it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_long: Option<String>,
+    /// A hint to ask for less memory, when the job's last successful runs
+    /// used far less than they asked for (on a single run's read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sizing_hint: Option<String>,
     /// Flotilla's pod events; always present.
     pub pod_events: Vec<Value>,
     /// Flotilla's CloudTrail notifications; always present.
@@ -225,12 +243,20 @@ impl From<&Run> for RunView {
             lifecycle_note: run.lifecycle_note.clone(),
             log_url: None,
             engine_manifest: None,
+            usage: run.usage,
+            cost_usd: run.usage.and_then(|u| u.cost_usd),
+            cost_basis: run.usage.and_then(|u| u.cost_usd).map(|_| COST_BASIS),
+            running_long: run.running_long.clone(),
+            sizing_hint: None,
             pod_events: vec![],
             cloudtrail_notifications: json!({ "Records": null }),
             spark_extension: json!({}),
         }
     }
 }
+
+/// How a run's `cost_usd` is estimated.
+pub const COST_BASIS: &str = "estimate: each attempt's requested vCPUs, memory and GPUs for the time it ran, at the price table's rates";
 
 /// `GET /api/v6/{run_id}/status`: the fields a poller needs.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -274,6 +300,10 @@ pub struct RunStatusView {
     /// (its newest starts in the last hour), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_start: Option<DateTime<Utc>>,
+    /// Why the current attempt is flagged as running longer than usual,
+    /// once it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_long: Option<String>,
 }
 
 impl From<&Run> for RunStatusView {
@@ -295,6 +325,7 @@ impl From<&Run> for RunStatusView {
             waiting_since,
             queue_position: None,
             estimated_start: None,
+            running_long: run.running_long.clone(),
         }
     }
 }
@@ -483,6 +514,23 @@ impl TimelineEntry {
                 }
                 ("Normal", Some(*attempt), text)
             }
+            E::RunUsageRecorded { attempt, usage, .. } => {
+                ("Normal", Some(*attempt), usage_text(*attempt, usage))
+            }
+            E::RunRunningLong {
+                attempt,
+                running_s,
+                usual_s,
+                usual_of_runs,
+                ..
+            } => (
+                "Warning",
+                Some(*attempt),
+                format!(
+                    "attempt {attempt} is {}",
+                    crate::domain::run::running_long_text(*running_s, *usual_s, *usual_of_runs)
+                ),
+            ),
             E::RunAdmitted { attempt, cap, .. } => (
                 "Normal",
                 Some(*attempt),
@@ -596,6 +644,29 @@ pub fn page_envelope(
 }
 
 pub use crate::domain::learning::command_hash;
+
+/// A timeline's line for an attempt's usage: "attempt 1 used 1.02 CPU
+/// seconds in 3.4 s, peaking at 105 MB; estimated cost $0.000012".
+fn usage_text(attempt: u32, usage: &crate::domain::usage::Usage) -> String {
+    use crate::domain::usage::UsageBasis;
+    let mut text = match usage.basis {
+        UsageBasis::Measured => format!(
+            "attempt {attempt} used {:.2} CPU seconds in {:.1} s",
+            usage.cpu_seconds, usage.duration_s
+        ),
+        UsageBasis::Reserved => format!(
+            "attempt {attempt} held its reserved size for {:.1} s ({:.2} CPU seconds reserved)",
+            usage.duration_s, usage.cpu_seconds
+        ),
+    };
+    if let Some(peak) = usage.peak_memory_mb {
+        text.push_str(&format!(", peaking at {peak} MB"));
+    }
+    if let Some(cost) = usage.cost_usd {
+        text.push_str(&format!("; estimated cost ${cost:.6}"));
+    }
+    text
+}
 
 #[cfg(test)]
 mod tests {

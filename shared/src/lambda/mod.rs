@@ -249,6 +249,11 @@ pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -
         launch_limits: crate::domain::limits::LaunchLimits::Ecs,
         parallelism: None,
         kubernetes_clusters: cfg!(feature = "eks"),
+        prices: crate::domain::usage::PriceTable::fargate(),
+        region: config.ecs.log_region.clone(),
+        long_run_minimum: chrono::Duration::minutes(
+            crate::domain::learning::LONG_RUN_MINIMUM_MINUTES,
+        ),
     };
     App::new(Arc::new(store), runtime, settings)
 }

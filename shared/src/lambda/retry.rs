@@ -37,6 +37,8 @@ pub struct Tick {
     pub lost: Vec<String>,
     /// Runs stopped at their deadline.
     pub timed_out: Vec<String>,
+    /// Runs flagged as running longer than their job usually takes.
+    pub running_long: Vec<String>,
     /// Capped clusters whose count of held slots was set right from their
     /// runs: `<cluster>: <from> -> <to>`.
     pub slots_repaired: Vec<String>,
@@ -93,9 +95,11 @@ pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
         .reconcile(minutes(intervals.reconcile_after_minutes))
         .await?;
     let (timed_out, deadline_failures) = app.enforce_deadlines().await?;
+    let (running_long, long_failures) = app.flag_long_runs().await?;
     let mut failed = swept.failed;
     failed.extend(reconciled.failed);
     failed.extend(deadline_failures);
+    failed.extend(long_failures);
     Ok(Tick {
         requeued: swept.requeued,
         gave_up: swept.gave_up,
@@ -103,6 +107,7 @@ pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
         reconciled: reconciled.recorded,
         lost: reconciled.lost,
         timed_out,
+        running_long,
         slots_repaired: swept.slots_repaired,
         pods_recorded: 0,
         logs_archived: 0,

@@ -244,6 +244,15 @@ impl RunStore for RacingStore {
         Ok(version)
     }
 
+    async fn tallies(
+        &self,
+        by: crate::domain::insights::Dimension,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<crate::domain::insights::DayTally>, StoreError> {
+        self.inner.tallies(by, from, to).await
+    }
+
     async fn load(&self, run_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.load(run_id).await
     }
@@ -340,6 +349,9 @@ impl TestApp {
             launch_limits: crate::domain::limits::LaunchLimits::Local,
             parallelism: None,
             kubernetes_clusters: false,
+            prices: crate::domain::usage::PriceTable::fargate(),
+            region: "us-east-1".into(),
+            long_run_minimum: chrono::Duration::minutes(5),
         };
         let mut app = App::new(Arc::new(store.clone()), runtime, settings);
         app.runs = runs.clone();

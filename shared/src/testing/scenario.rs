@@ -121,6 +121,7 @@ pub fn stop(by: &str) -> RunCommand {
 /// `RecordExited` of `attempt` with exit `code` at `t(4)`.
 pub fn exited(attempt: u32, code: i64) -> RunCommand {
     RunCommand::RecordExited {
+        usage: None,
         engine_version: None,
         attempt,
         exit_code: Some(code),

@@ -69,6 +69,7 @@ pub fn any_command() -> impl Strategy<Value = RunCommand> {
             }),
         (attempt.clone(), code, prop::bool::ANY).prop_map(|(attempt, exit_code, oom)| {
             RunCommand::RecordExited {
+                usage: None,
                 engine_version: None,
                 attempt,
                 exit_code,

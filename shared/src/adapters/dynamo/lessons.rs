@@ -2,7 +2,8 @@
 //! `LESSON#<definition_id>#<command_hash>` item per job, its merged lessons
 //! in `body`, rewritten with its `version` as condition (a writer that
 //! loses the race reads and merges again), and deleted by TTL once every
-//! lesson in it is past its window.
+//! lesson in it is past its window (a job's history of successful runs
+//! [`HISTORY_DAYS`](crate::domain::learning::HISTORY_DAYS) after the newest).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -31,7 +32,10 @@ fn expires_at(learned: &Learned) -> i64 {
         .spot_interruption
         .as_ref()
         .map(|l| l.at + chrono::Duration::hours(SPOT_WINDOW_HOURS));
-    memory.max(spot).map_or(0, |t| t.timestamp())
+    memory
+        .max(spot)
+        .max(learned.history_expires())
+        .map_or(0, |t| t.timestamp())
 }
 
 impl DynamoStore {

@@ -13,6 +13,7 @@
 //! | template version | `TPL#<template_id>` | `TPL` | `catalog_pk` sorted by `catalog_sk` |
 //! | template version guard | `TPLVER#<name>#<version>` | `TPLVER` | |
 //! | a job's lessons (definition and command hash) | `LESSON#<definition_id>#<command_hash>` | `LESSON` | `expires_at` (TTL) |
+//! | a day's leaderboard tally of one key (`tallies`) | `TALLY#<dimension>#<day>` | `K#<key>` | |
 //!
 //! An append is one `TransactWriteItems`: each event `Put` with
 //! `attribute_not_exists(SK)`, and the projection `Put` conditioned on the
@@ -26,8 +27,8 @@
 //! written is checked against [`MAX_ITEM_BYTES`] first.
 //!
 //! One file per port: `runs`, `definitions`, `clusters`,
-//! `idempotence` (keys), `templates`, `lessons`, and `lists` for run lists and their
-//! counters; the client, the table's layout, the
+//! `idempotence` (keys), `templates`, `lessons`, `lists` for run lists and their
+//! counters, and `tallies` for leaderboards; the client, the table's layout, the
 //! item size check and the transaction helper are here.
 
 mod clusters;
@@ -36,6 +37,7 @@ mod idempotence;
 mod lessons;
 mod lists;
 mod runs;
+mod tallies;
 
 pub use lists::{
     COUNT_READ_BUDGET, OFFSET_READ_LIMIT, PAGE_READ_BUDGET, SHARDS, SORT_READ_LIMIT, counts_of,
@@ -711,6 +713,13 @@ mod tests {
         let store = store(&moto).await;
         contract::queue_position_contract(&store).await;
         contract::recent_starts_contract(&store).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn dynamodb_tallies_each_ended_run_once_per_dimension_however_often_its_end_arrives() {
+        let moto = Moto::start();
+        contract::tallies_contract(&store(&moto).await).await;
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use super::{
     run_pk, s, to_av, within_item_limit,
 };
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
+use crate::domain::insights::{DayTally, Dimension, RunTally};
 use crate::domain::query::{Page, RunQuery, time_key};
 use crate::domain::run::{Run, RunState};
 use crate::error::StoreError;
@@ -146,6 +147,15 @@ impl RunStore for DynamoStore {
     ) -> Result<u64, StoreError> {
         self.append_with_slot(run_id, expected, events, projection, &SlotChange::Keep)
             .await
+    }
+
+    async fn tallies(
+        &self,
+        by: Dimension,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DayTally>, StoreError> {
+        self.read_tallies(by, from, to).await
     }
 
     async fn slots_held(&self, cluster: &str) -> Result<u64, StoreError> {
@@ -315,6 +325,9 @@ impl RunStore for DynamoStore {
         .map_err(backend)?;
         items.push(TransactWriteItem::builder().put(state_put).build());
         items.extend(counters);
+        if let Some(tally) = RunTally::of(previous, projection) {
+            items.extend(self.tally_updates(&tally)?);
+        }
         let slot_at = match self.slot_update(slot)? {
             Some(update) => {
                 items.push(update);

@@ -174,6 +174,7 @@ fn ended(
             };
             (
                 EngineChange::Exited {
+                    usage: None,
                     exit_code: Some(code),
                     reason,
                 },
@@ -203,6 +204,7 @@ fn ended(
             };
             (
                 EngineChange::Exited {
+                    usage: None,
                     exit_code: None,
                     reason: Some(reason).filter(|r| !r.is_empty()),
                 },

@@ -432,6 +432,7 @@ fn each_pod_state_is_the_update_its_run_records() {
     assert_eq!(
         change(exited(0, "Completed")),
         EngineChange::Exited {
+            usage: None,
             exit_code: Some(0),
             reason: None
         }
@@ -439,12 +440,14 @@ fn each_pod_state_is_the_update_its_run_records() {
     assert_eq!(
         change(exited(3, "Error")),
         EngineChange::Exited {
+            usage: None,
             exit_code: Some(3),
             reason: Some("Error".into())
         }
     );
     match change(exited(137, "OOMKilled")) {
         EngineChange::Exited {
+            usage: None,
             exit_code: Some(137),
             reason: Some(r),
         } => assert!(r.starts_with(crate::domain::retry::OUT_OF_MEMORY), "{r}"),
@@ -480,6 +483,7 @@ fn each_pod_state_is_the_update_its_run_records() {
     assert_eq!(
         change(past_deadline),
         EngineChange::Exited {
+            usage: None,
             exit_code: None,
             reason: Some("exceeded its active_deadline_seconds and was stopped".into())
         }

@@ -124,6 +124,10 @@ pub struct Ending {
     /// ran (a registry that could not be reached) and may be tried again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retryable: bool,
+    /// What the command's processes used, when the supervisor measured it
+    /// (a host command; a container's processes are its runtime's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::domain::usage::Measured>,
 }
 
 /// A process, by id and start time (clock ticks since boot, from
@@ -368,6 +372,7 @@ mod tests {
             reason: None,
             ended_at: crate::testing::scenario::t(5),
             retryable: false,
+            usage: None,
         };
         attempt.write_status(&ending).unwrap();
         assert_eq!(attempt.read_status().unwrap(), Some(ending));

@@ -181,6 +181,22 @@ impl AttemptCgroup {
                         .is_some_and(|(peak, limit)| peak >= limit)))
     }
 
+    /// The most memory the group's processes held at once, in bytes, when
+    /// the machine keeps that figure (v1's `memory.max_usage_in_bytes`, v2's
+    /// `memory.peak`).
+    pub fn peak_memory_bytes(&self) -> Option<u64> {
+        let file = if self.root.unified {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        fs::read_to_string(self.memory.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Moves process `pid` back out and removes the group (it must be
     /// empty otherwise; a group left behind is removed by the next attempt's
     /// clean-up, never reused).

@@ -37,7 +37,7 @@
 //! function uses. Without a container runtime the run's image is recorded but
 //! not used, nor are the registry credentials that would pull it; neither
 //! engine uses the spot or on-demand lifecycle. [`LocalLogs`] reads the
-//! attempts' logs back.
+//! attempts' logs back, and [`webhook`] posts the server's alerts.
 
 pub mod attempt;
 pub mod cgroup;
@@ -45,6 +45,7 @@ pub mod container;
 mod logs;
 pub mod supervisor;
 mod tree;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -346,6 +347,7 @@ impl LocalEngine {
                     EngineChange::Exited {
                         exit_code: ending.exit_code,
                         reason: ending.reason,
+                        usage: ending.usage,
                     },
                     ending.ended_at,
                 ),
@@ -357,9 +359,14 @@ impl LocalEngine {
                         _ => None,
                     };
                     match adopted {
-                        Some((exit_code, reason)) => {
-                            (EngineChange::Exited { exit_code, reason }, clock.now())
-                        }
+                        Some((exit_code, reason)) => (
+                            EngineChange::Exited {
+                                exit_code,
+                                reason,
+                                usage: None,
+                            },
+                            clock.now(),
+                        ),
                         None => {
                             // The supervisor is gone without saying how the
                             // attempt ended (killed itself): nothing of the
@@ -379,6 +386,7 @@ impl LocalEngine {
                                 EngineChange::Exited {
                                     exit_code: None,
                                     reason: Some(reason.to_owned()),
+                                    usage: None,
                                 },
                                 clock.now(),
                             )

@@ -35,6 +35,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use super::attempt::{AttemptDir, CLAIMED_ELSEWHERE, Ending, Launch, LimitPlan, ProcessId};
 use super::cgroup::{AttemptCgroup, CgroupRoot};
 use super::tree;
+use crate::domain::usage::Measured;
 
 mod container;
 
@@ -155,6 +156,7 @@ fn run(attempt: &AttemptDir, launch: &Launch, me: ProcessId, wakeups: &mut Wakeu
         reason,
         ended_at: chrono::Utc::now(),
         retryable: false,
+        usage: None,
     };
     if wakeups.stop_asked() {
         return ended(None, Some("stopped before it started".into()));
@@ -249,6 +251,7 @@ fn run(attempt: &AttemptDir, launch: &Launch, me: ProcessId, wakeups: &mut Wakeu
     }
 
     let oom = cgroup.as_ref().is_some_and(AttemptCgroup::oom_killed);
+    let usage = measured(cgroup.as_ref());
     if let Some(group) = cgroup {
         group.leave_and_remove(std::process::id());
     }
@@ -270,7 +273,31 @@ fn run(attempt: &AttemptDir, launch: &Launch, me: ProcessId, wakeups: &mut Wakeu
         (None, Some(signal)) => Some(format!("killed by signal {}", signal as i32)),
         (None, None) => None,
     };
-    ended(exit_code, reason)
+    Ending {
+        usage,
+        ..ended(exit_code, reason)
+    }
+}
+
+/// What the command's processes used, once every one of them has been
+/// reaped: their CPU time (the supervisor's children, orphans included, as
+/// it is their subreaper) and their peak memory (the cgroup's, when the
+/// attempt has one and the machine keeps it; else the largest single
+/// process's).
+fn measured(cgroup: Option<&AttemptCgroup>) -> Option<Measured> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let cpu_seconds = seconds(children.user_time()) + seconds(children.system_time());
+    // Linux reports the largest resident set in KB.
+    let largest_process = u64::try_from(children.max_rss()).unwrap_or(0) / 1024;
+    let group = cgroup
+        .and_then(AttemptCgroup::peak_memory_bytes)
+        .map(|bytes| bytes / (1024 * 1024));
+    Some(Measured {
+        cpu_seconds,
+        peak_memory_mb: group.map_or(largest_process, |g| g.max(largest_process)),
+    })
 }
 
 /// The exit reason of an attempt stopped at its deadline.

@@ -38,7 +38,7 @@ use crate::ports::Clock;
 pub use queue::ClaimedTicket;
 
 /// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS definitions (
@@ -173,6 +173,23 @@ UPDATE runs SET enqueued_at = queued_at;
 CREATE INDEX runs_waiting ON runs (cluster, enqueued_at, run_id) WHERE status = 'QUEUED';
 "#;
 
+/// Schema 4: leaderboards. `run_tallies` holds, per dimension (definition,
+/// owner, group), day and key, the cost, CPU hours and count of the runs
+/// that ended that day, added to in the append that ends a run.
+const MIGRATION_4: &str = r#"
+CREATE TABLE run_tallies (
+    dimension TEXT NOT NULL,
+    day       TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    label     TEXT NOT NULL,
+    cost_usd  REAL NOT NULL,
+    cpu_hours REAL NOT NULL,
+    runs      INTEGER NOT NULL,
+    failed    INTEGER NOT NULL,
+    PRIMARY KEY (dimension, day, key)
+) WITHOUT ROWID;
+"#;
+
 /// Appends between two `PRAGMA optimize` runs, which keep the query
 /// planner's statistics fresh as the tables grow.
 const OPTIMIZE_EVERY: u64 = 10_000;
@@ -218,7 +235,10 @@ impl SqliteStore {
             if version < 2 {
                 tx.execute_batch(MIGRATION_2).map_err(backend)?;
             }
-            tx.execute_batch(MIGRATION_3).map_err(backend)?;
+            if version < 3 {
+                tx.execute_batch(MIGRATION_3).map_err(backend)?;
+            }
+            tx.execute_batch(MIGRATION_4).map_err(backend)?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -339,6 +359,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_tallies_each_ended_run_once_per_dimension_however_often_its_end_arrives() {
+        let (_dir, store, _) = test_store();
+        contract::tallies_contract(&store).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_lets_exactly_one_racing_append_win() {
         let (_dir, store, _) = test_store();
         contract::concurrent_append_contract(&store).await;
@@ -364,7 +390,7 @@ mod tests {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{e}"));
         conn.execute_batch(
-            "DROP INDEX runs_waiting; ALTER TABLE runs DROP COLUMN enqueued_at; DROP TABLE cluster_slots; \
+            "DROP TABLE run_tallies; DROP INDEX runs_waiting; ALTER TABLE runs DROP COLUMN enqueued_at; DROP TABLE cluster_slots; \
              DROP INDEX runs_queued; DROP INDEX runs_status; DROP INDEX runs_definition; \
              DROP INDEX runs_cluster; DROP INDEX runs_alias; DROP INDEX runs_group; DROP INDEX runs_owner; \
              DROP INDEX runs_started_asc; DROP INDEX runs_started_desc; \

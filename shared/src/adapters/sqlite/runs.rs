@@ -10,7 +10,7 @@
 //! alias and cluster, and is otherwise counted up to [`COUNT_BOUND`].
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
@@ -18,8 +18,9 @@ use super::sql::{order_sql, push_in, push_text_filter, push_time_range, where_sq
 use super::{OPTIMIZE_EVERY, SqliteStore, backend, decode, encode};
 use crate::adapters::time_key;
 use crate::domain::event::{EVENT_SCHEMA_VERSION, RunEvent};
+use crate::domain::insights::{DayTally, Dimension, RunTally};
 use crate::domain::query::{COUNT_BOUND, Page, RunQuery, RunSortField, SortOrder, TextFilter};
-use crate::domain::run::{Run, RunState};
+use crate::domain::run::{Run, RunState, RunStatus};
 use crate::error::StoreError;
 use crate::ports::{RecordedEvent, RunStore, SlotChange};
 
@@ -155,6 +156,10 @@ impl RunStore for SqliteStore {
                 }
                 count(&tx, &after, 1)?;
             }
+            let previous = before.as_ref().and_then(|b| RunStatus::parse(&b[0]));
+            if let Some(tally) = RunTally::of(previous, &p) {
+                add_tally(&tx, &tally)?;
+            }
             tx.commit().map_err(backend)?;
             if appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % OPTIMIZE_EVERY
                 == OPTIMIZE_EVERY - 1
@@ -162,6 +167,48 @@ impl RunStore for SqliteStore {
                 conn.execute_batch("PRAGMA optimize").map_err(backend)?;
             }
             Ok(version)
+        })
+        .await
+    }
+
+    async fn tallies(
+        &self,
+        by: Dimension,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DayTally>, StoreError> {
+        self.with(move |conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT day, key, label, cost_usd, cpu_hours, runs, failed FROM run_tallies \
+                     WHERE dimension = ?1 AND day >= ?2 AND day <= ?3",
+                )
+                .map_err(backend)?;
+            let rows = select
+                .query_map(
+                    params![by.as_str(), from.to_string(), to.to_string()],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            DayTally {
+                                day: NaiveDate::MIN,
+                                key: r.get(1)?,
+                                label: r.get(2)?,
+                                cost_usd: r.get(3)?,
+                                cpu_hours: r.get(4)?,
+                                runs: r.get::<_, i64>(5)?.max(0) as u64,
+                                failed: r.get::<_, i64>(6)?.max(0) as u64,
+                            },
+                        ))
+                    },
+                )
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (day, tally) = row.map_err(backend)?;
+                let day = day.parse().map_err(backend)?;
+                Ok(DayTally { day, ..tally })
+            })
+            .collect()
         })
         .await
     }
@@ -714,6 +761,34 @@ fn change_slots(tx: &rusqlite::Transaction<'_>, slot: &SlotChange) -> Result<(),
             Ok(())
         }
     }
+}
+
+/// Adds an ended run to its day's tallies, one per dimension.
+fn add_tally(tx: &rusqlite::Transaction<'_>, tally: &RunTally) -> Result<(), StoreError> {
+    let mut upsert = tx
+        .prepare_cached(
+            "INSERT INTO run_tallies (dimension, day, key, label, cost_usd, cpu_hours, runs, failed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7) \
+             ON CONFLICT (dimension, day, key) DO UPDATE SET label = excluded.label, \
+             cost_usd = cost_usd + excluded.cost_usd, cpu_hours = cpu_hours + excluded.cpu_hours, \
+             runs = runs + 1, failed = failed + excluded.failed",
+        )
+        .map_err(backend)?;
+    let day = tally.day.to_string();
+    for (dimension, key, label) in &tally.keys {
+        upsert
+            .execute(params![
+                dimension.as_str(),
+                day,
+                key,
+                label,
+                tally.cost_usd,
+                tally.cpu_hours,
+                i64::from(tally.failed)
+            ])
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

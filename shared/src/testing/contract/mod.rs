@@ -20,5 +20,5 @@ pub use registry::{
 pub use runs::{
     cluster_slots_contract, concurrent_append_contract, event_store_contract,
     projection_is_the_replay_of_the_events, queue_position_contract, recent_starts_contract,
-    run_read_model_contract,
+    run_read_model_contract, tallies_contract,
 };

@@ -774,3 +774,170 @@ pub async fn recent_starts_contract<S: RunStore>(store: &S) {
             .is_empty()
     );
 }
+
+/// Decides `command` for `run_id` and appends it, deciding again after a
+/// lost race, with each attempt's usage priced at `cost` dollars (as the
+/// use cases price it); whether this call appended anything.
+async fn apply_priced<S: RunStore>(
+    store: &S,
+    run_id: &str,
+    command: RunCommand,
+    cost: f64,
+) -> bool {
+    for _ in 0..50 {
+        let state = store
+            .get(run_id)
+            .await
+            .unwrap_or_else(|e| panic!("get failed: {e}"));
+        let expected = state.version;
+        let mut events = decide(&state, command.clone()).unwrap_or_else(|e| panic!("{e}"));
+        if events.is_empty() {
+            return false;
+        }
+        for event in &mut events {
+            if let RunEvent::RunUsageRecorded { usage, .. } = event {
+                usage.cost_usd = Some(cost);
+            }
+        }
+        let run = events
+            .iter()
+            .fold(state, evolve)
+            .run
+            .unwrap_or_else(|| panic!("a run"));
+        match store.append(run_id, expected, &events, &run).await {
+            Ok(_) => return true,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => panic!("append failed: {e}"),
+        }
+    }
+    panic!("{run_id}: still losing races after 50 tries")
+}
+
+/// Leaderboard tallies: each run that ends is counted once in each
+/// dimension (definition, owner, group) on the day it ended, with its cost
+/// and CPU hours, however often and however concurrently its end is
+/// delivered; a run stopped before it ran counts with no cost, and other
+/// days and dimensions are apart.
+pub async fn tallies_contract<S: RunStore + Clone + 'static>(store: &S) {
+    use crate::domain::insights::Dimension;
+    let runs = [
+        ("tally-1", "a", "ann", "ml", Some(0), 1.0),
+        ("tally-2", "a", "bob", "ml", Some(1), 0.5),
+        ("tally-3", "b", "ann", "etl", Some(0), 2.0),
+        ("tally-4", "b", "bob", "etl", None, 0.0),
+    ];
+    for (id, alias, owner, group, _, _) in runs {
+        let mut s = spec(id);
+        s.alias = alias.to_owned();
+        s.definition_id = format!("def-{alias}");
+        s.owner = owner.to_owned();
+        s.group_name = group.to_owned();
+        s.resources.cpu = Some(2048);
+        append(
+            store,
+            id,
+            &[RunEvent::RunQueued {
+                spec: Box::new(s),
+                at: t(0),
+            }],
+        )
+        .await;
+    }
+    for (id, _, _, _, code, cost) in runs {
+        let Some(code) = code else {
+            let stop = RunCommand::RequestStop {
+                by: "bob".into(),
+                reason: None,
+                now: t(10),
+            };
+            assert!(apply_priced(store, id, stop, cost).await);
+            continue;
+        };
+        let launched = RunCommand::RecordLaunched {
+            attempt: 1,
+            task_id: format!("task-{id}"),
+            running_on: Some("host".into()),
+            limits: None,
+            now: t(0),
+        };
+        assert!(apply_priced(store, id, launched, cost).await);
+        // The same end, delivered 20 times at once.
+        let exited = RunCommand::RecordExited {
+            attempt: 1,
+            engine_version: None,
+            exit_code: Some(code),
+            reason: None,
+            usage: None,
+            now: t(1800),
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (store, exited) = (store.clone(), exited.clone());
+            tasks.push(tokio::spawn(async move {
+                apply_priced(&store, id, exited, cost).await
+            }));
+        }
+        let mut appended = 0;
+        for task in tasks {
+            appended += usize::from(task.await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert_eq!(appended, 1, "{id}: exactly one delivery of its end appends");
+    }
+    let day = t(1800).date_naive();
+    let tallies = |by| {
+        let store = store.clone();
+        async move {
+            let mut rows = store
+                .tallies(by, day, day)
+                .await
+                .unwrap_or_else(|e| panic!("tallies failed: {e}"));
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+            rows.into_iter()
+                .map(|r| {
+                    (
+                        r.key,
+                        r.label,
+                        (r.cost_usd * 1000.0).round() / 1000.0,
+                        (r.cpu_hours * 1000.0).round() / 1000.0,
+                        r.runs,
+                        r.failed,
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // 2 vCPUs for half an hour: one CPU hour per run that ran.
+    assert_eq!(
+        tallies(Dimension::Definition).await,
+        [
+            ("def-a".into(), "a".into(), 1.5, 2.0, 2, 1),
+            ("def-b".into(), "b".into(), 2.0, 1.0, 2, 1),
+        ],
+        "by definition, labelled with the alias"
+    );
+    assert_eq!(
+        tallies(Dimension::Owner).await,
+        [
+            ("ann".into(), "ann".into(), 3.0, 2.0, 2, 0),
+            ("bob".into(), "bob".into(), 0.5, 1.0, 2, 2),
+        ],
+        "by owner"
+    );
+    assert_eq!(
+        tallies(Dimension::Group).await,
+        [
+            ("etl".into(), "etl".into(), 2.0, 1.0, 2, 1),
+            ("ml".into(), "ml".into(), 1.5, 2.0, 2, 1),
+        ],
+        "by group"
+    );
+    let next_day = day.succ_opt().unwrap_or(day);
+    assert!(
+        store
+            .tallies(Dimension::Definition, next_day, next_day)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty(),
+        "another day has its own tallies"
+    );
+}

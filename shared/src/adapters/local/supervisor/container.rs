@@ -37,6 +37,7 @@ fn ending(exit_code: Option<i64>, reason: Option<String>, retryable: bool) -> En
         reason,
         ended_at: now(),
         retryable,
+        usage: None,
     }
 }
 
