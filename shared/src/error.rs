@@ -210,6 +210,9 @@ pub enum Missing {
     /// A template name with no version at all.
     #[error("template {0}")]
     TemplateName(String),
+    /// A schedule, by id.
+    #[error("schedule {0}")]
+    Schedule(String),
     /// A template by name, at a version (the latest when `None`).
     #[error("template {name} version {}", version.map_or_else(|| "latest".to_owned(), |v| v.to_string()))]
     TemplateVersion {
@@ -240,6 +243,8 @@ pub enum Act {
     ChangeDefinition(String),
     /// Launch a run owned by someone else.
     LaunchAs,
+    /// Change, pause or delete this schedule.
+    ChangeSchedule(String),
 }
 
 /// What a [`AppError::Conflict`] is about.
@@ -274,6 +279,9 @@ pub enum Contended {
     /// A template's versions.
     #[error("template {0}")]
     Template(String),
+    /// A schedule.
+    #[error("schedule {0}")]
+    Schedule(String),
 }
 
 /// The parts of the service an [`AppError`] can come from.

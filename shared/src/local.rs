@@ -297,8 +297,9 @@ pub async fn serve(
         Arc::clone(&app),
         config.retry_interval,
         config.requeue_after,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let scheduler = tokio::spawn(schedule_loop(Arc::clone(&app), stop_rx));
 
     info!(
         address = %local_addr,
@@ -319,6 +320,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = driver.await;
     let _ = sweeper.await;
+    let _ = scheduler.await;
     served.map_err(|source| ServeError::Io {
         what: "serve HTTP on",
         path: PathBuf::from(local_addr.to_string()),
@@ -637,6 +639,31 @@ async fn sweep(
                 }
             }
             Err(e) => error!(error = %e, "the running-long sweep failed"),
+        }
+    }
+}
+
+/// How often the scheduler looks for due schedules: a schedule's cron may
+/// name seconds.
+const SCHEDULER_TICK: Duration = Duration::from_secs(1);
+
+/// The scheduler: fires the due schedules every [`SCHEDULER_TICK`].
+async fn schedule_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SCHEDULER_TICK) => {}
+            _ = stop.changed() => return,
+        }
+        match app.fire_due_schedules().await {
+            Ok(outcome) => {
+                if !outcome.fired.is_empty() {
+                    info!(fired = ?outcome.fired, "schedules fired");
+                }
+                if !outcome.refused.is_empty() {
+                    warn!(refused = ?outcome.refused, "scheduled fires launched no run");
+                }
+            }
+            Err(e) => error!(error = %e, "the scheduler could not read the schedules"),
         }
     }
 }

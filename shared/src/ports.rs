@@ -16,6 +16,7 @@ use crate::domain::event::RunEvent;
 use crate::domain::learning::{JobKey, Learned, Lesson};
 use crate::domain::query::{DefinitionQuery, Page, RunQuery};
 use crate::domain::run::{Run, RunCommand, RunState};
+use crate::domain::schedule::Schedule;
 use crate::domain::spec::{Engine, Resources};
 use crate::domain::template::Template;
 use crate::error::{EngineError, LogError, PublishError, StoreError};
@@ -249,6 +250,22 @@ pub trait TemplateStore: Send + Sync {
     async fn versions(&self, name: &str) -> Result<Vec<Template>, StoreError>;
     /// Every version of every template.
     async fn all(&self) -> Result<Vec<Template>, StoreError>;
+}
+
+/// Schedules, each written with its stored version as condition.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Saves a new schedule (its `version` 1).
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError>;
+    /// A schedule.
+    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>, StoreError>;
+    /// Every schedule, oldest first.
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+    /// Replaces the schedule if its stored version is `expected` (the new
+    /// one carries `expected + 1`); `false` when it moved or is gone.
+    async fn save_schedule(&self, schedule: &Schedule, expected: u64) -> Result<bool, StoreError>;
+    /// Deletes a schedule; `false` when there was none.
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool, StoreError>;
 }
 
 /// A request to launch one attempt of a run, as carried by a cluster's queue.

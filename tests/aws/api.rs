@@ -134,6 +134,7 @@ async fn status_etags_self_reports_timelines_groups_and_filters_work_over_dynamo
             "RunSubmitted",
             "RunStarted",
             "RunStopRequested",
+            "RunUsageRecorded",
             "RunStopped"
         ]
     );

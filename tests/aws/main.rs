@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::ecs_events::{EcsTaskStateChangeEvent, task_group};
 use shared::app::App;
-use shared::lambda::{AwsClients, Config, build_app, retry, status, submit};
+use shared::lambda::{AwsClients, Config, build_api_app, build_app, retry, status, submit};
 use shared::ports::ManualClock;
 use shared::testing::counting::RequestCounter;
 use shared::testing::moto::Moto;
@@ -29,6 +29,7 @@ mod capacity;
 mod infra;
 mod policies;
 mod processes;
+mod schedules;
 mod sweep;
 mod timeouts;
 
@@ -170,14 +171,17 @@ async fn stack() -> Stack {
     let counter = RequestCounter::default();
     let clients = AwsClients::with_interceptor(&sdk, counter.clone());
     let app = Arc::new(build_app(&config, &clients, clock.clone()));
+    // The api function's app stops tasks and launches none, as its bootstrap's.
     let functions = (0..4)
-        .map(|_| {
+        .map(|i| {
             let counter = RequestCounter::default();
             let clients = AwsClients::with_interceptor(&sdk, counter.clone());
-            (
-                Arc::new(build_app(&config, &clients, clock.clone())),
-                counter,
-            )
+            let app = if i == 0 {
+                build_api_app(&config, &clients, clock.clone())
+            } else {
+                build_app(&config, &clients, clock.clone())
+            };
+            (Arc::new(app), counter)
         })
         .collect();
     Stack {
@@ -574,8 +578,8 @@ async fn a_successful_run_costs_a_bounded_number_of_aws_requests_and_write_units
     let (first, steady) = (costs[0], costs[1]);
     assert_eq!(
         (steady.1, steady.2),
-        (4, 18),
-        "a state change is one transaction of its event, the projection and the list counters it moves (four for a new run, two for a status change): queued, pending, running, stopped"
+        (4, 22),
+        "a state change is one transaction of its event, the projection and the list counters it moves (four for a new run, two for a status change): queued, pending, running, stopped; the stop also holds the attempt's usage event and adds the run to its three daily leaderboard tallies"
     );
     assert!(
         steady.0 <= 18,

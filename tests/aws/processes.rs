@@ -908,7 +908,7 @@ async fn the_four_function_binaries_run_a_job_to_stopped_as_lambda_processes_on_
         swept,
         json!({
             "requeued": [], "gave_up": [], "reenqueued": [], "reconciled": [],
-            "lost": [], "timed_out": [], "slots_repaired": [], "failed": [],
+            "lost": [], "timed_out": [], "running_long": [], "scheduled": [], "schedule_refused": [], "slots_repaired": [], "failed": [],
             "pods_recorded": 0, "logs_archived": 0
         }),
         "step \"{step}\": a stopped run needs nothing"

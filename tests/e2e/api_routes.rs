@@ -227,10 +227,16 @@ async fn a_runs_events_are_its_timeline_in_order_with_timestamps() {
             .unwrap_or_default();
         assert_eq!(
             reasons,
-            ["RunQueued", "RunSubmitted", "RunStarted", "RunStopped"],
+            [
+                "RunQueued",
+                "RunSubmitted",
+                "RunStarted",
+                "RunUsageRecorded",
+                "RunStopped"
+            ],
             "{events}"
         );
-        assert_eq!(events["total"], 4);
+        assert_eq!(events["total"], 5);
         let first = &events["pod_events"][0];
         assert!(first["timestamp"].as_str().is_some_and(|t| t.contains('T')));
         assert!(

@@ -17,5 +17,6 @@ mod insights;
 mod lifecycle;
 mod restart;
 mod retries;
+mod schedules;
 mod security;
 mod sizes;

@@ -872,3 +872,58 @@ async fn a_run_longer_than_its_job_usually_takes_shows_a_slow_badge_in_the_list_
         "the running run's row says it is slow: {rows:?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (scripts/test installs them)"]
+async fn a_schedule_made_from_a_task_page_fires_and_is_paused_and_deleted_from_the_schedules_page()
+{
+    let ui = Ui::start("schedule").await;
+    let def = ui.server.define("ticker", "echo tick").await;
+    let id = def["definition_id"].as_str().unwrap_or_default().to_owned();
+    ui.open(&format!("#/tasks/{id}")).await;
+    ui.find("#schedule-task").await.click().await;
+    ui.wait_heading("Schedule ticker").await;
+    ui.assert_controls_labelled().await;
+    // A cron the API refuses: the problem shows beside its field.
+    ui.fill("#schedule-form [name=owner]", "ada").await;
+    ui.fill("#schedule-form [name=cron]", "every second").await;
+    ui.fill("#schedule-form [name=time_zone]", "UTC").await;
+    ui.find("#save-schedule").await.click().await;
+    ui.wait_text(
+        "#schedule-form .field-error:not([hidden])",
+        "not a cron expression",
+    )
+    .await;
+    let (_, none) = ui.server.get("/api/v6/schedules").await;
+    assert_eq!(none["total"], 0, "a refused schedule is not saved: {none}");
+    ui.fill("#schedule-form [name=cron]", "* * * * * *").await;
+    ui.find("#save-schedule").await.click().await;
+    ui.wait_heading("Schedules").await;
+    ui.wait_text("#schedules-table", "ticker").await;
+    // It fires every second: the list, read again every 5 s, shows its
+    // newest run.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let rows = ui.wait_rows("#schedules-table", 1).await;
+        if rows[0][5] != "0" && rows[0][4] != "—" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fire shown: {rows:?}\n{}",
+            ui.server.server_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ui.shot("list").await;
+    ui.find(".pause-schedule").await.click().await;
+    ui.find(".resume-schedule").await;
+    let (_, list) = ui.server.get("/api/v6/schedules").await;
+    assert_eq!(list["schedules"][0]["enabled"], false, "{list}");
+    assert_eq!(list["schedules"][0]["owner"], "ada", "{list}");
+    let (_, runs) = ui.server.get("/api/v6/history?alias=ticker").await;
+    assert!(runs["total"].as_u64().unwrap_or_default() >= 1, "{runs}");
+    ui.find(".delete-schedule").await.click().await;
+    ui.find("#dialog-confirm").await.click().await;
+    ui.wait_text("#schedules-table", "No schedules yet").await;
+}

@@ -11,6 +11,7 @@ import { runView } from './run.js';
 import { templatesView, templateView } from './templates.js';
 import { clustersView } from './clusters.js';
 import { insightsView } from './insights.js';
+import { schedulesView, scheduleFormView } from './schedules.js';
 
 const routes = [
   [/^\/tasks$/, 'tasks', tasksView],
@@ -25,6 +26,8 @@ const routes = [
   [/^\/templates\/([^/]+)$/, 'templates', templateView],
   [/^\/clusters$/, 'clusters', clustersView],
   [/^\/insights$/, 'insights', insightsView],
+  [/^\/schedules$/, 'schedules', schedulesView],
+  [/^\/schedules\/new$/, 'schedules', scheduleFormView],
 ];
 
 /** What a view may ask of the page while it is shown. */

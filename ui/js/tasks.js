@@ -104,6 +104,7 @@ export async function taskView(scope, id) {
     h('p', { class: 'sub mono' }, def.definition_id),
     h('div', { class: 'bar' },
       h('a', { href: `#/tasks/${enc(id)}/launch`, class: 'button primary', id: 'launch-task' }, 'Launch'),
+      h('a', { href: `#/schedules/new?alias=${enc(def.alias)}`, class: 'button', id: 'schedule-task' }, 'Schedule'),
       h('a', { href: `#/tasks/${enc(id)}/edit`, class: 'button', id: 'edit-task' }, 'Edit'),
       h('a', { href: `#/tasks/${enc(id)}/copy`, class: 'button', id: 'copy-task' }, 'Copy'),
       h('button', { type: 'button', class: 'danger', id: 'delete-task', onclick: remove }, 'Delete')),

@@ -160,6 +160,8 @@ export async function templateView(scope, id) {
   return h('section', {},
     h('h1', {}, tpl.template_name, h('span', { class: 'badge' }, `v${tpl.version}`)),
     h('p', { class: 'sub mono' }, tpl.template_id),
+    h('div', { class: 'bar' },
+      h('a', { href: `#/schedules/new?template=${enc(tpl.template_name)}&version=${tpl.version}&id=${enc(tpl.template_id)}`, class: 'button', id: 'schedule-template' }, 'Schedule')),
     attrs([
       ['Image', h('span', { class: 'mono' }, tpl.image)],
       ['Memory (MB)', tpl.memory],

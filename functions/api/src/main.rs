@@ -8,6 +8,6 @@ use lambda_http::Error;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let (config, app) = shared::lambda::from_env().await?;
+    let (config, app) = shared::lambda::api_from_env().await?;
     lambda_http::run(shared::lambda::api_router(Arc::new(app), &config)).await
 }

@@ -1,5 +1,6 @@
 //! The ECS execution engine (feature `aws`): launches one Fargate task per
-//! attempt and stops it on request. State changes come back through
+//! attempt and stops it on request ([`EcsExecutionEngine`]; the api function
+//! has only its stopping half, [`EcsStopper`]). State changes come back through
 //! EventBridge (see [`super::ecs_events`]), not through this type.
 //!
 //! - A task definition is registered once per definition, image and resources
@@ -79,6 +80,52 @@ pub struct EcsSettings {
 pub struct EcsExecutionEngine {
     client: Client,
     settings: EcsSettings,
+}
+
+/// Stops the ECS task `task_id` of `run_id` (`StopTask`).
+async fn stop_task(client: &Client, run_id: &str, task_id: &str) -> Result<(), EngineError> {
+    let cluster = cluster_of_task(task_id)
+        .ok_or_else(|| permanent(format!("{task_id} is not an ECS task ARN")))?
+        .to_owned();
+    client
+        .stop_task()
+        .cluster(&cluster)
+        .task(task_id)
+        .reason(format!("flotilla: stop requested for run {run_id}"))
+        .send()
+        .await
+        .map_err(|e| classify(e, "stop the task", &cluster))?;
+    Ok(())
+}
+
+/// The ECS engine's stopping half, for a function that stops tasks and
+/// launches none (the api: the submit function launches, the retry
+/// function looks tasks up). Its `launch` refuses, saying which function
+/// launches; it links no task definition or `RunTask` code into the api.
+#[derive(Debug, Clone)]
+pub struct EcsStopper {
+    client: Client,
+}
+
+impl EcsStopper {
+    /// Stops tasks with `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl ExecutionEngine for EcsStopper {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, EngineError> {
+        Err(permanent(format!(
+            "run {} was handed to the api function, which launches no task: the submit function launches runs from their cluster's queue",
+            spec.run_id
+        )))
+    }
+
+    async fn stop(&self, _cluster: &str, run_id: &str, task_id: &str) -> Result<(), EngineError> {
+        stop_task(&self.client, run_id, task_id).await
+    }
 }
 
 /// The ECS cluster name inside a task ARN
@@ -465,18 +512,7 @@ impl ExecutionEngine for EcsExecutionEngine {
     }
 
     async fn stop(&self, _cluster: &str, run_id: &str, task_id: &str) -> Result<(), EngineError> {
-        let cluster = cluster_of_task(task_id)
-            .ok_or_else(|| permanent(format!("{task_id} is not an ECS task ARN")))?
-            .to_owned();
-        self.client
-            .stop_task()
-            .cluster(&cluster)
-            .task(task_id)
-            .reason(format!("flotilla: stop requested for run {run_id}"))
-            .send()
-            .await
-            .map_err(|e| classify(e, "stop the task", &cluster))?;
-        Ok(())
+        stop_task(&self.client, run_id, task_id).await
     }
 
     /// One `DescribeTasks` call. A task ECS answers with a failure

@@ -8,7 +8,8 @@
 //! - [`sweep`]: the retry sweep (requeues, lost enqueues, deadlines);
 //! - [`clusters`] and [`templates`]: the cluster registry and v7 templates;
 //! - [`logs`]: a run's output;
-//! - [`insights`]: leaderboards of what runs cost and used.
+//! - [`insights`]: leaderboards of what runs cost and used;
+//! - [`schedules`]: cron schedules, and firing the due ones.
 //!
 //! [`App`] holds the ports and the settings, and nothing else; it is the same
 //! for `flotilla serve` and the Lambda functions and is built in one place,
@@ -25,10 +26,13 @@ pub mod insights;
 pub mod logs;
 pub mod reports;
 pub mod runs;
+pub mod schedules;
 pub mod sweep;
 pub mod templates;
 pub mod tokens;
 
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod tests;
 
@@ -46,7 +50,7 @@ use crate::domain::spec::Engine;
 use crate::error::{AppError, Conflict, Contended, Missing, StoreError};
 use crate::ports::{
     Clock, ClusterStore, DefinitionStore, EventPublisher, ExecutionEngine, IdempotenceKeys,
-    JobLessons, LogSource, RunQueue, RunStateChange, RunStore, TemplateStore,
+    JobLessons, LogSource, RunQueue, RunStateChange, RunStore, ScheduleStore, TemplateStore,
 };
 
 pub use definitions::DefinitionRef;
@@ -101,7 +105,14 @@ pub struct AppSettings {
 
 /// Every storage port, implemented by one backend (SQLite, DynamoDB).
 pub trait Storage:
-    RunStore + DefinitionStore + ClusterStore + IdempotenceKeys + TemplateStore + JobLessons + 'static
+    RunStore
+    + DefinitionStore
+    + ClusterStore
+    + IdempotenceKeys
+    + TemplateStore
+    + JobLessons
+    + ScheduleStore
+    + 'static
 {
 }
 
@@ -112,6 +123,7 @@ impl<T> Storage for T where
         + IdempotenceKeys
         + TemplateStore
         + JobLessons
+        + ScheduleStore
         + 'static
 {
 }
@@ -148,6 +160,8 @@ pub struct App {
     pub templates: Arc<dyn TemplateStore>,
     /// What each job's runs taught its next ones.
     pub lessons: Arc<dyn JobLessons>,
+    /// Schedules.
+    pub schedules: Arc<dyn ScheduleStore>,
     /// Per-cluster queues.
     pub queue: Arc<dyn RunQueue>,
     /// Engine.
@@ -204,6 +218,7 @@ impl App {
             clusters: storage.clone(),
             idempotence: storage.clone(),
             templates: storage.clone(),
+            schedules: storage.clone(),
             lessons: storage,
             queue,
             engine,

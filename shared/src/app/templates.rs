@@ -176,6 +176,26 @@ impl App {
         dry_run: bool,
         caller: &Caller,
     ) -> Result<Run, AppError> {
+        let (definition, used) = self.rendered_template(template, payload).await?;
+        self.launch(
+            &definition,
+            OwnerRule::TemplateOwner,
+            request,
+            Some(used),
+            dry_run,
+            caller,
+        )
+        .await
+    }
+
+    /// What a run of `template` with `payload` launches: a definition made
+    /// from the template with its command rendered (within the render
+    /// budget), and the template version and payload it records.
+    pub(crate) async fn rendered_template(
+        &self,
+        template: &Template,
+        payload: Option<serde_json::Value>,
+    ) -> Result<(Definition, TemplateUse), AppError> {
         let rendered = {
             let (template, payload) = (template.clone(), payload.clone());
             bounded(move || template.command_for(payload.as_ref())).await?
@@ -206,14 +226,6 @@ impl App {
             version: template.version,
             payload: payload.unwrap_or(serde_json::Value::Null),
         };
-        self.launch(
-            &definition,
-            OwnerRule::TemplateOwner,
-            request,
-            Some(used),
-            dry_run,
-            caller,
-        )
-        .await
+        Ok((definition, used))
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::cluster::{Cluster, RouteRequest, route};
 use crate::domain::definition::Definition;
@@ -43,7 +43,7 @@ pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: u64 = 172_800;
 pub const V1_OWNER: &str = "v1-unknown";
 
 /// `run_tags` of an execute body.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunTags {
     /// Owner (v4/v6 and the alias route).
     pub owner_id: Option<String>,
@@ -54,7 +54,7 @@ pub struct RunTags {
 }
 
 /// An execute body (Flotilla's LaunchRequestV2; v1's `{cluster, env, tier}` is a subset).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LaunchRequest {
     /// Cluster to run on; the default cluster when absent.
     pub cluster: Option<String>,

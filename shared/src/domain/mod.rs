@@ -24,6 +24,7 @@
 //!   with how much memory.
 //! - [`usage`]: what an attempt used and its estimated cost (price tables).
 //! - [`insights`]: leaderboards over daily tallies of ended runs.
+//! - [`schedule`]: cron schedules in time zones, what is due and when.
 
 pub mod cluster;
 pub mod definition;
@@ -39,6 +40,7 @@ pub mod query;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod schedule;
 pub mod spec;
 pub mod template;
 pub mod usage;

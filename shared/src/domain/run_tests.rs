@@ -1247,3 +1247,80 @@ fn a_retried_attempts_usage_adds_to_the_next_ones_and_a_give_up_adds_nothing() {
         RunScenario::given([queued(), submitted(1), started(1), needs_retry(1)]).when(requeue(1));
     assert!(usage_of(&gave_up.events()).is_empty());
 }
+
+fn usual(p90_s: f64) -> crate::domain::learning::UsualDuration {
+    crate::domain::learning::UsualDuration { p90_s, runs: 20 }
+}
+
+#[test]
+fn a_run_past_one_and_a_half_times_its_usual_duration_and_the_minimum_is_due_to_be_flagged() {
+    // started(1) is at t(2); usually 400 s: the threshold is 600 s.
+    let run = replay(&[queued(), submitted(1), started(1)])
+        .run
+        .unwrap_or_else(|| panic!("a run"));
+    let minimum = Duration::minutes(5);
+    assert!(!runs_long(&run, usual(400.0), minimum, t(2 + 600)));
+    assert!(runs_long(&run, usual(400.0), minimum, t(2 + 601)));
+    // A job that usually takes 10 s is not flagged before the minimum.
+    assert!(!runs_long(&run, usual(10.0), minimum, t(2 + 299)));
+    assert!(runs_long(&run, usual(10.0), minimum, t(2 + 301)));
+    let pending = replay(&[queued(), submitted(1)])
+        .run
+        .unwrap_or_else(|| panic!("a run"));
+    assert!(
+        !runs_long(&pending, usual(1.0), minimum, t(10_000)),
+        "not running"
+    );
+}
+
+#[test]
+fn a_running_attempt_is_flagged_once_and_a_new_attempt_may_be_flagged_again() {
+    let flag = |attempt, now| RunCommand::FlagRunningLong {
+        attempt,
+        usual: usual(400.0),
+        now: t(now),
+    };
+    let outcome = RunScenario::given([queued(), submitted(1), started(1)]).when(flag(1, 900));
+    let events = outcome.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [RunEvent::RunRunningLong {
+                attempt: 1,
+                running_s: 898,
+                usual_s: 400,
+                usual_of_runs: 20,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    let note = outcome.run().running_long.unwrap_or_default();
+    assert!(note.contains("running for 14m 58s"), "{note}");
+    assert!(note.contains("took up to 6m 40s"), "{note}");
+    let mut flagged = vec![queued(), submitted(1), started(1)];
+    flagged.extend(events);
+    RunScenario::given(flagged.clone())
+        .when(flag(1, 2000))
+        .then_nothing();
+    RunScenario::given(flagged.clone())
+        .when(flag(2, 2000))
+        .then_nothing();
+    RunScenario::given([queued(), submitted(1), started(1), stopped(1, Some(0))])
+        .when(flag(1, 2000))
+        .then_nothing();
+    // Requeued after a failure, the new attempt starts unflagged.
+    flagged.extend([
+        needs_retry(1),
+        RunEvent::RunRequeued {
+            attempt: 2,
+            resources: None,
+            resources_note: None,
+            node_lifecycle: None,
+            lifecycle_note: None,
+            at: t(3000),
+        },
+    ]);
+    let requeued = replay(&flagged).run.unwrap_or_else(|| panic!("a run"));
+    assert_eq!(requeued.running_long, None);
+}

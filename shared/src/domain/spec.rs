@@ -199,7 +199,7 @@ pub struct RunSpec {
 }
 
 /// Which template version a run was made from, with what payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateUse {
     /// Template version id.
     pub template_id: String,

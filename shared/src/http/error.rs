@@ -72,6 +72,11 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The problems listed, one per field.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
 }
 
 impl From<ValidationError> for ApiError {
@@ -103,6 +108,7 @@ fn missing_words(missing: &Missing) -> String {
         Missing::Run(id) => format!("Run with id {id} not found"),
         Missing::Cluster(name) => format!("Cluster with ID {name} not found"),
         Missing::Template(id) => format!("Template with ID {id} not found"),
+        Missing::Schedule(id) => format!("Schedule with ID {id} not found"),
         Missing::TemplateName(name) => format!("template {name} not found"),
         Missing::TemplateVersion { name, version } => format!(
             "template {name} version {} not found",
@@ -121,6 +127,9 @@ fn refusal_words(refusal: &crate::error::Refusal) -> String {
         ),
         Act::ChangeDefinition(id) => format!(
             "definition {id} was created by {owner}: only {owner} or an admin may change or delete it (you are {caller})"
+        ),
+        Act::ChangeSchedule(id) => format!(
+            "schedule {id} belongs to {owner}: only {owner} or an admin may change, pause or delete it (you are {caller})"
         ),
         Act::LaunchAs => format!(
             "you are {caller} and may launch runs only as yourself, not as {owner}: set the owner to {caller} or leave it out"
@@ -145,6 +154,7 @@ fn conflict_words(conflict: &Conflict) -> String {
         Conflict::Contended(Contended::Run(run_id)) => busy(format!("run {run_id}")),
         Conflict::Contended(Contended::Clusters) => busy("the cluster registry".to_owned()),
         Conflict::Contended(Contended::Template(name)) => busy(format!("template {name}")),
+        Conflict::Contended(Contended::Schedule(id)) => busy(format!("schedule {id}")),
     }
 }
 

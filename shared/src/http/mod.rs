@@ -7,7 +7,8 @@
 //!
 //! One file per resource holds its routes and handlers: [`definitions`],
 //! [`runs`] (execute, history, stop, status, timelines), [`logs`],
-//! [`clusters`], [`templates`], [`insights`] (leaderboards), [`service`] (health, the OpenAPI document) and
+//! [`clusters`], [`templates`], [`insights`] (leaderboards), [`schedules`],
+//! [`service`] (health, the OpenAPI document) and
 //! [`ui`] (the web UI's files). [`routes`] gathers every operation once; both
 //! the router and the OpenAPI document ([`openapi`]) are built from it.
 //! Handlers only translate: they parse the request ([`input`]), call one use
@@ -24,6 +25,7 @@ pub mod logs;
 pub mod openapi;
 pub mod routes;
 pub mod runs;
+pub mod schedules;
 pub mod service;
 pub mod sign_in;
 pub mod templates;

@@ -221,6 +221,7 @@ pub fn operations() -> Vec<Operation> {
         super::templates::routes(),
         super::service::routes(),
         super::insights::routes(),
+        super::schedules::routes(),
     ]
     .into_iter()
     .flatten()

@@ -50,6 +50,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/templates.js", JS),
     asset!("js/clusters.js", JS),
     asset!("js/insights.js", JS),
+    asset!("js/schedules.js", JS),
 ];
 
 /// The ETag of each asset, in the order of [`ASSETS`], computed once.

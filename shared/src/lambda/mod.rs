@@ -113,6 +113,15 @@ pub async fn from_env() -> Result<(Config, App), ConfigError> {
     Ok((config, app))
 }
 
+/// [`from_env`] for the api function: its ECS engine only stops tasks
+/// ([`build_api_app`]).
+pub async fn api_from_env() -> Result<(Config, App), ConfigError> {
+    let config = Config::from_env()?;
+    let clients = AwsClients::new(&lambda_sdk_config(&config)?);
+    let app = build_api_app(&config, &clients, Arc::new(SystemClock));
+    Ok((config, app))
+}
+
 /// The SDK configuration of a function configured by `config`, naming the
 /// variable Lambda should have set when one is missing.
 pub fn lambda_sdk_config(config: &Config) -> Result<SdkConfig, ConfigError> {
@@ -132,7 +141,7 @@ pub async fn serve_api(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let clients = AwsClients::new(&crate::adapters::aws::sdk_config(&config.aws).await);
-    let app = Arc::new(build_app(config, &clients, Arc::new(SystemClock)));
+    let app = Arc::new(build_api_app(config, &clients, Arc::new(SystemClock)));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(
         address = %listener.local_addr()?,
@@ -172,20 +181,29 @@ impl EksParts {
     pub fn new(config: &Config, clients: &AwsClients) -> Self {
         let region = config.ecs.log_region.clone();
         let credentials = clients.sdk.credentials_provider();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&clients.sdk)
-                // Moto and other emulators serve buckets by path.
-                .force_path_style(config.aws.endpoint_url.is_some())
-                .build(),
-        );
+        // Emulators (an endpoint given) serve buckets by path.
+        let archive = config.log_bucket.as_deref().and_then(|bucket| {
+            match crate::adapters::eks::s3::S3Objects::new(
+                bucket,
+                &region,
+                config.aws.endpoint_url.as_deref(),
+                credentials.clone(),
+            ) {
+                Ok(objects) => Some(crate::adapters::eks::logs::S3LogArchive::new(
+                    objects, bucket, "", &region,
+                )),
+                Err(e) => {
+                    tracing::error!(bucket, error = %e, "cannot reach the run log bucket; EKS logs are not archived");
+                    None
+                }
+            }
+        });
         Self {
             connect: Arc::new(crate::adapters::eks::connect::IamConnector::new(
                 credentials,
                 &region,
             )),
-            archive: config.log_bucket.as_deref().map(|bucket| {
-                crate::adapters::eks::logs::S3LogArchive::new(s3, bucket, "", &region)
-            }),
+            archive,
         }
     }
 }
@@ -195,11 +213,29 @@ pub const ADD_CLUSTER_HINT: &str = "add it to the stack's Clusters parameter and
 
 /// The use cases over the AWS adapters, telling time by `clock`.
 pub fn build_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -> App {
-    let store = DynamoStore::new(clients.dynamodb.clone(), &config.table, Arc::clone(&clock));
-    let engine: Arc<dyn crate::ports::ExecutionEngine> = Arc::new(EcsExecutionEngine::new(
+    let ecs = Arc::new(EcsExecutionEngine::new(
         clients.ecs.clone(),
         config.ecs.clone(),
     ));
+    build_app_with(config, clients, clock, ecs)
+}
+
+/// [`build_app`] for the api function, which stops ECS tasks and launches
+/// none: its ECS engine is [`crate::adapters::ecs::EcsStopper`], so the
+/// launch code (task definitions, `RunTask`, `DescribeTasks`) is not in
+/// its bootstrap.
+pub fn build_api_app(config: &Config, clients: &AwsClients, clock: Arc<dyn Clock>) -> App {
+    let ecs = Arc::new(crate::adapters::ecs::EcsStopper::new(clients.ecs.clone()));
+    build_app_with(config, clients, clock, ecs)
+}
+
+fn build_app_with(
+    config: &Config,
+    clients: &AwsClients,
+    clock: Arc<dyn Clock>,
+    engine: Arc<dyn crate::ports::ExecutionEngine>,
+) -> App {
+    let store = DynamoStore::new(clients.dynamodb.clone(), &config.table, Arc::clone(&clock));
     let logs: Arc<dyn crate::ports::LogSource> = Arc::new(CloudWatchLogs::new(
         clients.logs.clone(),
         &config.ecs.log_group,

@@ -6,7 +6,11 @@
 //! lost after the append); PENDING and RUNNING runs with no event for the
 //! reconcile minutes are looked up with ECS `DescribeTasks` and what ECS says
 //! is recorded (a state change event lost); RUNNING runs past their
-//! `active_deadline_seconds` are stopped with a timeout reason.
+//! `active_deadline_seconds` are stopped with a timeout reason; RUNNING
+//! runs longer than their job usually takes are flagged (and a `Flotilla
+//! Run Running Long` event put on the bus); and the schedules due are
+//! fired, each fire once (its schedules' times have a minute's
+//! resolution here).
 //!
 //! With feature `eks`, [`tick_with_kubernetes`] then reads every
 //! registered Kubernetes cluster ([`crate::adapters::eks::reconcile`]):
@@ -39,6 +43,10 @@ pub struct Tick {
     pub timed_out: Vec<String>,
     /// Runs flagged as running longer than their job usually takes.
     pub running_long: Vec<String>,
+    /// Schedules' fires launched: `<schedule id> <fire time> -> <run id>`.
+    pub scheduled: Vec<String>,
+    /// Schedules' fires that launched no run, and why.
+    pub schedule_refused: Vec<String>,
     /// Capped clusters whose count of held slots was set right from their
     /// runs: `<cluster>: <from> -> <to>`.
     pub slots_repaired: Vec<String>,
@@ -96,10 +104,12 @@ pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
         .await?;
     let (timed_out, deadline_failures) = app.enforce_deadlines().await?;
     let (running_long, long_failures) = app.flag_long_runs().await?;
+    let fired = app.fire_due_schedules().await?;
     let mut failed = swept.failed;
     failed.extend(reconciled.failed);
     failed.extend(deadline_failures);
     failed.extend(long_failures);
+    failed.extend(fired.failed);
     Ok(Tick {
         requeued: swept.requeued,
         gave_up: swept.gave_up,
@@ -108,6 +118,8 @@ pub async fn tick(app: &App, intervals: Intervals) -> Result<Tick, AppError> {
         lost: reconciled.lost,
         timed_out,
         running_long,
+        scheduled: fired.fired,
+        schedule_refused: fired.refused,
         slots_repaired: swept.slots_repaired,
         pods_recorded: 0,
         logs_archived: 0,

@@ -122,6 +122,17 @@ impl Received<'_> {
 /// (as API Gateway's IAM authorization does, for a service that encodes
 /// its path twice, as every service but S3), with `secret`.
 pub fn verify_header_signed(request: &Received<'_>, secret: &str) -> Result<Verified, String> {
+    verify(request, secret, false)
+}
+
+/// [`verify_header_signed`] as S3 checks a request: its path encoded once
+/// (as sent), and its payload's SHA-256 the `x-amz-content-sha256` header,
+/// which must be the body's.
+pub fn verify_s3_signed(request: &Received<'_>, secret: &str) -> Result<Verified, String> {
+    verify(request, secret, true)
+}
+
+fn verify(request: &Received<'_>, secret: &str, s3: bool) -> Result<Verified, String> {
     let authorization = request
         .header("authorization")
         .first()
@@ -176,6 +187,8 @@ pub fn verify_header_signed(request: &Received<'_>, secret: &str) -> Result<Veri
     // Every service but S3 encodes the (already encoded) path again.
     let canonical_path = if request.path.is_empty() {
         "/".to_owned()
+    } else if s3 {
+        request.path.to_owned()
     } else {
         request
             .path
@@ -184,11 +197,22 @@ pub fn verify_header_signed(request: &Received<'_>, secret: &str) -> Result<Veri
             .collect::<Vec<_>>()
             .join("/")
     };
+    let payload = sha256_hex(request.body);
+    if s3 {
+        let claimed = request.header("x-amz-content-sha256");
+        if claimed.first().copied() != Some(payload.as_str()) {
+            return Err(format!(
+                "x-amz-content-sha256 is {claimed:?}, the body's SHA-256 is {payload}"
+            ));
+        }
+        if !signed_headers.iter().any(|h| h == "x-amz-content-sha256") {
+            return Err("the signature does not cover x-amz-content-sha256".into());
+        }
+    }
     let canonical_request = format!(
-        "{}\n{canonical_path}\n{}\n{canonical_headers}\n{signed}\n{}",
+        "{}\n{canonical_path}\n{}\n{canonical_headers}\n{signed}\n{payload}",
         request.method,
         canonical_query(request.query, &[]),
-        sha256_hex(request.body)
     );
     let expected = signature(secret, amz_date, scope, &canonical_request)?;
     if expected != given {

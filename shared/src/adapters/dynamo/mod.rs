@@ -14,6 +14,7 @@
 //! | template version guard | `TPLVER#<name>#<version>` | `TPLVER` | |
 //! | a job's lessons (definition and command hash) | `LESSON#<definition_id>#<command_hash>` | `LESSON` | `expires_at` (TTL) |
 //! | a day's leaderboard tally of one key (`tallies`) | `TALLY#<dimension>#<day>` | `K#<key>` | |
+//! | schedule | `SCHED#<schedule_id>` | `SCHED` | `catalog_pk` (`SCHEDULES`) sorted by `catalog_sk` (`<created_at>#<id>`) |
 //!
 //! An append is one `TransactWriteItems`: each event `Put` with
 //! `attribute_not_exists(SK)`, and the projection `Put` conditioned on the
@@ -27,8 +28,8 @@
 //! written is checked against [`MAX_ITEM_BYTES`] first.
 //!
 //! One file per port: `runs`, `definitions`, `clusters`,
-//! `idempotence` (keys), `templates`, `lessons`, `lists` for run lists and their
-//! counters, and `tallies` for leaderboards; the client, the table's layout, the
+//! `idempotence` (keys), `templates`, `lessons`, `schedules`, `lists` for run
+//! lists and their counters, and `tallies` for leaderboards; the client, the table's layout, the
 //! item size check and the transaction helper are here.
 
 mod clusters;
@@ -37,6 +38,7 @@ mod idempotence;
 mod lessons;
 mod lists;
 mod runs;
+mod schedules;
 mod tallies;
 
 pub use lists::{
@@ -745,6 +747,13 @@ mod tests {
         contract::idempotence_contract(&store).await;
         contract::template_store_contract(&store).await;
         contract::job_lessons_contract(&store).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs moto: scripts/test installs it and runs these"]
+    async fn dynamodb_passes_the_schedule_store_contract() {
+        let moto = Moto::start();
+        contract::schedule_store_contract(&store(&moto).await).await;
     }
 
     #[tokio::test]

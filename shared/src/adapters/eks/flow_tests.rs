@@ -254,7 +254,14 @@ async fn eks() -> Eks {
             .build(),
     );
     s3.create_bucket().bucket("run-logs").send().await.unwrap();
-    let archive = S3LogArchive::new(s3, "run-logs", "", "us-east-1");
+    let objects = super::s3::S3Objects::new(
+        "run-logs",
+        "us-east-1",
+        Some(&moto.endpoint),
+        sdk.credentials_provider(),
+    )
+    .unwrap();
+    let archive = S3LogArchive::new(objects, "run-logs", "", "us-east-1");
     let (client, api) = fake_cluster();
     let t = TestApp::new();
     let mut app = (*t.app).clone();

@@ -19,8 +19,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
 use futures_util::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -28,6 +26,7 @@ use kube::api::{ListParams, LogParams};
 
 use super::connect::KubeConnect;
 use super::routed::kubernetes_cluster;
+use super::s3::S3Objects;
 use super::{ATTEMPT_LABEL, CONTAINER_NAME, RUN_ID_LABEL, label_value};
 use crate::domain::run::Run;
 use crate::domain::spec::Engine;
@@ -39,6 +38,8 @@ pub const PAGE_BYTES: usize = 1024 * 1024;
 /// Most bytes of an attempt's log archived; past them the archive says it
 /// was cut.
 pub const MAX_ARCHIVE_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes of an answer to a PUT kept.
+const ERROR_ANSWER_BYTES: usize = 4096;
 /// Most bytes one whole-log answer carries (a Lambda answer holds 6 MB).
 pub const MAX_RAW_BYTES: usize = crate::adapters::cloudwatch::MAX_RAW_BYTES;
 
@@ -55,18 +56,18 @@ pub fn archive_key(prefix: &str, run_id: &str, attempt: u32) -> String {
 /// Where ended attempts' logs are kept.
 #[derive(Debug, Clone)]
 pub struct S3LogArchive {
-    client: aws_sdk_s3::Client,
+    objects: S3Objects,
     bucket: String,
     prefix: String,
     region: String,
 }
 
 impl S3LogArchive {
-    /// Logs in `bucket` under `prefix` (e.g. `""`, or `"flotilla/"`), in
-    /// `region` (for console links).
-    pub fn new(client: aws_sdk_s3::Client, bucket: &str, prefix: &str, region: &str) -> Self {
+    /// Logs in `bucket` (reached through `objects`) under `prefix` (e.g.
+    /// `""`, or `"flotilla/"`), in `region` (for console links).
+    pub fn new(objects: S3Objects, bucket: &str, prefix: &str, region: &str) -> Self {
         Self {
-            client,
+            objects,
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
             region: region.to_owned(),
@@ -88,34 +89,36 @@ impl S3LogArchive {
         )
     }
 
-    /// Whether an attempt's log is archived.
+    /// Whether an attempt's log is archived (a `HeadObject`; S3 answers a
+    /// missing object with 404 to a caller that may list the bucket).
     pub async fn has(&self, run_id: &str, attempt: u32) -> Result<bool, LogError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.key(run_id, attempt))
-            .send()
+        let key = self.key(run_id, attempt);
+        let answer = self
+            .objects
+            .send("HEAD", &key, &[], Vec::new(), 0)
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) => Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+            .map_err(backend)?;
+        match answer.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(backend(answer.problem(&format!("HEAD {key}")))),
         }
     }
 
-    /// Archives an attempt's log.
+    /// Archives an attempt's log (a `PutObject`).
     pub async fn put(&self, run_id: &str, attempt: u32, log: Vec<u8>) -> Result<(), LogError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.key(run_id, attempt))
-            .content_type("text/plain; charset=utf-8")
-            .body(ByteStream::from(log))
-            .send()
+        let key = self.key(run_id, attempt);
+        let headers = [("content-type", "text/plain; charset=utf-8".to_owned())];
+        let answer = self
+            .objects
+            .send("PUT", &key, &headers, log, ERROR_ANSWER_BYTES)
             .await
-            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        Ok(())
+            .map_err(backend)?;
+        if answer.status == 200 {
+            Ok(())
+        } else {
+            Err(backend(answer.problem(&format!("PUT {key}"))))
+        }
     }
 
     /// At most `len` bytes of an archived log from `offset`; `None` when
@@ -127,24 +130,23 @@ impl S3LogArchive {
         offset: usize,
         len: usize,
     ) -> Result<Option<Vec<u8>>, LogError> {
-        let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
+        let key = self.key(run_id, attempt);
+        let range = [(
+            "range",
+            format!("bytes={offset}-{}", offset + len.max(1) - 1),
+        )];
         let answer = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.key(run_id, attempt))
-            .range(range)
-            .send()
-            .await;
-        let object = match answer {
-            Ok(object) => object,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            .objects
+            .send("GET", &key, &range, Vec::new(), len.max(1))
+            .await
+            .map_err(backend)?;
+        match answer.status {
+            200 | 206 => Ok(Some(answer.body)),
+            404 => Ok(None),
             // At or past the end (also: an empty log).
-            Err(e) if e.code() == Some("InvalidRange") => return Ok(Some(Vec::new())),
-            Err(e) => return Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
-        };
-        let bytes = object.body.collect().await.map_err(backend)?;
-        Ok(Some(bytes.into_bytes().to_vec()))
+            416 => Ok(Some(Vec::new())),
+            _ => Err(backend(answer.problem(&format!("GET {key}")))),
+        }
     }
 }
 

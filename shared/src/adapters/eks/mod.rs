@@ -32,13 +32,15 @@
 //!   the function's role), [`routed`] sends a run to its cluster's engine,
 //!   [`reconcile`] reads the pods back into runs (there is no EventBridge
 //!   event for them), and [`logs`] reads a run's log from its pod or from
-//!   its S3 archive.
+//!   its S3 archive, whose objects [`s3`] reads and writes with signed
+//!   requests.
 
 pub mod connect;
 pub mod logs;
 pub mod pods;
 pub mod reconcile;
 pub mod routed;
+pub mod s3;
 pub mod token;
 
 use std::collections::BTreeMap;

@@ -1,11 +1,11 @@
-//! SQLite storage for `flotilla serve`: run event streams and projections,
-//! definitions, the cluster registry, idempotence keys, templates, job
-//! lessons and the
-//! durable per-cluster run queue, in one database file. One file per port:
+//! SQLite storage for `flotilla serve`: run event streams and projections
+//! (with leaderboard tallies), definitions, the cluster registry,
+//! idempotence keys, templates, job lessons, schedules and the durable
+//! per-cluster run queue, in one database file. One file per port:
 //!
 //! - `runs`: the [`RunStore`](crate::ports::RunStore) (events and projection);
-//! - `definitions`, `clusters`, `keys` (idempotence), `templates`, and
-//!   `lessons` (what each job's runs taught its next ones);
+//! - `definitions`, `clusters`, `keys` (idempotence), `templates`,
+//!   `lessons` (what each job's runs taught its next ones) and `schedules`;
 //! - `queue`: the [`RunQueue`](crate::ports::RunQueue) and the consumer's
 //!   claim, acknowledge and release;
 //! - `sql`: the filter, sort and page clauses the lists share.
@@ -23,6 +23,7 @@ mod keys;
 mod lessons;
 mod queue;
 mod runs;
+mod schedules;
 mod sql;
 mod templates;
 
@@ -173,9 +174,10 @@ UPDATE runs SET enqueued_at = queued_at;
 CREATE INDEX runs_waiting ON runs (cluster, enqueued_at, run_id) WHERE status = 'QUEUED';
 "#;
 
-/// Schema 4: leaderboards. `run_tallies` holds, per dimension (definition,
-/// owner, group), day and key, the cost, CPU hours and count of the runs
-/// that ended that day, added to in the append that ends a run.
+/// Schema 4: leaderboards and schedules. `run_tallies` holds, per
+/// dimension (definition, owner, group), day and key, the cost, CPU hours
+/// and count of the runs that ended that day, added to in the append that
+/// ends a run; `schedules` a row per schedule.
 const MIGRATION_4: &str = r#"
 CREATE TABLE run_tallies (
     dimension TEXT NOT NULL,
@@ -187,6 +189,12 @@ CREATE TABLE run_tallies (
     runs      INTEGER NOT NULL,
     failed    INTEGER NOT NULL,
     PRIMARY KEY (dimension, day, key)
+) WITHOUT ROWID;
+CREATE TABLE schedules (
+    schedule_id TEXT PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    body        TEXT NOT NULL
 ) WITHOUT ROWID;
 "#;
 
@@ -390,7 +398,7 @@ mod tests {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{e}"));
         conn.execute_batch(
-            "DROP TABLE run_tallies; DROP INDEX runs_waiting; ALTER TABLE runs DROP COLUMN enqueued_at; DROP TABLE cluster_slots; \
+            "DROP TABLE run_tallies; DROP TABLE schedules; DROP INDEX runs_waiting; ALTER TABLE runs DROP COLUMN enqueued_at; DROP TABLE cluster_slots; \
              DROP INDEX runs_queued; DROP INDEX runs_status; DROP INDEX runs_definition; \
              DROP INDEX runs_cluster; DROP INDEX runs_alias; DROP INDEX runs_group; DROP INDEX runs_owner; \
              DROP INDEX runs_started_asc; DROP INDEX runs_started_desc; \
@@ -454,6 +462,12 @@ mod tests {
         contract::idempotence_contract(&store).await;
         contract::template_store_contract(&store).await;
         contract::job_lessons_contract(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_schedule_store_contract() {
+        let (_dir, store, _) = test_store();
+        contract::schedule_store_contract(&store).await;
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //!   beside the events, lists);
 //! - [`definitions`]: definitions and alias uniqueness;
 //! - [`registry`]: queues, the cluster registry, idempotence keys, templates,
-//!   job lessons.
+//!   job lessons, schedules.
 
 mod definitions;
 mod registry;
@@ -15,7 +15,7 @@ mod runs;
 pub use definitions::definition_store_contract;
 pub use registry::{
     cluster_store_contract, idempotence_contract, job_lessons_contract, run_queue_contract,
-    template_store_contract,
+    schedule_store_contract, template_store_contract,
 };
 pub use runs::{
     cluster_slots_contract, concurrent_append_contract, event_store_contract,

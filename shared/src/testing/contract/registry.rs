@@ -257,3 +257,134 @@ pub async fn job_lessons_contract<S: crate::ports::JobLessons + Clone + 'static>
         "another command of the definition is another job"
     );
 }
+
+/// A schedule to store.
+fn a_schedule(id: &str, created: i64) -> crate::domain::schedule::Schedule {
+    use crate::domain::schedule::{CatchUp, Schedule, Target};
+    Schedule {
+        schedule_id: id.to_owned(),
+        name: format!("{id}-name"),
+        target: Target::Definition {
+            definition_id: "d-1".into(),
+            alias: "nightly".into(),
+        },
+        cron: "0 2 * * *".into(),
+        time_zone: "Europe/Paris".into(),
+        launch: serde_json::json!({"run_tags": {"owner_id": "ann"}, "env": [{"name": "A", "value": "1"}]}),
+        rendered: None,
+        enabled: true,
+        catch_up: CatchUp::Latest,
+        owner: "ann".into(),
+        created_at: t(created),
+        updated_at: t(created),
+        next_fire_at: Some(t(created + 3600)),
+        pending: None,
+        last_fire_at: None,
+        last_run_id: None,
+        last_error: None,
+        fires: 0,
+        missed: 0,
+        version: 1,
+    }
+}
+
+/// Schedules: created, read and listed oldest first; a replacement lands
+/// only on the version it read, so of 20 racing replacements of the same
+/// version exactly one wins; a deleted schedule is gone.
+pub async fn schedule_store_contract<S: crate::ports::ScheduleStore + Clone + 'static>(store: &S) {
+    let first = a_schedule("sched-b", 0);
+    let second = a_schedule("sched-a", 10);
+    store
+        .create_schedule(&first)
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
+    store
+        .create_schedule(&second)
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
+    let read = store
+        .schedule("sched-b")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        read.as_ref(),
+        Some(&first),
+        "a schedule reads back as saved"
+    );
+    assert_eq!(
+        store
+            .schedule("nope")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+    let ids: Vec<String> = store
+        .schedules()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|s| s.schedule_id)
+        .collect();
+    assert_eq!(ids, ["sched-b", "sched-a"], "oldest first");
+
+    let mut tasks = Vec::new();
+    for i in 0..20u64 {
+        let store = store.clone();
+        let mut changed = first.clone();
+        changed.fires = i + 1;
+        tasks.push(tokio::spawn(async move {
+            store.save_schedule(&changed, 1).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if task
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("save failed: {e}"))
+        {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one replacement of version 1 lands");
+    let now = store
+        .schedule("sched-b")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("still there"));
+    assert_eq!(now.version, 2, "the stored version moved on");
+    assert!(
+        !store
+            .save_schedule(&now, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "a replacement of a version gone is refused"
+    );
+    assert!(
+        store
+            .delete_schedule("sched-b")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        !store
+            .delete_schedule("sched-b")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "a second delete finds nothing"
+    );
+    assert_eq!(
+        store
+            .schedule("sched-b")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+    assert!(
+        !store
+            .save_schedule(&now, 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "a deleted schedule is not saved back"
+    );
+}
