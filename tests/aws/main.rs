@@ -52,9 +52,12 @@ struct Stack {
     observer_url: String,
     /// The functions' environment for this stack.
     env: Vec<(&'static str, String)>,
-    /// One app per function (api, submit, status, retry), each with its own
-    /// request counter, for the template consistency test.
+    /// Four apps as four function processes (each with its own request
+    /// counter): the template consistency test's api, submit, status and
+    /// retry, or any four launching processes.
     functions: Vec<(Arc<App>, RequestCounter)>,
+    /// The api function's app (it launches nothing), with its counter.
+    api_function: (Arc<App>, RequestCounter),
 }
 
 /// When the `events/` fixtures happened (their tasks were created a second
@@ -171,19 +174,26 @@ async fn stack() -> Stack {
     let counter = RequestCounter::default();
     let clients = AwsClients::with_interceptor(&sdk, counter.clone());
     let app = Arc::new(build_app(&config, &clients, clock.clone()));
-    // The api function's app stops tasks and launches none, as its bootstrap's.
     let functions = (0..4)
-        .map(|i| {
+        .map(|_| {
             let counter = RequestCounter::default();
             let clients = AwsClients::with_interceptor(&sdk, counter.clone());
-            let app = if i == 0 {
-                build_api_app(&config, &clients, clock.clone())
-            } else {
-                build_app(&config, &clients, clock.clone())
-            };
-            (Arc::new(app), counter)
+            (
+                Arc::new(build_app(&config, &clients, clock.clone())),
+                counter,
+            )
         })
         .collect();
+    // The api function's app stops tasks and launches none, as its
+    // bootstrap's.
+    let api_function = {
+        let counter = RequestCounter::default();
+        let clients = AwsClients::with_interceptor(&sdk, counter.clone());
+        (
+            Arc::new(build_api_app(&config, &clients, clock.clone())),
+            counter,
+        )
+    };
     Stack {
         _moto: moto,
         clock,
@@ -194,6 +204,7 @@ async fn stack() -> Stack {
         observer_url,
         env: env.to_vec(),
         functions,
+        api_function,
     }
 }
 

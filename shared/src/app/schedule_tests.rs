@@ -28,6 +28,25 @@ fn as_ann() -> ScheduledLaunch {
     }
 }
 
+/// An app with task `nightly` scheduled hourly by ann, and its first fire.
+async fn nightly_for_ann() -> (
+    TestApp,
+    crate::domain::schedule::Schedule,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let t = TestApp::new();
+    t.define("nightly", "echo hi").await;
+    let schedule = t
+        .app
+        .create_schedule(hourly("nightly"), as_ann(), &Caller::user("ann"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = schedule
+        .next_fire_at
+        .unwrap_or_else(|| panic!("a next fire"));
+    (t, schedule, first)
+}
+
 async fn runs_of(t: &TestApp) -> Vec<crate::domain::run::Run> {
     t.app
         .runs
@@ -39,17 +58,7 @@ async fn runs_of(t: &TestApp) -> Vec<crate::domain::run::Run> {
 
 #[tokio::test]
 async fn a_due_fire_makes_one_run_however_many_passes_race_for_it() {
-    let t = TestApp::new();
-    t.define("nightly", "echo hi").await;
-    let ann = Caller::user("ann");
-    let schedule = t
-        .app
-        .create_schedule(hourly("nightly"), as_ann(), &ann)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let first = schedule
-        .next_fire_at
-        .unwrap_or_else(|| panic!("a next fire"));
+    let (t, schedule, first) = nightly_for_ann().await;
     assert_eq!(
         t.app.fire_due_schedules().await.map(|o| o.fired.len()).ok(),
         Some(0),
@@ -102,17 +111,7 @@ async fn a_due_fire_makes_one_run_however_many_passes_race_for_it() {
 
 #[tokio::test]
 async fn a_fire_found_pending_after_a_crash_launches_no_second_run_even_if_the_first_failed() {
-    let t = TestApp::new();
-    t.define("nightly", "echo hi").await;
-    let ann = Caller::user("ann");
-    let schedule = t
-        .app
-        .create_schedule(hourly("nightly"), as_ann(), &ann)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let first = schedule
-        .next_fire_at
-        .unwrap_or_else(|| panic!("a next fire"));
+    let (t, schedule, first) = nightly_for_ann().await;
     t.clock.set(first);
     t.app
         .fire_due_schedules()
