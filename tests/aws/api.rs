@@ -247,3 +247,28 @@ async fn clusters_templates_and_idempotence_keys_work_over_dynamodb() {
         .await;
     assert_eq!(history["total"], 1, "{history}");
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test installs it and runs these"]
+async fn a_stacks_price_table_prices_its_runs_and_without_one_fargates_rates_do() {
+    let s = stack().await;
+    assert!(
+        s.app.settings.prices.source.contains("Fargate"),
+        "{}",
+        s.app.settings.prices.source
+    );
+    let table =
+        r#"{"source": "our negotiated rates", "rates": [{"vcpu_hour": 0.03, "gb_hour": 0.003}]}"#;
+    let mut env = s.env.clone();
+    env.push(("FLOTILLA_PRICES", table.to_owned()));
+    let config = shared::lambda::Config::from_lookup(|k| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let app = shared::lambda::build_app(&config, &s.clients, s.clock.clone());
+    assert_eq!(app.settings.prices.source, "our negotiated rates");
+    assert_eq!(app.settings.prices.rates[0].vcpu_hour, 0.03);
+}

@@ -93,6 +93,9 @@ pub const OAUTH_TOKEN_URL: &str = "FLOTILLA_OAUTH_TOKEN_URL";
 /// The key run tokens are made with (at least 32 characters): a run
 /// reports its own status with its attempt's token.
 pub const RUN_TOKEN_KEY: &str = "FLOTILLA_RUN_TOKEN_KEY";
+/// A price table (JSON) runs' costs are estimated at, instead of Fargate's
+/// published rates.
+pub const PRICES: &str = "FLOTILLA_PRICES";
 
 /// Longest `startedBy` ECS takes.
 pub const MAX_STARTED_BY: usize = 36;
@@ -101,7 +104,7 @@ pub const MAX_STARTED_BY: usize = 36;
 pub const MIN_RUN_TOKEN_KEY: usize = 32;
 
 /// Every variable the functions read, for documentation and template checks.
-pub const ALL: [&str; 38] = [
+pub const ALL: [&str; 39] = [
     TABLE,
     LOG_BUCKET,
     QUEUE_PREFIX,
@@ -140,6 +143,7 @@ pub const ALL: [&str; 38] = [
     OAUTH_AUTHORIZE_URL,
     OAUTH_TOKEN_URL,
     RUN_TOKEN_KEY,
+    PRICES,
 ];
 
 /// The variables without which a function does not start.
@@ -197,6 +201,9 @@ pub struct Config {
     pub identity: super::identity::IdentityRule,
     /// The key of the run tokens; without it self-reports are not checked.
     pub run_token_key: Option<String>,
+    /// The price table runs' costs are estimated at (JSON, checked when
+    /// read); Fargate's published rates when absent.
+    pub prices: Option<String>,
 }
 
 impl Config {
@@ -270,6 +277,16 @@ impl Config {
                 ),
             });
         }
+        let prices = value(PRICES).filter(|p| !p.trim().is_empty());
+        if let Some(Err(e)) = prices
+            .as_deref()
+            .map(crate::domain::usage::PriceTable::parse)
+        {
+            return Err(ConfigError::Invalid {
+                name: PRICES,
+                problem: e.to_string(),
+            });
+        }
         let mut http = crate::http::HttpOptions::with_cors_origins(
             &value(CORS_ALLOWED_ORIGINS).unwrap_or_default(),
         );
@@ -323,6 +340,7 @@ impl Config {
             },
             http,
             run_token_key,
+            prices,
         })
     }
 }
@@ -467,6 +485,25 @@ mod tests {
             with(&[(API_AUTH, "none")]),
             Err(ConfigError::Invalid { name: API_AUTH, .. })
         ));
+    }
+
+    #[test]
+    fn a_price_table_is_taken_whole_and_one_with_a_bad_rate_is_refused_naming_it() {
+        let table = r#"{"source": "our negotiated rates", "rates": [{"vcpu_hour": 0.03, "gb_hour": 0.003}]}"#;
+        assert_eq!(
+            with(&[(PRICES, table)]).unwrap().prices.as_deref(),
+            Some(table)
+        );
+        assert_eq!(with(&[]).unwrap().prices, None);
+        let refused = with(&[(
+            PRICES,
+            r#"{"source": "x", "rates": [{"vcpu_hour": -1, "gb_hour": 0}]}"#,
+        )]);
+        let Err(ConfigError::Invalid { name, problem }) = refused else {
+            panic!("refused: {refused:?}");
+        };
+        assert_eq!(name, PRICES);
+        assert!(problem.contains("rates[0].vcpu_hour"), "{problem}");
     }
 
     #[test]

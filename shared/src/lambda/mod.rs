@@ -285,7 +285,11 @@ fn build_app_with(
         launch_limits: crate::domain::limits::LaunchLimits::Ecs,
         parallelism: None,
         kubernetes_clusters: cfg!(feature = "eks"),
-        prices: crate::domain::usage::PriceTable::fargate(),
+        prices: config
+            .prices
+            .as_deref()
+            .and_then(|table| crate::domain::usage::PriceTable::parse(table).ok())
+            .unwrap_or_else(crate::domain::usage::PriceTable::fargate),
         region: config.ecs.log_region.clone(),
         long_run_minimum: chrono::Duration::minutes(
             crate::domain::learning::LONG_RUN_MINIMUM_MINUTES,
