@@ -291,7 +291,7 @@ impl App {
             ..launch.request.run_tags.unwrap_or_default()
         });
         // The launch, as a dry run by its owner: what a fire will do.
-        self.launch_of(&target, &launch, &Caller::user(owner.clone()), true)
+        self.check_launch(&target, &launch, &Caller::user(owner.clone()))
             .await
             .map_err(in_launch)?;
         // A template is rendered now, once: its fires launch what it gives.
@@ -423,16 +423,15 @@ impl App {
         Ok(target)
     }
 
-    /// Checks (`dry_run`) `launch` of `target` as `caller`: a template
+    /// Checks `launch` of `target` as `caller` with a dry run: a template
     /// rendered and its payload checked against its schema. Fires do not
     /// come here: they launch what the schedule saved ([`App::fire_run`]),
     /// so the scheduler needs no template renderer.
-    async fn launch_of(
+    async fn check_launch(
         &self,
         target: &Target,
         launch: &ScheduledLaunch,
         caller: &Caller,
-        dry_run: bool,
     ) -> Result<Run, AppError> {
         match target {
             Target::Definition { definition_id, .. } => {
@@ -442,7 +441,7 @@ impl App {
                     OwnerRule::OwnerId,
                     launch.request.clone(),
                     None,
-                    dry_run,
+                    true,
                     caller,
                 )
                 .await
@@ -453,7 +452,7 @@ impl App {
                     &template,
                     launch.request.clone(),
                     launch.template_payload.clone(),
-                    dry_run,
+                    true,
                     caller,
                 )
                 .await
