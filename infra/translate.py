@@ -11,7 +11,11 @@ With --built, instead lays out in <project> what `sam build` leaves there
 after it, here a stub bootstrap), so that `sam deploy` and `sam package` can
 run offline from <project> without compiling the functions.
 
-usage: python infra/translate.py <template> <output.json>
+With --parameters FILE (a JSON object of parameter values), translates
+with those values instead of the ones below (the pseudo parameters stay):
+the CDK equivalence test translates with each of its parameter sets.
+
+usage: python infra/translate.py [--parameters FILE] <template> <output.json>
        python infra/translate.py --built <template> <project>
 """
 
@@ -109,7 +113,12 @@ class NoManagedPolicies:
         raise RuntimeError("the template must not depend on AWS managed policy names")
 
 
-def main(source, target):
+def main(source, target, given=None):
+    if given is not None:
+        pseudo = {k: v for k, v in PARAMETERS.items() if k.startswith("AWS::")}
+        PARAMETERS.clear()
+        PARAMETERS.update(pseudo)
+        PARAMETERS.update(given)
     with open(source, encoding="utf-8") as f:
         template = yaml_parse(f.read())
     expanded = copy.deepcopy(template)
@@ -145,5 +154,8 @@ def built(source, project):
 if __name__ == "__main__":
     if sys.argv[1] == "--built":
         built(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "--parameters":
+        with open(sys.argv[2], encoding="utf-8") as f:
+            main(sys.argv[3], sys.argv[4], json.load(f))
     else:
         main(sys.argv[1], sys.argv[2])

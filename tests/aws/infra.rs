@@ -522,9 +522,10 @@ fn no_function_is_allowed_a_wildcard_action() {
 
 /// Runs every use case through the app of the function that runs it in a
 /// deployment, and checks each function's policy against the actions its
-/// requests needed.
+/// requests needed: in the template, and in the stacks the SAM translator
+/// and the CDK construct make of it.
 #[tokio::test]
-#[ignore = "needs moto: scripts/test installs it and runs these"]
+#[ignore = "needs moto, the SAM translator and the compiled CDK app: scripts/test makes them"]
 async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     let s = stack().await;
     let [submit, status, retry_fn] = [1, 2, 3].map(|i| s.functions[i].clone());
@@ -667,6 +668,8 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
     );
 
     let t = template();
+    // The SAM translation and the CDK synthesis of the same parameters.
+    let paths = super::cdk::both_paths(super::cdk::CHECKED);
     let s3 = |actions: &[&str]| -> BTreeSet<String> {
         actions.iter().map(|a| (*a).to_owned()).collect()
     };
@@ -709,18 +712,25 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
         ),
     ] {
         let used = counter.iam_actions();
-        let allowed = allowed_actions(&t, function);
-        let missing: Vec<_> = used.difference(&allowed).collect();
-        assert!(
-            missing.is_empty(),
-            "{function} calls {missing:?}, which its policy does not allow"
-        );
-        let needed: BTreeSet<String> = used.union(&implied).cloned().collect();
-        let unused: Vec<_> = allowed.difference(&needed).collect();
-        assert!(
-            unused.is_empty(),
-            "{function} is allowed {unused:?}, which its code never calls"
-        );
+        let binary = function.trim_end_matches("Function").to_lowercase();
+        // The template, then what each deploy path makes of it.
+        let mut policies = vec![("the template".to_owned(), allowed_actions(&t, function))];
+        for (path, stack) in &paths {
+            policies.push((format!("{path}'s stack"), stack.allowed(&binary).0));
+        }
+        for (source, allowed) in policies {
+            let missing: Vec<_> = used.difference(&allowed).collect();
+            assert!(
+                missing.is_empty(),
+                "{source}: {function} calls {missing:?}, which its policy does not allow"
+            );
+            let needed: BTreeSet<String> = used.union(&implied).cloned().collect();
+            let unused: Vec<_> = allowed.difference(&needed).collect();
+            assert!(
+                unused.is_empty(),
+                "{source}: {function} is allowed {unused:?}, which its code never calls"
+            );
+        }
     }
 }
 

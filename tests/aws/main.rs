@@ -26,6 +26,8 @@ use tower::ServiceExt;
 
 mod api;
 mod capacity;
+mod cdk;
+mod cfn;
 mod infra;
 mod policies;
 mod processes;

@@ -1,7 +1,9 @@
 //! The four function binaries (`api`, `submit`, `status`, `retry`) as Lambda
 //! runs them: processes polling a Runtime API ([`runtime_api`], our own
 //! emulator), configured by a stack that moto's CloudFormation created from
-//! the translated template ([`stack`]), through one run's whole life: an API
+//! the translated template ([`stack`]), and again from the CDK construct's
+//! synthesized template ([`super::cfn::cdk_synthesized`]), through one run's
+//! whole life: an API
 //! Gateway HTTP API event to `api` → DynamoDB → the cluster's SQS queue →
 //! `submit` (ECS RunTask) → ECS task state changes, duplicated and out of
 //! order, through the stack's EventBridge rule to `status` → STOPPED with the
@@ -68,7 +70,7 @@ use runtime_api::{InvocationError, RuntimeApi};
 use stack::{Deployed, FunctionConfig, fail};
 
 mod runtime_api;
-mod stack;
+pub mod stack;
 
 /// The binaries, in the order they are started.
 const BINARIES: [&str; 4] = ["api", "submit", "status", "retry"];
@@ -575,17 +577,42 @@ fn ecs_fixture(fixture: &str, task: &Task, queued_at: DateTime<Utc>) -> Value {
 #[ignore = "needs moto: scripts/test installs it and runs these"]
 async fn the_four_function_binaries_run_a_job_to_stopped_as_lambda_processes_on_a_stack_from_the_template()
  {
-    let started = Instant::now();
     let workdir = tempfile::tempdir().unwrap_or_else(|e| fail("make a work directory", e));
+    let template = stack::translate(workdir.path());
+    let moto = Moto::start();
+    a_job_runs_to_stopped_on(&moto, workdir.path(), template, "flotilla-procs").await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto and the CDK app: scripts/test installs both and runs these"]
+async fn the_four_function_binaries_run_a_job_to_stopped_as_lambda_processes_on_a_stack_from_the_cdk_construct()
+ {
+    let workdir = tempfile::tempdir().unwrap_or_else(|e| fail("make a work directory", e));
+    let moto = Moto::start();
+    // The construct takes the network as CDK objects: moto's default one.
+    let (subnet, group) = moto.default_network();
+    let parameters = workdir.path().join("parameters.json");
+    let values = json!({
+        "Clusters": stack::TRANSLATED_CLUSTERS,
+        "Subnets": subnet,
+        "SecurityGroups": group,
+    });
+    std::fs::write(&parameters, values.to_string())
+        .unwrap_or_else(|e| fail("write the CDK app's parameters", e));
+    let template = super::cfn::cdk_synthesized(&parameters, &[], workdir.path());
+    a_job_runs_to_stopped_on(&moto, workdir.path(), template, "flotilla-cdk-procs").await;
+}
+
+/// The whole flow of one run on a stack made in moto from `template`.
+async fn a_job_runs_to_stopped_on(moto: &Moto, workdir: &Path, template: Value, name: &str) {
+    let started = Instant::now();
     for name in BINARIES {
         binary(name);
     }
-    let template = stack::translate(workdir.path());
-    let moto = Moto::start();
     let sdk = moto.sdk_config().await;
     let clients = AwsClients::new(&sdk);
     let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-    let deployed = stack::create(&moto, &clients, &cfn, template, "flotilla-procs").await;
+    let deployed = stack::create(moto, &clients, &cfn, template, name).await;
     println!("stack {} created in moto; adapted for moto:", deployed.name);
     for adaptation in &deployed.adaptations {
         println!("  - {adaptation}");
@@ -594,7 +621,7 @@ async fn the_four_function_binaries_run_a_job_to_stopped_as_lambda_processes_on_
         "  (resources without a physical id in moto, most of them not emulated: {:?})",
         deployed.unsupported
     );
-    let mut fx = Functions::start(&deployed, &moto, workdir.path()).await;
+    let mut fx = Functions::start(&deployed, moto, workdir).await;
     let env = deployed.functions["api"].env.clone();
     let var = |name: &str| {
         env.get(name)
@@ -819,7 +846,7 @@ async fn the_four_function_binaries_run_a_job_to_stopped_as_lambda_processes_on_
                     format!(
                         "{}{}",
                         aws_sdk_eventbridge::error::DisplayErrorContext(&e),
-                        stack::moto_log_tail(&moto)
+                        stack::moto_log_tail(moto)
                     ),
                 )
             });

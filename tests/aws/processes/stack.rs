@@ -85,7 +85,7 @@ pub fn fail(step: &str, why: impl std::fmt::Display) -> ! {
 /// The Python that has the SAM translator: `FLOTILLA_INFRA_PYTHON`, or the
 /// one of `FLOTILLA_INFRA_VENV`, or the newest virtualenv scripts/check-infra
 /// made under `~/.cache/flotilla-on-lambda`.
-fn infra_python(step: &str) -> PathBuf {
+pub fn infra_python(step: &str) -> PathBuf {
     if let Some(python) = std::env::var_os("FLOTILLA_INFRA_PYTHON") {
         return PathBuf::from(python);
     }
@@ -226,11 +226,24 @@ pub fn adapt_for_moto(template: &mut Value, stack: &str) -> Vec<String> {
         let value = generated_secret(stack, length);
         let reference = format!("{{{{resolve:secretsmanager:${{{secret}}}}}}}");
         let mut changed = 0;
-        let (reference_in, value_in) = (reference.clone(), value.clone());
+        let (secret_in, value_in) = (secret.clone(), value.clone());
         let resolved = move |v: &Value| -> Option<Value> {
             let text = sub_text(v)?;
-            text.contains(&reference_in)
-                .then(|| json!({"Fn::Sub": text.replace(&reference_in, &value_in)}))
+            // `${<secret>}`, or `${X}` with X the secret's Ref in the
+            // Fn::Sub's variables (as the CDK construct writes it).
+            let mut names = vec![secret_in.clone()];
+            if let Some(vars) = v["Fn::Sub"].get(1).and_then(Value::as_object) {
+                names.extend(
+                    vars.iter()
+                        .filter(|(_, r)| **r == json!({"Ref": secret_in}))
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+            let placeholder = names
+                .iter()
+                .map(|n| format!("{{{{resolve:secretsmanager:${{{n}}}}}}}"))
+                .find(|p| text.contains(p.as_str()))?;
+            Some(json!({"Fn::Sub": text.replace(&placeholder, &value_in)}))
         };
         rewrite(template, &resolved, &mut changed);
         if changed > 0 {
@@ -368,27 +381,31 @@ pub async fn create(
     let mut adaptations = adapt_for_moto(&mut template, name);
     let objects = put_code_objects(moto, &template).await;
     adaptations.push(format!(
-        "the functions' code ({}) is a placeholder object in moto's S3 (the translator's s3:// placeholder for each CodeUri; the processes are the workspace's binaries)",
+        "the functions' code ({}) is a placeholder object in moto's S3 (where the template points each function's code; the processes are the workspace's binaries)",
         objects.join(", ")
     ));
 
     let step = "create the stack in moto's CloudFormation";
     let (subnet, group) = moto.default_network();
-    let parameters = [
+    // The SAM template's parameters; a CDK template has them as values.
+    let parameters: Vec<Parameter> = [
         ("Clusters", TRANSLATED_CLUSTERS.to_owned()),
         ("Subnets", subnet),
         ("SecurityGroups", group),
     ]
+    .into_iter()
+    .filter(|(k, _)| template["Parameters"].get(k).is_some())
     .map(|(k, v)| {
         Parameter::builder()
             .parameter_key(k)
             .parameter_value(v)
             .build()
-    });
+    })
+    .collect();
     cfn.create_stack()
         .stack_name(name)
         .template_body(template.to_string())
-        .set_parameters(Some(parameters.to_vec()))
+        .set_parameters(Some(parameters))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .send()
