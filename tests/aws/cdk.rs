@@ -87,25 +87,15 @@ fn on_either_path_every_function_gets_every_variable_its_config_reads() {
     for (path, stack) in both_paths(CHECKED) {
         for binary in BINARIES {
             let vars = stack.environment(binary);
+            super::infra::assert_sets_what_the_config_reads(
+                &format!("{path}: {binary}"),
+                vars.keys(),
+            );
             for name in config::REQUIRED {
                 assert!(
                     vars.get(name).is_some_and(|v| !v.is_empty()),
-                    "{path}: {binary} lacks the required {name}"
+                    "{path}: {binary}'s required {name} is empty"
                 );
-            }
-            for name in vars.keys() {
-                assert!(
-                    config::ALL.contains(&name.as_str()),
-                    "{path}: {binary} sets {name}, which no code reads"
-                );
-            }
-            for name in config::ALL {
-                if !config::SET_BY_LAMBDA.contains(&name) && name != config::AWS_ENDPOINT_URL {
-                    assert!(
-                        vars.contains_key(name),
-                        "{path}: {binary} leaves {name} to its default"
-                    );
-                }
             }
             // What the code parses, parsed: the configuration a cold start
             // reads from exactly these variables.
@@ -207,13 +197,7 @@ fn on_either_path_each_cluster_has_the_queue_and_ecs_cluster_the_code_names_and_
         let env = stack.environment("submit");
         let clusters: Vec<&str> = env[config::CLUSTERS].split(',').collect();
         assert_eq!(clusters, ["default", "team-a"], "{path}");
-        let submit = stack.function("submit");
-        let submit_name = stack
-            .resources
-            .iter()
-            .find(|(_, r)| *r == submit)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_default();
+        let (submit_name, submit) = stack.named_function("submit");
         let timeout: u64 = submit["Properties"]["Timeout"]
             .as_str()
             .and_then(|t| t.parse().ok())
@@ -274,16 +258,7 @@ fn on_either_path_each_cluster_has_the_queue_and_ecs_cluster_the_code_names_and_
 fn on_either_path_the_status_rule_picks_the_tasks_this_stack_started_and_retry_ticks() {
     for (path, stack) in both_paths(CHECKED) {
         let env = stack.environment("status");
-        let target_of = |binary: &str| {
-            let f = stack.function(binary);
-            let name = stack
-                .resources
-                .iter()
-                .find(|(_, r)| *r == f)
-                .map(|(n, _)| n.clone())
-                .unwrap_or_default();
-            format!("«{name}.Arn»")
-        };
+        let target_of = |binary: &str| format!("«{}.Arn»", stack.named_function(binary).0);
         let rules = stack.of_type("AWS::Events::Rule");
         let status: Vec<&Value> = rules
             .iter()

@@ -159,13 +159,18 @@ impl Evaluated {
             .collect()
     }
 
-    /// The `AWS::Lambda::Function` that runs `binary` (its
-    /// `Metadata.BuildProperties.Binary`, which both paths set).
-    pub fn function(&self, binary: &str) -> &Value {
+    /// The name of the `AWS::Lambda::Function` that runs `binary` (its
+    /// `Metadata.BuildProperties.Binary`, which both paths set), and it.
+    pub fn named_function(&self, binary: &str) -> (&String, &Value) {
         self.resources
-            .values()
-            .find(|r| r["Type"] == "AWS::Lambda::Function" && r["Binary"] == binary)
+            .iter()
+            .find(|(_, r)| r["Type"] == "AWS::Lambda::Function" && r["Binary"] == binary)
             .unwrap_or_else(|| fail("find a function", format!("no function runs {binary}")))
+    }
+
+    /// The `AWS::Lambda::Function` that runs `binary`.
+    pub fn function(&self, binary: &str) -> &Value {
+        self.named_function(binary).1
     }
 
     /// The function of `binary`'s environment.
