@@ -22,15 +22,11 @@ const BINARIES: [&str; 4] = ["api", "submit", "status", "retry"];
 
 /// Both paths' stacks for the parameter set `name`: (path, stack).
 pub fn both_paths(name: &str) -> Vec<(&'static str, Evaluated)> {
-    let sets = cfn::parameter_sets();
-    let (_, file) = sets
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no parameter set {name}: {sets:?}"));
-    let given = cfn::read_parameters(file);
+    let file = cfn::parameter_set(name);
+    let given = cfn::read_parameters(&file);
     let workdir = tempfile::tempdir().unwrap_or_else(|e| panic!("a work directory: {e}"));
-    let sam = cfn::sam_translated(file, workdir.path());
-    let cdk = cfn::cdk_synthesized(file, &[], workdir.path());
+    let sam = cfn::sam_translated(&file, workdir.path());
+    let cdk = cfn::cdk_synthesized(&file, &[], workdir.path());
     vec![
         ("SAM", cfn::evaluate(&sam, &given)),
         ("CDK", cfn::evaluate(&cdk, &given)),

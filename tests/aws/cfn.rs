@@ -42,6 +42,15 @@ pub fn parameter_sets() -> Vec<(String, PathBuf)> {
     sets
 }
 
+/// The file of the parameter set `name`.
+pub fn parameter_set(name: &str) -> PathBuf {
+    parameter_sets()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, path)| path)
+        .unwrap_or_else(|| fail("find a parameter set", format!("no {name}")))
+}
+
 /// The parameter values of a set.
 pub fn read_parameters(path: &Path) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(path)
@@ -193,14 +202,13 @@ impl Evaluated {
     }
 
     /// Every action the inline policies of the role of `binary`'s function
-    /// allow, and each allow statement.
-    pub fn allowed(&self, binary: &str) -> (BTreeSet<String>, Vec<Value>) {
+    /// allow.
+    pub fn allowed(&self, binary: &str) -> BTreeSet<String> {
         let role = self.function(binary)["Properties"]["Role"]
             .as_str()
             .and_then(|r| self.referenced(r))
             .unwrap_or_else(|| fail("find a function's role", binary));
         let mut actions = BTreeSet::new();
-        let mut statements = Vec::new();
         for policy in role["Properties"]["Policies"]
             .as_array()
             .into_iter()
@@ -221,10 +229,9 @@ impl Evaluated {
                     }
                     other => panic!("{binary}: an Action of {other}"),
                 }
-                statements.push(statement.clone());
             }
         }
-        (actions, statements)
+        actions
     }
 }
 

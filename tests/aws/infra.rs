@@ -722,7 +722,7 @@ async fn each_function_is_allowed_exactly_the_aws_actions_its_code_calls() {
         // The template, then what each deploy path makes of it.
         let mut policies = vec![("the template".to_owned(), allowed_actions(&t, function))];
         for (path, stack) in &paths {
-            policies.push((format!("{path}'s stack"), stack.allowed(&binary).0));
+            policies.push((format!("{path}'s stack"), stack.allowed(&binary)));
         }
         for (source, allowed) in policies {
             let missing: Vec<_> = used.difference(&allowed).collect();

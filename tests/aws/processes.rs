@@ -578,7 +578,8 @@ fn ecs_fixture(fixture: &str, task: &Task, queued_at: DateTime<Utc>) -> Value {
 async fn the_four_function_binaries_run_a_job_to_stopped_as_lambda_processes_on_a_stack_from_the_template()
  {
     let workdir = tempfile::tempdir().unwrap_or_else(|e| fail("make a work directory", e));
-    let template = stack::translate(workdir.path());
+    let parameters = super::cfn::parameter_set(super::cdk::CHECKED);
+    let template = super::cfn::sam_translated(&parameters, workdir.path());
     let moto = Moto::start();
     a_job_runs_to_stopped_on(&moto, workdir.path(), template, "flotilla-procs").await;
 }

@@ -111,34 +111,6 @@ pub fn infra_python(step: &str) -> PathBuf {
     })
 }
 
-/// `infra/template.yaml` as `infra/translate.py` translates it.
-pub fn translate(workdir: &Path) -> Value {
-    let step = "translate infra/template.yaml with infra/translate.py";
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = workdir.join("translated.json");
-    let python = infra_python(step);
-    let ran = std::process::Command::new(&python)
-        .arg(root.join("infra/translate.py"))
-        .arg(root.join("infra/template.yaml"))
-        .arg(&out)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap_or_else(|e| fail(step, format!("{}: {e}", python.display())));
-    if !ran.status.success() {
-        fail(
-            step,
-            format!(
-                "{} exited with {}: {}",
-                python.display(),
-                ran.status,
-                String::from_utf8_lossy(&ran.stderr)
-            ),
-        );
-    }
-    let text = std::fs::read_to_string(&out).unwrap_or_else(|e| fail(step, e));
-    serde_json::from_str(&text).unwrap_or_else(|e| fail(step, e))
-}
-
 fn resources(template: &Value) -> &serde_json::Map<String, Value> {
     template["Resources"]
         .as_object()

@@ -1,10 +1,10 @@
 //! Definitions on SQLite; the `alias` column's unique index makes aliases unique.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::sql::{order_sql, page_of, push_env_filter, push_text_filter};
-use super::{SqliteStore, backend, decode, encode, unique_violation};
+use super::{SqliteStore, backend, body_of, encode, unique_violation};
 use crate::domain::definition::Definition;
 use crate::domain::query::{DefinitionQuery, DefinitionSortField, Page};
 use crate::error::StoreError;
@@ -82,15 +82,11 @@ impl DefinitionStore for SqliteStore {
     async fn get(&self, definition_id: &str) -> Result<Option<Definition>, StoreError> {
         let id = definition_id.to_owned();
         self.with(move |conn| {
-            conn.query_row(
+            body_of(
+                conn,
                 "SELECT body FROM definitions WHERE definition_id = ?1",
                 [&id],
-                |r| r.get::<_, String>(0),
             )
-            .optional()
-            .map_err(backend)?
-            .map(|b| decode(&b))
-            .transpose()
         })
         .await
     }
@@ -98,15 +94,11 @@ impl DefinitionStore for SqliteStore {
     async fn get_by_alias(&self, alias: &str) -> Result<Option<Definition>, StoreError> {
         let alias = alias.to_owned();
         self.with(move |conn| {
-            conn.query_row(
+            body_of(
+                conn,
                 "SELECT body FROM definitions WHERE alias = ?1",
                 [&alias],
-                |r| r.get::<_, String>(0),
             )
-            .optional()
-            .map_err(backend)?
-            .map(|b| decode(&b))
-            .transpose()
         })
         .await
     }

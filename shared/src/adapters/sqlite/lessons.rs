@@ -3,9 +3,9 @@
 //! in a transaction on the store's one connection.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{SqliteStore, backend, decode, encode};
+use super::{SqliteStore, backend, body_of, encode};
 use crate::domain::learning::{JobKey, Learned, Lesson};
 use crate::error::StoreError;
 use crate::ports::JobLessons;
@@ -13,13 +13,7 @@ use crate::ports::JobLessons;
 const READ: &str = "SELECT body FROM job_lessons WHERE definition_id = ?1 AND command_hash = ?2";
 
 fn read(conn: &rusqlite::Connection, job: &JobKey) -> Result<Learned, StoreError> {
-    let body: Option<String> = conn
-        .query_row(READ, params![job.definition_id, job.command_hash], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(backend)?;
-    body.map_or_else(|| Ok(Learned::default()), |b| decode(&b))
+    Ok(body_of(conn, READ, params![job.definition_id, job.command_hash])?.unwrap_or_default())
 }
 
 #[async_trait]

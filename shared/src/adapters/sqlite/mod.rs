@@ -313,6 +313,33 @@ fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
     serde_json::from_str(body).map_err(backend)
 }
 
+/// The JSON `body` of the one row `sql` selects with `params`, decoded.
+fn body_of<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>, StoreError> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(sql, params, |r| r.get::<_, String>(0))
+        .optional()
+        .map_err(backend)?
+        .map(|b| decode(&b))
+        .transpose()
+}
+
+/// The JSON `body` of every row `sql` selects with `params`, decoded, in order.
+fn bodies_of<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>, StoreError> {
+    let mut select = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = select
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    rows.map(|b| decode(&b.map_err(backend)?)).collect()
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(backend)
 }

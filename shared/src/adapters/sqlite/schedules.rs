@@ -2,9 +2,9 @@
 //! version beside it, the condition of every replacement.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{SqliteStore, backend, decode, encode};
+use super::{SqliteStore, backend, bodies_of, body_of, encode};
 use crate::domain::schedule::Schedule;
 use crate::error::StoreError;
 use crate::ports::ScheduleStore;
@@ -30,28 +30,22 @@ impl ScheduleStore for SqliteStore {
     async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>, StoreError> {
         let id = schedule_id.to_owned();
         self.with(move |conn| {
-            let body: Option<String> = conn
-                .query_row(
-                    "SELECT body FROM schedules WHERE schedule_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            body.map(|b| decode(&b)).transpose()
+            body_of(
+                conn,
+                "SELECT body FROM schedules WHERE schedule_id = ?1",
+                [id],
+            )
         })
         .await
     }
 
     async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
         self.with(|conn| {
-            let mut select = conn
-                .prepare_cached("SELECT body FROM schedules ORDER BY created_at, schedule_id")
-                .map_err(backend)?;
-            let bodies = select
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(backend)?;
-            bodies.map(|b| decode(&b.map_err(backend)?)).collect()
+            bodies_of(
+                conn,
+                "SELECT body FROM schedules ORDER BY created_at, schedule_id",
+                [],
+            )
         })
         .await
     }

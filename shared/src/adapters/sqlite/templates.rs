@@ -1,9 +1,9 @@
 //! Template versions on SQLite; `(template_name, version)` is unique.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{SqliteStore, backend, decode, encode, unique_violation};
+use super::{SqliteStore, backend, bodies_of, body_of, encode, unique_violation};
 use crate::domain::template::Template;
 use crate::error::StoreError;
 use crate::ports::TemplateStore;
@@ -36,15 +36,11 @@ impl TemplateStore for SqliteStore {
     async fn get(&self, template_id: &str) -> Result<Option<Template>, StoreError> {
         let id = template_id.to_owned();
         self.with(move |conn| {
-            let body: Option<String> = conn
-                .query_row(
-                    "SELECT body FROM templates WHERE template_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            body.map(|b| decode(&b)).transpose()
+            body_of(
+                conn,
+                "SELECT body FROM templates WHERE template_id = ?1",
+                [id],
+            )
         })
         .await
     }
@@ -52,30 +48,22 @@ impl TemplateStore for SqliteStore {
     async fn versions(&self, name: &str) -> Result<Vec<Template>, StoreError> {
         let name = name.to_owned();
         self.with(move |conn| {
-            let mut stmt = conn
-                .prepare("SELECT body FROM templates WHERE template_name = ?1 ORDER BY version")
-                .map_err(backend)?;
-            let bodies = stmt
-                .query_map([name], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            bodies.iter().map(|b| decode(b)).collect()
+            bodies_of(
+                conn,
+                "SELECT body FROM templates WHERE template_name = ?1 ORDER BY version",
+                [name],
+            )
         })
         .await
     }
 
     async fn all(&self) -> Result<Vec<Template>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT body FROM templates ORDER BY template_name, version")
-                .map_err(backend)?;
-            let bodies = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            bodies.iter().map(|b| decode(b)).collect()
+            bodies_of(
+                conn,
+                "SELECT body FROM templates ORDER BY template_name, version",
+                [],
+            )
         })
         .await
     }
